@@ -1,0 +1,47 @@
+# Two commands from a fresh clone: `make demo` and `make test`. Each creates or refreshes .venv first.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+# The stamp changes whenever the project's dependencies do, so a stale .venv is refreshed.
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+EXTRAS ?= piper,bench,test
+HOST   ?= 127.0.0.1
+PORT   ?= 9880
+PYTEST_ARGS ?=
+
+.PHONY: help setup test demo bench voices clean
+
+help:
+	@echo "make demo   - set up .venv, then serve the bundled voice on http://$(HOST):$(PORT)"
+	@echo "make test   - set up .venv, then run every test"
+	@echo "make bench  - set up .venv, then run the benchmarks (table + JSON in bench/results/)"
+	@echo "make clean  - remove .venv and caches"
+
+setup: $(STAMP) voices/reference.wav
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -e ".[$(EXTRAS)]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+voices/reference.wav: $(STAMP)
+	$(VENV)/bin/tts-cluster voices init --voice-dir voices
+
+voices: voices/reference.wav
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: setup
+	@echo "Serving the bundled voice on http://$(HOST):$(PORT) -- try:"
+	@echo "  curl -o hello.wav 'http://$(HOST):$(PORT)/tts?text=Hello%20from%20tts-cluster.&text_lang=en&ref_audio_path=reference.wav&prompt_lang=en'"
+	$(VENV)/bin/tts-cluster worker -a $(HOST) -p $(PORT) --voice-dir voices
+
+bench: setup
+	$(VENV)/bin/tts-cluster bench worker
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

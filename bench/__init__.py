@@ -1,0 +1,1 @@
+"""tts-cluster benchmarks: tables on stdout, JSON (and later plots) in bench/results/."""

@@ -1,0 +1,75 @@
+"""Start and stop real worker processes on free 127.0.0.1 ports (shared by benchmarks and tests)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class WorkerProcess:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 30.0) -> Optional[int]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                return self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                return self.proc.wait(5)
+        return self.proc.returncode
+
+
+def start_worker(
+    args: list[str],
+    log_dir: Path,
+    env: Optional[dict[str, str]] = None,
+    ready_timeout: float = 120.0,
+    port: Optional[int] = None,
+) -> WorkerProcess:
+    """`tts-cluster worker ARGS` on a free port; returns once /readyz answers 200."""
+    port = port or free_port()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"worker-{port}.log"
+    full_env = {**os.environ, **(env or {})}
+    cmd = [sys.executable, "-m", "tts_cli", "worker", "-a", "127.0.0.1", "-p", str(port), *args]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env)
+    worker = WorkerProcess(proc, port, log_path)
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited with {proc.returncode}:\n{worker.log_text()}")
+        try:
+            if httpx.get(f"{worker.url}/readyz", timeout=1.0).status_code == 200:
+                return worker
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    worker.stop()
+    raise RuntimeError(f"worker not ready after {ready_timeout} s:\n{worker.log_text()}")

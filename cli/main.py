@@ -1,0 +1,112 @@
+"""`tts-cluster`: one command, a subcommand per component."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .flags import add_settings_flags, given
+
+WORKER_EPILOG = """\
+Every flag can also come from an environment variable (shown with each flag) or, for GPT-SoVITS keys and the
+seed's enable_concurrent_tts / num_gpus / max_queue_size / num_warmup, from the tts_infer.yaml given by -c.
+Precedence: flag > env > tts_infer.yaml > default.
+
+examples:
+  tts-cluster worker                                  # bundled English Piper voice on CPU, port 9880
+  tts-cluster worker -a 0.0.0.0 -p 9881 --device cuda:1 --max-queue-size 10
+  tts-cluster worker --engine synthetic --synthetic-seconds-per-char 0.01   # load tests only
+"""
+
+
+def _worker_parser(sub: argparse._SubParsersAction) -> None:
+    from tts_worker.settings import WorkerSettings
+
+    p = sub.add_parser(
+        "worker",
+        help="serve one TTS engine on one device (GPT-SoVITS api_v2 contract)",
+        description="One worker process = one engine on one device, with a bounded queue, behind the "
+        "GPT-SoVITS api_v2 HTTP contract (/tts, /control, /set_*), plus /healthz, /readyz, /stats, /metrics.",
+        epilog=WORKER_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_settings_flags(
+        p,
+        WorkerSettings,
+        "TTSC_",
+        short={"bind_addr": "-a", "port": "-p", "tts_config": "-c"},
+        skip=("gpt_sovits_config",),
+    )
+    p.set_defaults(func=_run_worker)
+
+
+def _run_worker(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from tts_worker.server import run
+    from tts_worker.settings import WorkerSettings
+
+    try:
+        settings = WorkerSettings(**given(args, WorkerSettings))
+    except ValidationError as exc:
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            print(f"tts-cluster worker: {field}: {err['msg']}", file=sys.stderr)
+        return 2
+    return run(settings)
+
+
+def _voices_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "voices",
+        help="prepare the voice directory",
+        description="Write reference.wav into the voice directory with the bundled Piper voice, so the usual "
+        "GPT-SoVITS call with ref_audio_path=reference.wav works out of the box.",
+    )
+    p.add_argument("action", choices=["init"], help="init: create the directory and its reference clip")
+    p.add_argument("--voice-dir", type=Path, default=Path("voices"), help="directory to fill [default voices]")
+    p.add_argument("--force", action="store_true", help="rewrite reference.wav even if it exists")
+    p.set_defaults(func=_run_voices)
+
+
+def _run_voices(args: argparse.Namespace) -> int:
+    from tts_worker.reference import write_reference_clip
+
+    path = write_reference_clip(args.voice_dir, force=args.force)
+    print(path)
+    return 0
+
+
+def _bench_parser(sub: argparse._SubParsersAction) -> None:
+    from tts_bench.worker_bench import add_arguments
+
+    p = sub.add_parser(
+        "bench",
+        help="benchmarks: print a table, write JSON to bench/results/",
+        description="Benchmarks of tts-cluster. 'worker': one worker's real-time factor and requests/s, and "
+        "the worker's HTTP + queue overhead against calling the engine directly.",
+    )
+    add_arguments(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tts-cluster",
+        description="Kubernetes-native multi-GPU text-to-speech serving with the GPT-SoVITS api_v2 contract.",
+    )
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    _worker_parser(sub)
+    _voices_parser(sub)
+    _bench_parser(sub)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

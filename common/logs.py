@@ -1,0 +1,48 @@
+"""Structured logging: one JSON object per line, so a request id can be grepped across router and workers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+
+class JSONFormatter(logging.Formatter):
+    """Formats a record as one JSON line; `extra={"fields": {...}}` adds structured fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+def configure_logging(level: str = "info", json_lines: bool = True) -> None:
+    """Route our loggers and uvicorn's through one handler on stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    if json_lines:
+        handler.setFormatter(JSONFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    # Our own per-request line replaces uvicorn's access log.
+    logging.getLogger("uvicorn.access").disabled = True
+
+
+def log_fields(logger: logging.Logger, msg: str, level: int = logging.INFO, **fields: Any) -> None:
+    logger.log(level, msg, extra={"fields": fields})

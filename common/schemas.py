@@ -1,0 +1,99 @@
+"""Wire schemas shared by worker, router and operator.
+
+`TTSRequest` is the GPT-SoVITS api_v2 `/tts` parameter set with api_v2's defaults. Required fields default to
+None on purpose: api_v2 checks them in a fixed order with its own messages (see `tts_worker.validation`), so the
+model must not reject a missing `text` before `ref_audio_path` has been checked.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MEDIA_TYPES = ("wav", "raw", "ogg", "aac")
+TEXT_SPLIT_METHODS = ("cut0", "cut1", "cut2", "cut3", "cut4", "cut5")
+LANGUAGES_V1 = ("auto", "en", "zh", "ja", "all_zh", "all_ja")
+LANGUAGES_V2 = ("auto", "auto_yue", "en", "zh", "ja", "yue", "ko", "all_zh", "all_ja", "all_yue", "all_ko")
+
+
+class TTSRequest(BaseModel):
+    """Parameters of `GET /tts` (query) and `POST /tts` (JSON body); unknown keys are ignored as in api_v2."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    text: Optional[str] = Field(None, description="Text to speak (required).")
+    text_lang: Optional[str] = Field(None, description="Language of `text` (required), e.g. en, zh, ja.")
+    ref_audio_path: Optional[str] = Field(
+        None, description="Reference clip, relative to the worker's voice directory (required)."
+    )
+    aux_ref_audio_paths: list[str] = Field(default_factory=list, description="Extra reference clips (tone fusion).")
+    prompt_text: str = Field("", description="Transcript of the reference clip.")
+    prompt_lang: Optional[str] = Field(None, description="Language of `prompt_text` (required).")
+    top_k: int = Field(15, ge=1, le=1000)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    temperature: float = Field(1.0, gt=0.0, le=10.0)
+    text_split_method: str = Field("cut5", description="One of cut0..cut5.")
+    batch_size: int = Field(1, ge=1, le=256)
+    batch_threshold: float = Field(0.75, ge=0.0, le=1.0)
+    split_bucket: bool = True
+    speed_factor: float = Field(1.0, gt=0.0, le=10.0)
+    fragment_interval: float = Field(0.3, ge=0.0, le=10.0, description="Seconds of silence between segments.")
+    seed: int = -1
+    media_type: str = Field("wav", description="wav, raw, ogg or aac.")
+    # bool or int 0-3; a string is kept as-is here and judged by validation step 7 with api_v2's message.
+    streaming_mode: Union[bool, int, str] = Field(False, description="false/0, true/1, 2 or 3.")
+    parallel_infer: bool = True
+    repetition_penalty: float = Field(1.35, gt=0.0, le=10.0)
+    sample_steps: int = Field(32, ge=1, le=128)
+    super_sampling: bool = False
+    overlap_length: int = Field(2, ge=0, le=1000)
+    min_chunk_length: int = Field(16, ge=1, le=10000)
+
+
+class WorkerStats(BaseModel):
+    """`GET /stats` of one worker: the load signal the router polls."""
+
+    worker_id: str
+    engine: str
+    engine_version: str
+    device: str
+    sample_rate: int
+    languages: list[str]
+    ready: bool
+    draining: bool
+    queue_depth: int = Field(description="Admitted requests waiting for the engine.")
+    in_flight: int = Field(description="Requests the engine is synthesizing now (0 or 1).")
+    capacity: int = Field(description="Most requests admitted at once (waiting + running): max_queue_size.")
+    queued_work_seconds: float = Field(
+        description="Estimated engine seconds of all admitted work: text length x measured seconds per character."
+    )
+    seconds_per_char: float = Field(description="Moving average of engine seconds per text character.")
+    processed: int = Field(description="Requests that produced audio.")
+    failed: int = Field(description="Requests admitted that failed in the engine or timed out.")
+    rejected: int = Field(description="Requests refused with 503 because the queue was full or draining.")
+    cancelled: int = Field(description="Requests whose client left before the engine finished them.")
+    average_processing_time: float = Field(description="Mean engine seconds per processed request.")
+    average_queue_wait: float = Field(description="Mean seconds admitted requests waited for the engine.")
+    audio_seconds: float = Field(description="Total seconds of audio produced.")
+    uptime_seconds: float
+    pid: int
+    gpu_memory_allocated_bytes: Optional[int] = None
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: api_v2's `message`, plus `Exception` where api_v2 has it."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    message: str
+    field: Optional[str] = None
+    exception: Optional[str] = Field(None, alias="Exception")
+
+
+class MessageBody(BaseModel):
+    message: str
+
+
+class Health(BaseModel):
+    status: Literal["ok", "ready", "starting", "draining"]

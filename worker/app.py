@@ -1,0 +1,42 @@
+"""The worker's ASGI app: built around an engine that is already loaded and warmed."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from fastapi import FastAPI
+
+from . import routes_admin, routes_status, routes_tts
+from .engines.base import Engine
+from .http_errors import install_error_handlers
+from .request_id import RequestIDMiddleware
+from .service import WorkerService
+from .settings import WorkerSettings
+
+
+def create_app(settings: WorkerSettings, engine: Engine) -> FastAPI:
+    service = WorkerService(settings, engine)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.close()
+
+    app = FastAPI(
+        title="tts-cluster worker",
+        description="One TTS engine on one device behind the GPT-SoVITS api_v2 contract, with a bounded queue.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    install_error_handlers(app)
+    routes_admin.install_admin_handlers(app)
+    app.include_router(routes_tts.router)
+    app.include_router(routes_admin.router)
+    app.include_router(routes_status.router)
+    app.add_middleware(RequestIDMiddleware)
+    return app

@@ -1,0 +1,82 @@
+"""int16 mono PCM -> wav / raw / ogg (Vorbis) / aac (ADTS), whole bodies or per streamed chunk.
+
+libsndfile (in soundfile's wheel) writes Ogg/Vorbis and ffmpeg's libraries (in PyAV's wheel) write ADTS AAC, so no
+ffmpeg binary or subprocess is involved.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+
+import numpy as np
+
+CONTENT_TYPES = {"wav": "audio/wav", "raw": "audio/raw", "ogg": "audio/ogg", "aac": "audio/aac"}
+
+
+def wav_header(sample_rate: int, data_bytes: int = 0) -> bytes:
+    """The 44-byte PCM_16 mono RIFF header; data size 0 is what api_v2 sends first when streaming."""
+    return struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF",
+        36 + data_bytes,
+        b"WAVE",
+        b"fmt ",
+        16,
+        1,  # PCM
+        1,  # mono
+        sample_rate,
+        sample_rate * 2,
+        2,
+        16,
+        b"data",
+        data_bytes,
+    )
+
+
+def _ogg(pcm: np.ndarray, sample_rate: int) -> bytes:
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    with sf.SoundFile(buf, mode="w", samplerate=sample_rate, channels=1, format="OGG", subtype="VORBIS") as f:
+        f.write(pcm)
+    return buf.getvalue()
+
+
+def _aac(pcm: np.ndarray, sample_rate: int) -> bytes:
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, mode="w", format="adts") as container:
+        stream = container.add_stream("aac", rate=sample_rate)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = sample_rate
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return buf.getvalue()
+
+
+def encode(pcm: np.ndarray, sample_rate: int, media_type: str) -> bytes:
+    """A whole, self-contained body."""
+    pcm = np.ascontiguousarray(pcm, dtype=np.int16)
+    if media_type == "wav":
+        data = pcm.tobytes()
+        return wav_header(sample_rate, len(data)) + data
+    if media_type == "raw":
+        return pcm.tobytes()
+    if media_type == "ogg":
+        return _ogg(pcm, sample_rate)
+    if media_type == "aac":
+        return _aac(pcm, sample_rate)
+    raise ValueError(f"media_type: {media_type} is not supported")
+
+
+def encode_chunk(pcm: np.ndarray, sample_rate: int, media_type: str) -> bytes:
+    """One streamed chunk: wav and raw send bare PCM (the wav header went first); ogg and aac encode each chunk
+    on its own, as api_v2 does, which chained-Ogg and ADTS decoders read as one stream."""
+    if media_type in ("wav", "raw"):
+        return np.ascontiguousarray(pcm, dtype=np.int16).tobytes()
+    return encode(pcm, sample_rate, media_type)

@@ -1,0 +1,32 @@
+"""Engine registry: each engine's module is imported only when chosen (piper's is GPL and optional)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .base import Engine, EngineLoadError
+
+if TYPE_CHECKING:
+    from tts_worker.settings import WorkerSettings
+
+
+def create_engine(settings: "WorkerSettings") -> Engine:
+    device = settings.resolved_device()
+    if settings.engine == "piper":
+        try:
+            from .piper_engine import PiperEngine
+        except ImportError as exc:
+            raise EngineLoadError(
+                f"engine piper needs the optional extra: pip install 'tts-cluster[piper]' ({exc})"
+            ) from exc
+        return PiperEngine(settings.piper_voice, device=device, deterministic=settings.piper_deterministic)
+    if settings.engine == "synthetic":
+        from .synthetic import SyntheticEngine
+
+        return SyntheticEngine(
+            base_seconds=settings.synthetic_base_seconds,
+            seconds_per_char=settings.synthetic_seconds_per_char,
+            sample_rate=settings.synthetic_sample_rate,
+            device=device,
+        )
+    raise EngineLoadError(f"engine {settings.engine!r} is not available in this build")

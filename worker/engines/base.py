@@ -1,0 +1,153 @@
+"""The engine interface: one engine instance owns one device and is only ever called from one executor thread."""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from enum import IntEnum
+from pathlib import Path
+from typing import Iterable, Iterator, Optional
+
+import numpy as np
+
+from tts_common.schemas import TTSRequest
+
+
+class StreamMode(IntEnum):
+    """api_v2's streaming_mode: 0 whole body, 1 one chunk per text segment, 2 token chunks, 3 fixed-length chunks."""
+
+    OFF = 0
+    SEGMENT = 1
+    TOKEN = 2
+    FIXED = 3
+
+
+class EngineError(Exception):
+    """Synthesis failed; answered as api_v2's 400 `tts failed` with the message as `Exception`."""
+
+
+class EngineUnsupported(EngineError):
+    """The engine cannot do this (e.g. switch GPT weights); answered as a clear 400."""
+
+
+class EngineLoadError(RuntimeError):
+    """Start-up cannot continue: names exactly what is missing."""
+
+
+class Cancelled(Exception):
+    """The client left or the request timed out; the engine stopped between chunks."""
+
+
+@dataclass(frozen=True)
+class SynthesisParams:
+    """A validated request, with languages lower-cased and reference paths resolved inside the voice directory."""
+
+    request: TTSRequest
+    mode: StreamMode
+    ref_audio: Path
+    aux_ref_audio: tuple[Path, ...] = ()
+
+
+@dataclass
+class CancelToken:
+    """Set by the event loop, read by the executor thread between chunks."""
+
+    event: threading.Event = field(default_factory=threading.Event)
+
+    def cancel(self) -> None:
+        self.event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self.event.is_set()
+
+    def check(self) -> None:
+        if self.event.is_set():
+            raise Cancelled()
+
+
+class Engine(ABC):
+    """Load, warm up, synthesize into int16 mono PCM chunks at `sample_rate`."""
+
+    name: str = "engine"
+    #: languages `text_lang` may name; `prompt_languages` those `prompt_lang` may name
+    languages: tuple[str, ...] = ()
+    prompt_languages: tuple[str, ...] = ()
+    version: str = ""
+    sample_rate: int = 0
+    device: str = "cpu"
+
+    def __init__(self) -> None:
+        self.refer_audio: Optional[Path] = None
+
+    @abstractmethod
+    def load(self) -> None:
+        """Load weights onto `device`; raise EngineLoadError naming what is missing."""
+
+    @abstractmethod
+    def synthesize(self, params: SynthesisParams, cancel: CancelToken) -> Iterator[np.ndarray]:
+        """Yield int16 mono chunks at the granularity `params.mode` asks for. Blocking: runs off the event loop."""
+
+    def warmup(self, count: int) -> None:
+        from tts_common.schemas import TTSRequest as _Req
+
+        lang = "en" if "en" in self.languages else self.languages[0]
+        req = _Req(text="Warming up the engine.", text_lang=lang, prompt_lang=lang, ref_audio_path="")
+        for _ in range(count):
+            for _chunk in self.synthesize(SynthesisParams(req, StreamMode.OFF, Path()), CancelToken()):
+                pass
+
+    def set_refer_audio(self, path: Path) -> None:
+        """Remember a default reference clip (api_v2's /set_refer_audio)."""
+        self.refer_audio = path
+
+    def set_gpt_weights(self, path: Path) -> None:
+        raise EngineUnsupported(f"engine {self.name} cannot switch GPT weights")
+
+    def set_sovits_weights(self, path: Path) -> None:
+        raise EngineUnsupported(f"engine {self.name} cannot switch SoVITS weights")
+
+    def memory_allocated(self) -> Optional[int]:
+        """Accelerator bytes in use by this engine, where the engine can tell."""
+        return None
+
+
+def silence(seconds: float, sample_rate: int) -> np.ndarray:
+    return np.zeros(int(round(seconds * sample_rate)), dtype=np.int16)
+
+
+# GPT-SoVITS emits semantic tokens at 25 Hz: `min_chunk_length` tokens are this many seconds of audio.
+SECONDS_PER_TOKEN = 0.04
+
+
+def shape_stream(
+    segments: Iterable[np.ndarray], params: SynthesisParams, sample_rate: int, cancel: CancelToken
+) -> Iterator[np.ndarray]:
+    """Turn per-segment audio into the chunks a streaming mode asks for, the way GPT-SoVITS's TTS.run does.
+
+    Mode 0 joins segments with `fragment_interval` seconds of silence into one chunk; mode 1 yields each segment
+    followed by that silence; modes 2 and 3 cut segments into pieces of `min_chunk_length` tokens' worth of audio,
+    for engines that cannot stream below a segment.
+    """
+    gap = silence(params.request.fragment_interval, sample_rate)
+    if params.mode == StreamMode.OFF:
+        parts: list[np.ndarray] = []
+        for seg in segments:
+            cancel.check()
+            if parts:
+                parts.append(gap)
+            parts.append(seg)
+        if parts:
+            yield np.concatenate(parts)
+        return
+    if params.mode == StreamMode.SEGMENT:
+        for seg in segments:
+            cancel.check()
+            yield np.concatenate([seg, gap])
+        return
+    piece = max(1, int(params.request.min_chunk_length * SECONDS_PER_TOKEN * sample_rate))
+    for seg in segments:
+        cancel.check()
+        for start in range(0, len(seg), piece):
+            yield seg[start : start + piece]

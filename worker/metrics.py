@@ -1,0 +1,54 @@
+"""Prometheus metrics of one worker, in a registry the app owns (no process-global collectors)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60, 120)
+
+
+class WorkerMetrics:
+    def __init__(self, worker_id: str, engine: str, device: str) -> None:
+        self.registry = CollectorRegistry()
+        labels = {"worker": worker_id, "engine": engine, "device": device}
+        self.info = Gauge(
+            "ttsc_worker_info", "Worker identity (always 1).", list(labels), registry=self.registry
+        )
+        self.info.labels(**labels).set(1)
+        self.requests = Counter(
+            "ttsc_worker_requests", "Finished /tts requests by HTTP status.", ["status"], registry=self.registry
+        )
+        self.processing = Histogram(
+            "ttsc_worker_processing_seconds", "Engine time per request.", buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.queue_wait = Histogram(
+            "ttsc_worker_queue_wait_seconds", "Time admitted requests waited for the engine.",
+            buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.first_chunk = Histogram(
+            "ttsc_worker_time_to_first_chunk_seconds", "From admission to the first audio chunk.",
+            buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.audio_seconds = Counter(
+            "ttsc_worker_audio_seconds", "Seconds of audio produced.", registry=self.registry
+        )
+        self.queue_depth = Gauge("ttsc_worker_queue_depth", "Requests waiting for the engine.", registry=self.registry)
+        self.in_flight = Gauge("ttsc_worker_in_flight", "Requests in the engine now.", registry=self.registry)
+        self.capacity = Gauge("ttsc_worker_capacity", "Most requests admitted at once.", registry=self.registry)
+        self.ready = Gauge("ttsc_worker_ready", "1 when the worker accepts requests.", registry=self.registry)
+
+    def bind(
+        self,
+        queue_depth: Callable[[], float],
+        in_flight: Callable[[], float],
+        capacity: Callable[[], float],
+        ready: Callable[[], float],
+    ) -> None:
+        """Gauges read live values at scrape time instead of being kept in step by hand."""
+        self.queue_depth.set_function(queue_depth)
+        self.in_flight.set_function(in_flight)
+        self.capacity.set_function(capacity)
+        self.ready.set_function(ready)

@@ -1,0 +1,99 @@
+"""api_v2's admin routes (`/control`, `/set_*`), off unless an admin token is configured and sent."""
+
+from __future__ import annotations
+
+import hmac
+from pathlib import Path
+from typing import Optional
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from tts_common.schemas import MessageBody
+
+from .engines.base import EngineError
+from .http_errors import error
+from .service import WorkerService, service_of
+from .voices import PathRejected, resolve_voice_path
+
+
+class _Forbidden(Exception):
+    pass
+
+
+def _admin(request: Request) -> WorkerService:
+    svc = service_of(request.app.state)
+    token = svc.settings.admin_token
+    if token is None or not token.get_secret_value():
+        raise _Forbidden("admin routes are disabled: configure an admin token (TTSC_ADMIN_TOKEN)")
+    sent = request.headers.get("authorization", "")
+    scheme, _, given = sent.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), token.get_secret_value().encode()
+    ):
+        raise _Forbidden("admin token missing or wrong: send Authorization: Bearer <token>")
+    return svc
+
+
+def install_admin_handlers(app) -> None:  # type: ignore[no-untyped-def]
+    @app.exception_handler(_Forbidden)
+    async def _forbidden(_: Request, exc: _Forbidden) -> JSONResponse:
+        return error(403, str(exc))
+
+
+router = APIRouter(responses={403: {"description": "No or wrong admin token."}})
+
+
+@router.get("/control", response_model=MessageBody, summary="restart or exit the worker (after draining)")
+async def control(command: Optional[str] = None, svc: WorkerService = Depends(_admin)) -> JSONResponse:
+    if command in (None, ""):
+        return error(400, "command is required", "command")
+    if command not in ("restart", "exit"):
+        return error(400, f"command: {command} is not supported (restart or exit)", "command")
+    if svc.request_shutdown is None:
+        return error(400, f"command: {command} is not available in this process", "command")
+    svc.request_shutdown(command == "restart")
+    return JSONResponse({"message": f"{command}: draining admitted requests first"})
+
+
+@router.get("/set_refer_audio", response_model=MessageBody, summary="set the default reference clip")
+async def set_refer_audio(
+    refer_audio_path: Optional[str] = None, svc: WorkerService = Depends(_admin)
+) -> JSONResponse:
+    if refer_audio_path in (None, ""):
+        return error(400, "set refer audio failed", "refer_audio_path", "refer_audio_path is required")
+    try:
+        path = resolve_voice_path(svc.settings.voice_dir, refer_audio_path, "refer_audio_path")
+        await svc.scheduler.run_in_engine_thread(lambda: svc.engine.set_refer_audio(path))
+    except PathRejected as exc:
+        return error(400, "set refer audio failed", exc.field, str(exc))
+    except EngineError as exc:
+        return error(400, "set refer audio failed", "refer_audio_path", str(exc))
+    return JSONResponse({"message": "success"})
+
+
+async def _switch(svc: WorkerService, kind: str, weights_path: Optional[str]) -> JSONResponse:
+    if weights_path in (None, ""):
+        return error(400, f"{kind} weight path is required", "weights_path")
+    if "\x00" in weights_path:
+        return error(400, f"change {kind} weight failed", "weights_path", "weights_path: path contains a NUL byte")
+    path = Path(weights_path)
+    switch = svc.engine.set_gpt_weights if kind == "gpt" else svc.engine.set_sovits_weights
+    try:
+        # Runs between requests on the engine thread: the current synthesis finishes first.
+        await svc.scheduler.run_in_engine_thread(lambda: switch(path))
+    except EngineError as exc:
+        return error(400, f"change {kind} weight failed", "weights_path", str(exc))
+    return JSONResponse({"message": "success"})
+
+
+@router.get("/set_gpt_weights", response_model=MessageBody, summary="switch GPT (t2s) weights")
+async def set_gpt_weights(weights_path: Optional[str] = None, svc: WorkerService = Depends(_admin)) -> JSONResponse:
+    return await _switch(svc, "gpt", weights_path)
+
+
+@router.get("/set_sovits_weights", response_model=MessageBody, summary="switch SoVITS (vits) weights")
+async def set_sovits_weights(
+    weights_path: Optional[str] = None, svc: WorkerService = Depends(_admin)
+) -> JSONResponse:
+    return await _switch(svc, "sovits", weights_path)

@@ -1,0 +1,227 @@
+"""`GET /tts` and `POST /tts`: validate, admit into the bounded queue, answer a whole body or a stream."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Annotated, AsyncIterator, Callable, Optional
+
+import numpy as np
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from tts_common.logs import log_fields
+from tts_common.schemas import TTSRequest
+
+from .encoders import CONTENT_TYPES, encode, encode_chunk, wav_header
+from .engines.base import Cancelled, EngineError, StreamMode
+from .http_errors import error
+from .request_id import request_id_of
+from .scheduler import END, Job, QueueFull
+from .service import WorkerService, service_of
+from .validation import InvalidRequest, check_request
+
+log = logging.getLogger("tts_worker.request")
+router = APIRouter()
+
+AUDIO_RESPONSES: dict[int | str, dict] = {
+    200: {"content": {t: {} for t in CONTENT_TYPES.values()}, "description": "Audio in the asked media_type."},
+    400: {"description": "Invalid request (`message` names the field) or `tts failed`."},
+    503: {"description": "Queue full or draining; see Retry-After."},
+    504: {"description": "Request timed out."},
+}
+
+
+class _Timeout(Exception):
+    pass
+
+
+class _ClientGone(Exception):
+    pass
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _next_item(job: Job, deadline: float, gone: "asyncio.Task[None]") -> object:
+    """The job's next chunk, END or error, unless the deadline passes or the client leaves first."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise _Timeout()
+    getter = asyncio.ensure_future(job.out.get())
+    done, _ = await asyncio.wait({getter, gone}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+    if getter in done:
+        return getter.result()
+    getter.cancel()
+    if gone in done:
+        raise _ClientGone()
+    raise _Timeout()
+
+
+class _Outcome:
+    """What the one log line per request reports."""
+
+    def __init__(self, svc: WorkerService, request: Request, params_text: int, media_type: str, mode: int) -> None:
+        self.svc = svc
+        self.rid = request_id_of(request.scope)
+        self.method = request.method
+        self.t0 = time.monotonic()
+        self.chars = params_text
+        self.media_type = media_type
+        self.mode = mode
+        self.logged = False
+
+    def log(self, status: int, job: Optional[Job] = None, note: str = "", nbytes: int = 0) -> None:
+        if self.logged:
+            return
+        self.logged = True
+        self.svc.metrics.requests.labels(status=str(status)).inc()
+        fields = dict(
+            request_id=self.rid,
+            worker=self.svc.settings.name,
+            method=self.method,
+            status=status,
+            chars=self.chars,
+            media_type=self.media_type,
+            streaming_mode=self.mode,
+            total_s=round(time.monotonic() - self.t0, 4),
+        )
+        if job is not None:
+            fields.update(
+                queue_wait_s=round(job.queue_wait, 4),
+                processing_s=round(job.processing, 4),
+                audio_s=round(job.samples / max(1, self.svc.engine.sample_rate), 3),
+                outcome=job.outcome,
+                bytes=nbytes,
+            )
+        if note:
+            fields["note"] = note
+        log_fields(log, "tts request", **fields)
+
+
+class _JobStream(StreamingResponse):
+    """A streamed answer that always settles its job: a client that leaves mid-stream stops the engine."""
+
+    def __init__(self, body: AsyncIterator[bytes], on_close: Callable[[], None], **kw: object) -> None:
+        super().__init__(body, **kw)  # type: ignore[arg-type]
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._on_close()
+
+
+async def _encode(pcm: np.ndarray, rate: int, media_type: str, whole: bool) -> bytes:
+    if media_type in ("wav", "raw"):  # a copy of bytes: not worth a thread hop
+        return encode(pcm, rate, media_type) if whole else encode_chunk(pcm, rate, media_type)
+    return await asyncio.to_thread(encode if whole else encode_chunk, pcm, rate, media_type)
+
+
+async def handle_tts(request: Request, req: TTSRequest) -> Response:
+    svc = service_of(request.app.state)
+    settings = svc.settings
+    outcome = _Outcome(svc, request, len(req.text or ""), req.media_type, 0)
+    try:
+        params = check_request(req, svc.engine, settings.voice_dir, settings.max_text_length)
+    except InvalidRequest as exc:
+        outcome.log(400, note=exc.message)
+        return error(400, exc.message, exc.field)
+    outcome.mode = int(params.mode)
+    rate = svc.engine.sample_rate
+    audio_headers = {"X-Sample-Rate": str(rate), "X-Worker-ID": settings.name}
+
+    if svc.draining:
+        svc.scheduler.counters.rejected += 1
+        outcome.log(503, note="draining")
+        return error(503, "worker is draining: retry on another worker", headers={"Retry-After": "1"})
+    job = Job(id=outcome.rid, params=params)
+    try:
+        svc.scheduler.submit(job)
+    except QueueFull as exc:
+        outcome.log(503, note="queue full")
+        return error(
+            503,
+            f"queue is full ({settings.max_queue_size} admitted): retry later",
+            headers={"Retry-After": str(exc.retry_after)},
+        )
+
+    deadline = outcome.t0 + settings.request_timeout
+    gone = asyncio.ensure_future(_wait_disconnect(request.receive))
+    try:
+        first = await _next_item(job, deadline, gone)
+        if isinstance(first, BaseException):
+            raise first
+        if params.mode == StreamMode.OFF:
+            chunks = [first]
+            while (item := await _next_item(job, deadline, gone)) is not END:
+                if isinstance(item, BaseException):
+                    raise item
+                chunks.append(item)
+            pcm = np.concatenate([c for c in chunks if isinstance(c, np.ndarray)])
+            body = await _encode(pcm, rate, req.media_type, whole=True)
+            outcome.log(200, job, nbytes=len(body))
+            return Response(body, media_type=CONTENT_TYPES[req.media_type], headers=audio_headers)
+    except _Timeout:
+        svc.scheduler.cancel(job, "timeout")
+        outcome.log(504, job)
+        return error(504, f"request timed out after {settings.request_timeout:g} s (queue wait + synthesis)")
+    except _ClientGone:
+        svc.scheduler.cancel(job, "cancelled")
+        outcome.log(499, job, note="client disconnected")
+        return Response(status_code=499)
+    except Cancelled:
+        outcome.log(499, job, note="cancelled")
+        return Response(status_code=499)
+    except EngineError as exc:
+        outcome.log(400, job, note=str(exc))
+        return error(400, "tts failed", exception=str(exc))
+    finally:
+        gone.cancel()
+
+    # Streaming: the first chunk exists, so errors from here on can only truncate the stream.
+    sent = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal sent
+        never = asyncio.get_running_loop().create_future()  # Starlette watches for disconnects itself now
+        if req.media_type == "wav":
+            yield wav_header(rate, 0)
+        item: object = first
+        while item is not END:
+            if isinstance(item, BaseException):
+                log_fields(log, "stream ended early", logging.WARNING, request_id=outcome.rid, error=str(item))
+                return
+            assert isinstance(item, np.ndarray)
+            data = await _encode(item, rate, req.media_type, whole=False)
+            sent += len(data)
+            yield data
+            try:
+                item = await _next_item(job, deadline, never)  # type: ignore[arg-type]
+            except _Timeout:
+                svc.scheduler.cancel(job, "timeout")
+                return
+
+    def on_close() -> None:
+        if job.outcome in ("queued", "running"):
+            svc.scheduler.cancel(job, "cancelled")
+        outcome.log(200, job, nbytes=sent, note="" if job.outcome == "ok" else "stream truncated")
+
+    return _JobStream(body(), on_close, media_type=CONTENT_TYPES[req.media_type], headers=audio_headers)
+
+
+@router.get("/tts", responses=AUDIO_RESPONSES, summary="Synthesize speech (query parameters)")
+async def tts_get(request: Request, params: Annotated[TTSRequest, Query()]) -> Response:
+    return await handle_tts(request, params)
+
+
+@router.post("/tts", responses=AUDIO_RESPONSES, summary="Synthesize speech (JSON body)")
+async def tts_post(request: Request, params: TTSRequest) -> Response:
+    return await handle_tts(request, params)

@@ -1,0 +1,280 @@
+"""Bounded admission in front of one engine, run on one executor thread off the event loop.
+
+One engine owns one device, so exactly one synthesis runs at a time; up to `max_queue_size` requests are admitted
+(waiting + running) and the rest are refused at once with an estimate of when to retry. A request whose client left
+while waiting is removed before it reaches the engine, so no inference is wasted on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, TypeVar, Union
+
+import numpy as np
+
+from .engines.base import CancelToken, Cancelled, Engine, EngineError, SynthesisParams
+from .metrics import WorkerMetrics
+
+log = logging.getLogger("tts_worker.scheduler")
+T = TypeVar("T")
+
+# The sentinel that closes a job's chunk stream.
+END = object()
+ChunkItem = Union[np.ndarray, object, BaseException]
+
+
+class QueueFull(Exception):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("queue is full")
+        self.retry_after = retry_after
+
+
+@dataclass
+class Job:
+    id: str
+    params: SynthesisParams
+    admitted_at: float = field(default_factory=time.monotonic)
+    cancel: CancelToken = field(default_factory=CancelToken)
+    out: "asyncio.Queue[ChunkItem]" = field(default_factory=asyncio.Queue)
+    started_at: Optional[float] = None
+    finished_at: Optional[float] = None
+    first_chunk_at: Optional[float] = None
+    samples: int = 0
+    outcome: str = "queued"  # queued | running | ok | failed | cancelled | timeout
+    cancel_reason: str = "cancelled"
+
+    @property
+    def chars(self) -> int:
+        return len(self.params.request.text or "")
+
+    @property
+    def queue_wait(self) -> float:
+        return (self.started_at or time.monotonic()) - self.admitted_at
+
+    @property
+    def processing(self) -> float:
+        if self.started_at is None:
+            return 0.0
+        return (self.finished_at or time.monotonic()) - self.started_at
+
+
+class _Ewma:
+    def __init__(self, alpha: float, initial: float) -> None:
+        self.alpha = alpha
+        self.value = initial
+        self.count = 0
+
+    def add(self, x: float) -> None:
+        self.value = x if self.count == 0 else self.alpha * x + (1 - self.alpha) * self.value
+        self.count += 1
+
+
+@dataclass
+class Counters:
+    processed: int = 0
+    failed: int = 0
+    rejected: int = 0
+    cancelled: int = 0
+    processing_total: float = 0.0
+    queue_wait_total: float = 0.0
+    started: int = 0
+    audio_seconds: float = 0.0
+
+
+class Scheduler:
+    def __init__(self, engine: Engine, max_queue_size: int, metrics: WorkerMetrics) -> None:
+        self.engine = engine
+        self.max_queue_size = max_queue_size
+        self.metrics = metrics
+        self.counters = Counters()
+        self._pending: deque[Job] = deque()
+        self._wakeup = asyncio.Event()
+        self._running: Optional[Job] = None
+        # Held for each job and for admin operations (weight switches), so those run only between requests.
+        self._engine_lock = asyncio.Lock()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
+        self._task: Optional[asyncio.Task[None]] = None
+        # Seconds of engine time per character of text; seeded from the first request's measurement.
+        self._per_char = _Ewma(alpha=0.2, initial=0.0)
+        self._per_request = _Ewma(alpha=0.2, initial=0.0)
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._dispatch(), name="scheduler")
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def run_in_engine_thread(self, fn: Callable[[], T]) -> T:
+        """Run `fn` on the engine's thread between requests (weight switches, warm-up)."""
+        async with self._engine_lock:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    # -- load signal -----------------------------------------------------------------------------------------
+    @property
+    def queue_depth(self) -> int:
+        return len(self._pending)
+
+    @property
+    def in_flight(self) -> int:
+        return 1 if self._running is not None else 0
+
+    @property
+    def admitted(self) -> int:
+        return self.queue_depth + self.in_flight
+
+    @property
+    def seconds_per_char(self) -> float:
+        return self._per_char.value
+
+    @property
+    def average_processing_time(self) -> float:
+        c = self.counters
+        return c.processing_total / c.processed if c.processed else 0.0
+
+    def queued_work_seconds(self) -> float:
+        """Expected engine seconds for everything admitted: what `least-work` routing compares."""
+        chars = sum(j.chars for j in self._pending)
+        work = chars * self._per_char.value
+        if self._running is not None:
+            work += max(0.0, self._running.chars * self._per_char.value - self._running.processing)
+        return work
+
+    def retry_after(self) -> int:
+        """Seconds until a slot is likely free: admitted requests x average processing time, at least 1."""
+        per = self._per_request.value or self.average_processing_time or 1.0
+        return max(1, math.ceil(self.admitted * per))
+
+    # -- admission -------------------------------------------------------------------------------------------
+    def submit(self, job: Job) -> Job:
+        if self.admitted >= self.max_queue_size:
+            self.counters.rejected += 1
+            raise QueueFull(self.retry_after())
+        self._pending.append(job)
+        self._idle.clear()
+        self._wakeup.set()
+        return job
+
+    def cancel(self, job: Job, outcome: str = "cancelled") -> None:
+        """The client left or its deadline passed: drop it if still waiting, else stop the engine between chunks."""
+        if job.outcome in ("ok", "failed", "cancelled", "timeout"):
+            return
+        job.cancel_reason = outcome
+        job.cancel.cancel()
+        if job.outcome == "queued":
+            try:
+                self._pending.remove(job)
+            except ValueError:
+                pass
+            else:
+                self._finish(job, outcome)
+                self._update_idle()
+
+    async def wait_idle(self, timeout: float) -> bool:
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    def _update_idle(self) -> None:
+        if not self._pending and self._running is None:
+            self._idle.set()
+
+    # -- execution -------------------------------------------------------------------------------------------
+    async def _dispatch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self._pending:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            async with self._engine_lock:
+                if not self._pending:
+                    continue
+                job = self._pending.popleft()
+                job.outcome = "running"
+                job.started_at = time.monotonic()
+                self._running = job
+                self.metrics.queue_wait.observe(job.queue_wait)
+                try:
+                    outcome = await loop.run_in_executor(self._executor, self._run, job, loop)
+                except Exception:  # the executor itself failed; the job must still be answered
+                    log.exception("engine thread failed")
+                    loop.call_soon(job.out.put_nowait, EngineError("engine thread failed"))
+                    outcome = "failed"
+                finally:
+                    self._running = None
+                if outcome == "cancelled":
+                    outcome = job.cancel_reason
+                if job.outcome == "running":
+                    self._finish(job, outcome)
+                self._update_idle()
+
+    def _run(self, job: Job, loop: asyncio.AbstractEventLoop) -> str:
+        """Runs on the engine thread: stream chunks to the event loop as they come."""
+
+        def put(item: Any) -> None:
+            loop.call_soon_threadsafe(job.out.put_nowait, item)
+
+        try:
+            for chunk in self.engine.synthesize(job.params, job.cancel):
+                job.cancel.check()
+                if len(chunk) == 0:
+                    continue
+                if job.first_chunk_at is None:
+                    job.first_chunk_at = time.monotonic()
+                job.samples += len(chunk)
+                put(chunk)
+            if job.samples == 0:
+                raise EngineError("the text produced no audio")
+            put(END)
+            return "ok"
+        except Cancelled as exc:
+            put(exc)
+            return "cancelled"
+        except EngineError as exc:
+            put(exc)
+            return "failed"
+        except Exception as exc:  # an engine bug must become an error answer, never a hung request
+            log.exception("engine failed on request %s", job.id)
+            put(EngineError(f"{type(exc).__name__}: {exc}"))
+            return "failed"
+
+    def _finish(self, job: Job, outcome: str) -> None:
+        job.outcome = outcome
+        job.finished_at = time.monotonic()
+        c = self.counters
+        if job.started_at is not None:
+            c.started += 1
+            c.queue_wait_total += job.queue_wait
+        if outcome == "ok":
+            c.processed += 1
+            c.processing_total += job.processing
+            seconds = job.samples / self.engine.sample_rate
+            c.audio_seconds += seconds
+            self.metrics.processing.observe(job.processing)
+            self.metrics.audio_seconds.inc(seconds)
+            if job.first_chunk_at is not None:
+                self.metrics.first_chunk.observe(job.first_chunk_at - job.admitted_at)
+            self._per_request.add(job.processing)
+            if job.chars:
+                self._per_char.add(job.processing / job.chars)
+        elif outcome == "cancelled":
+            c.cancelled += 1
+        else:
+            c.failed += 1
+

@@ -1,0 +1,129 @@
+"""Run one worker: load and warm the engine, serve with uvicorn, drain on SIGTERM, exit 0.
+
+On the first SIGTERM/SIGINT (or `/control?command=exit|restart`) `/readyz` turns 503 at once and new `/tts`
+requests get 503 + Retry-After, while admitted requests finish within `drain_timeout`; then uvicorn closes. A second
+signal forces the exit. uvicorn re-raises the signals it captured after shutdown (which would make the exit code
+-15); this server handles them itself so a clean drain exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from types import FrameType
+from typing import Optional
+
+import uvicorn
+
+from tts_common.logs import configure_logging, log_fields
+
+from .app import create_app
+from .engines import create_engine
+from .engines.base import EngineLoadError
+from .service import WorkerService
+from .settings import WorkerSettings
+
+log = logging.getLogger("tts_worker.server")
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, service: WorkerService) -> None:
+        super().__init__(config)
+        self.service = service
+        self.restart = False
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._drain_task: Optional[asyncio.Task[None]] = None
+        service.request_shutdown = self.request_shutdown
+
+    async def serve(self, sockets=None) -> None:  # type: ignore[no-untyped-def]
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: Optional[FrameType]) -> None:
+        if self._drain_task is not None or self._loop is None:
+            self.should_exit = True
+            self.force_exit = self._drain_task is not None
+            return
+        log_fields(log, "signal received: draining", signal=signal.Signals(sig).name)
+        self._loop.call_soon_threadsafe(self.request_shutdown, False)
+
+    def request_shutdown(self, restart: bool) -> None:
+        if self._drain_task is not None:
+            return
+        self.restart = restart
+        self._drain_task = asyncio.ensure_future(self._drain())
+
+    async def _drain(self) -> None:
+        timeout = self.service.settings.drain_timeout
+        t0 = time.monotonic()
+        self.service.begin_drain()
+        finished = await self.service.drain(timeout)
+        log_fields(
+            log,
+            "drained" if finished else "drain timeout: stopping with work left",
+            seconds=round(time.monotonic() - t0, 3),
+            queue_depth=self.service.scheduler.queue_depth,
+            in_flight=self.service.scheduler.in_flight,
+        )
+        self.should_exit = True
+
+
+def load_engine(settings: WorkerSettings):  # type: ignore[no-untyped-def]
+    t0 = time.monotonic()
+    engine = create_engine(settings)
+    engine.load()
+    t1 = time.monotonic()
+    engine.warmup(settings.num_warmup)
+    log_fields(
+        log,
+        "engine ready",
+        engine=engine.name,
+        version=engine.version,
+        device=engine.device,
+        sample_rate=engine.sample_rate,
+        load_s=round(t1 - t0, 3),
+        warmup_s=round(time.monotonic() - t1, 3),
+        num_warmup=settings.num_warmup,
+    )
+    return engine
+
+
+def run(settings: WorkerSettings) -> int:
+    configure_logging(settings.log_level, settings.log_json)
+    log_fields(
+        log,
+        "starting worker",
+        worker=settings.name,
+        engine=settings.engine,
+        device=settings.resolved_device(),
+        cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
+        max_queue_size=settings.max_queue_size,
+        voice_dir=str(settings.voice_dir),
+    )
+    if not settings.voice_dir.is_dir():
+        log_fields(log, "voice directory missing", logging.WARNING, voice_dir=str(settings.voice_dir.resolve()))
+    try:
+        engine = load_engine(settings)
+    except EngineLoadError as exc:
+        log_fields(log, "engine failed to load", logging.ERROR, error=str(exc))
+        print(f"tts-cluster worker: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(settings, engine)
+    config = uvicorn.Config(
+        app,
+        host=settings.bind_addr,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=max(1, int(settings.drain_timeout)),
+    )
+    server = DrainingServer(config, app.state.service)
+    server.run()
+    if server.restart:
+        log_fields(log, "restarting")
+        os.execv(sys.executable, [sys.executable, *sys.argv])
+    return 0 if server.started else 1

@@ -1,0 +1,87 @@
+"""The one object that owns a worker's state: settings, engine, scheduler, metrics, lifecycle."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Callable, Optional
+
+from tts_common.schemas import WorkerStats
+
+from .engines.base import Engine
+from .metrics import WorkerMetrics
+from .scheduler import Scheduler
+from .settings import WorkerSettings
+
+
+class WorkerService:
+    def __init__(self, settings: WorkerSettings, engine: Engine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.metrics = WorkerMetrics(settings.name, engine.name, engine.device)
+        self.scheduler = Scheduler(engine, settings.max_queue_size, self.metrics)
+        self.draining = False
+        self.started_at = time.monotonic()
+        # Set by the server: asks it to drain and exit (or re-exec, for /control?command=restart).
+        self.request_shutdown: Optional[Callable[[bool], None]] = None
+        self.metrics.bind(
+            queue_depth=lambda: self.scheduler.queue_depth,
+            in_flight=lambda: self.scheduler.in_flight,
+            capacity=lambda: self.settings.max_queue_size,
+            ready=lambda: 1.0 if self.ready else 0.0,
+        )
+
+    async def start(self) -> None:
+        self.scheduler.start()
+
+    async def close(self) -> None:
+        await self.scheduler.close()
+
+    @property
+    def ready(self) -> bool:
+        return not self.draining
+
+    def begin_drain(self) -> None:
+        self.draining = True
+
+    async def drain(self, timeout: float) -> bool:
+        """Refuse new work, then wait for admitted work to finish; False if `timeout` passed first."""
+        self.begin_drain()
+        return await self.scheduler.wait_idle(timeout)
+
+    def stats(self) -> WorkerStats:
+        s, c = self.scheduler, self.scheduler.counters
+        return WorkerStats(
+            worker_id=self.settings.name,
+            engine=self.engine.name,
+            engine_version=self.engine.version,
+            device=self.engine.device,
+            sample_rate=self.engine.sample_rate,
+            languages=list(self.engine.languages),
+            ready=self.ready,
+            draining=self.draining,
+            queue_depth=s.queue_depth,
+            in_flight=s.in_flight,
+            capacity=self.settings.max_queue_size,
+            queued_work_seconds=round(s.queued_work_seconds(), 4),
+            seconds_per_char=s.seconds_per_char,
+            processed=c.processed,
+            failed=c.failed,
+            rejected=c.rejected,
+            cancelled=c.cancelled,
+            average_processing_time=round(s.average_processing_time, 4),
+            average_queue_wait=round(c.queue_wait_total / c.started, 4) if c.started else 0.0,
+            audio_seconds=round(c.audio_seconds, 3),
+            uptime_seconds=round(time.monotonic() - self.started_at, 3),
+            pid=os.getpid(),
+            gpu_memory_allocated_bytes=self.engine.memory_allocated(),
+        )
+
+
+def service_of(app_state: object) -> WorkerService:
+    svc = getattr(app_state, "service", None)
+    if not isinstance(svc, WorkerService):
+        raise RuntimeError("worker service is not initialised")
+    return svc
+
+

@@ -1,0 +1,127 @@
+"""The worker's one settings object: flags > `TTSC_*` env vars > `tts_infer.yaml` > defaults."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import Field, SecretStr, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_TTS_CONFIG = "GPT_SoVITS/configs/tts_infer.yaml"
+EngineName = Literal["piper", "synthetic"]
+
+
+def _read_tts_infer_yaml(path: Path) -> dict[str, Any]:
+    """Map GPT-SoVITS's `tts_infer.yaml` onto our fields.
+
+    The file's `custom` block wins over `v2` (as in api_v2); the seed's `enable_concurrent_tts` and `num_gpus` sit at
+    top level, and so may our own knobs (`max_queue_size`, `num_warmup`) or a `tts_cluster:` block with any field.
+    """
+    if not path.is_file():
+        return {}
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at top level")
+    out: dict[str, Any] = {}
+    block = data.get("custom") or data.get("v2")
+    if isinstance(block, dict):
+        out["gpt_sovits_config"] = block
+    for key in ("enable_concurrent_tts", "num_gpus", "max_queue_size", "num_warmup"):
+        if key in data:
+            out[key] = data[key]
+    extra = data.get("tts_cluster")
+    if isinstance(extra, dict):
+        out.update(extra)
+    return out
+
+
+class _TTSInferYamlSource(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings], init_kwargs: dict[str, Any]):
+        super().__init__(settings_cls)
+        path = init_kwargs.get("tts_config") or os.environ.get("TTSC_TTS_CONFIG") or DEFAULT_TTS_CONFIG
+        self._values = _read_tts_infer_yaml(Path(path))
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return self._values.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return {k: v for k, v in self._values.items() if k in self.settings_cls.model_fields}
+
+
+class WorkerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TTSC_", extra="ignore")
+
+    bind_addr: str = Field("127.0.0.1", description="Address to listen on (api_v2: -a).")
+    port: int = Field(9880, ge=1, le=65535, description="Port to listen on (api_v2: -p).")
+    tts_config: Path = Field(Path(DEFAULT_TTS_CONFIG), description="GPT-SoVITS tts_infer.yaml (api_v2: -c).")
+    engine: EngineName = Field("piper", description="TTS engine of this worker.")
+    device: Optional[str] = Field(
+        None, description="cpu or cuda[:N]; default: cpu for piper, the tts_infer.yaml device for gpt-sovits."
+    )
+    worker_id: Optional[str] = Field(None, description="Name in /stats and logs; default host:port.")
+    voice_dir: Path = Field(Path("voices"), description="Directory that reference audio paths resolve inside.")
+    max_queue_size: int = Field(10, ge=1, le=10000, description="Most requests admitted at once (waiting+running).")
+    request_timeout: float = Field(120.0, gt=0, description="Seconds a request may wait plus synthesize.")
+    max_text_length: int = Field(1000, ge=1, description="Longest accepted text, in characters.")
+    num_warmup: int = Field(3, ge=0, le=100, description="Warm-up syntheses before /readyz turns ready.")
+    drain_timeout: float = Field(30.0, ge=0, description="Seconds SIGTERM waits for admitted requests.")
+    admin_token: Optional[SecretStr] = Field(None, description="Bearer token for /control and /set_*; unset: 403.")
+    log_level: str = Field("info", description="debug, info, warning or error.")
+    log_json: bool = Field(True, description="One JSON object per log line.")
+    # piper engine
+    piper_voice: Optional[Path] = Field(None, description="Piper .onnx voice; default: the bundled en_US joe voice.")
+    piper_deterministic: bool = Field(
+        False, description="Zero Piper's noise scales so equal requests give identical audio."
+    )
+    # synthetic engine (benchmarks and load tests only)
+    synthetic_base_seconds: float = Field(0.05, ge=0, description="Synthetic engine: fixed seconds per request.")
+    synthetic_seconds_per_char: float = Field(0.002, ge=0, description="Synthetic engine: seconds per character.")
+    synthetic_sample_rate: int = Field(32000, ge=8000, le=48000, description="Synthetic engine: sample rate.")
+    # gpt-sovits engine
+    gpt_sovits_root: Optional[Path] = Field(None, description="A GPT-SoVITS checkout to import the pipeline from.")
+    gpt_sovits_config: dict[str, Any] = Field(default_factory=dict, description="tts_infer.yaml block in use.")
+    # the seed's keys in tts_infer.yaml; `tts-cluster up` reads them to decide how many workers to start
+    enable_concurrent_tts: bool = Field(True, description="Seed key: run one worker per GPU.")
+    num_gpus: Optional[int] = Field(None, ge=0, description="Seed key: how many GPUs to use.")
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, v: Optional[str]) -> Optional[str]:
+        if v is None or v == "":
+            return None
+        v = v.strip().lower()
+        if v == "cpu" or v == "cuda":
+            return v
+        if v.startswith("cuda:") and v[5:].isdigit():
+            return v
+        raise ValueError("device must be cpu, cuda or cuda:N")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        init_kwargs = getattr(init_settings, "init_kwargs", {})
+        return init_settings, env_settings, _TTSInferYamlSource(settings_cls, init_kwargs), file_secret_settings
+
+    @property
+    def name(self) -> str:
+        return self.worker_id or f"{socket.gethostname()}:{self.port}"
+
+    def resolved_device(self) -> str:
+        """Explicit device wins; gpt-sovits falls back to its yaml block; everything else runs on the CPU."""
+        if self.device:
+            return self.device
+        if self.engine == "gpt-sovits":
+            dev = str(self.gpt_sovits_config.get("device", "cuda")).lower()
+            return dev if dev else "cuda"
+        return "cpu"
