@@ -111,6 +111,11 @@ class Scheduler:
         self._task = asyncio.create_task(self._dispatch(), name="scheduler")
 
     async def close(self) -> None:
+        # Stop the engine between chunks, so exiting never waits for a long synthesis nobody will receive.
+        for job in list(self._pending):
+            self.cancel(job)
+        if self._running is not None:
+            self._running.cancel.cancel()
         if self._task:
             self._task.cancel()
             try:

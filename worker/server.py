@@ -125,5 +125,6 @@ def run(settings: WorkerSettings) -> int:
     server.run()
     if server.restart:
         log_fields(log, "restarting")
-        os.execv(sys.executable, [sys.executable, *sys.argv])
+        # orig_argv keeps "-m tts_cli" (or the console script), which sys.argv has already lost.
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
     return 0 if server.started else 1

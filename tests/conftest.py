@@ -1,0 +1,73 @@
+"""Real worker processes on 127.0.0.1 ports, spoken to over real HTTP."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from tts_bench.procs import WorkerProcess, start_worker
+
+ADMIN_TOKEN = "test-admin-token"
+
+
+@pytest.fixture(scope="session")
+def voice_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A voice directory with the bundled reference clip, a nested clip, and a symlink that leads outside."""
+    from tts_worker.reference import write_reference_clip
+
+    root = tmp_path_factory.mktemp("voices")
+    ref = write_reference_clip(root)
+    (root / "speakers").mkdir()
+    shutil.copy(ref, root / "speakers" / "alice.wav")
+    outside = tmp_path_factory.mktemp("outside") / "secret.wav"
+    shutil.copy(ref, outside)
+    (root / "escape.wav").symlink_to(outside)
+    (root / "inside-link.wav").symlink_to(root / "reference.wav")
+    return root
+
+
+@pytest.fixture(scope="session")
+def logs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("worker-logs")
+
+
+@pytest.fixture(scope="session")
+def piper_worker(voice_dir: Path, logs_dir: Path) -> Iterator[WorkerProcess]:
+    """The default engine with the bundled voice; deterministic so equal requests give equal audio."""
+    worker = start_worker(
+        ["--engine", "piper", "--piper-deterministic", "--voice-dir", str(voice_dir), "--num-warmup", "1",
+         "--admin-token", ADMIN_TOKEN, "--max-text-length", "600"],
+        logs_dir,
+    )
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def spawn_worker(voice_dir: Path, logs_dir: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start extra workers for one test (synthetic engine unless told otherwise); all stopped afterwards."""
+    started: list[WorkerProcess] = []
+
+    def spawn(*args: str, engine: str = "synthetic", env: dict[str, str] | None = None) -> WorkerProcess:
+        worker = start_worker(["--engine", engine, "--voice-dir", str(voice_dir), *args], logs_dir, env=env)
+        started.append(worker)
+        return worker
+
+    yield spawn
+    for worker in started:
+        worker.stop()
+
+
+def tts_params(**overrides: object) -> dict[str, object]:
+    """The usual GPT-SoVITS call against the default voice directory."""
+    params: dict[str, object] = {
+        "text": "The birch canoe slid on the smooth planks.",
+        "text_lang": "en",
+        "ref_audio_path": "reference.wav",
+        "prompt_lang": "en",
+    }
+    params.update(overrides)
+    return params

@@ -1,0 +1,61 @@
+"""`tts-cluster` command: useful --help, every setting reachable as a flag, clear start-up failures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tts_worker.settings import WorkerSettings
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tts_cli", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_top_level_help_lists_commands():
+    done = run_cli("--help")
+    assert done.returncode == 0
+    for command in ("worker", "voices", "bench"):
+        assert command in done.stdout
+
+
+def test_worker_help_names_every_setting_and_its_env_var():
+    done = run_cli("worker", "--help")
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())
+    for name in WorkerSettings.model_fields:
+        if name == "gpt_sovits_config":
+            continue
+        assert f"--{name.replace('_', '-')}" in text, name
+        assert f"TTSC_{name.upper()}" in text.replace(" ", ""), name
+    for api_v2_flag in ("-a", "--bind_addr", "-p", "-c", "--tts_config"):
+        assert api_v2_flag in text
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--device", "gpu"], "device"),
+        (["--max-queue-size", "0"], "max_queue_size"),
+        (["--engine", "espeak"], "invalid choice"),
+    ],
+)
+def test_bad_flags_fail_with_a_message(args, needle):
+    done = run_cli("worker", *args)
+    assert done.returncode == 2
+    assert needle in done.stderr
+
+
+def test_missing_voice_names_the_path(tmp_path):
+    missing = tmp_path / "nowhere.onnx"
+    done = run_cli("worker", "--piper-voice", str(missing), "-p", "1")
+    assert done.returncode == 2
+    assert str(missing) in done.stderr
+
+
+def test_cuda_without_a_cuda_runtime_is_refused_by_name():
+    done = run_cli("worker", "--device", "cuda:0", "-p", "1")
+    assert done.returncode == 2
+    assert "CUDAExecutionProvider" in done.stderr
