@@ -168,7 +168,11 @@ async def handle_tts(request: Request, req: TTSRequest) -> Response:
             pcm = np.concatenate([c for c in chunks if isinstance(c, np.ndarray)])
             body = await _encode(pcm, rate, req.media_type, whole=True)
             outcome.log(200, job, nbytes=len(body))
-            return Response(body, media_type=CONTENT_TYPES[req.media_type], headers=audio_headers)
+            # Lets callers (router, benchmarks) split latency into queueing, engine and transport.
+            timing = f"queue;dur={job.queue_wait * 1000:.1f}, engine;dur={job.processing * 1000:.1f}"
+            return Response(
+                body, media_type=CONTENT_TYPES[req.media_type], headers={**audio_headers, "Server-Timing": timing}
+            )
     except _Timeout:
         svc.scheduler.cancel(job, "timeout")
         outcome.log(504, job)

@@ -216,24 +216,30 @@ class Scheduler:
                 self._running = job
                 self.metrics.queue_wait.observe(job.queue_wait)
                 try:
-                    outcome = await loop.run_in_executor(self._executor, self._run, job, loop)
+                    await loop.run_in_executor(self._executor, self._run, job, loop)
                 except Exception:  # the executor itself failed; the job must still be answered
                     log.exception("engine thread failed")
-                    loop.call_soon(job.out.put_nowait, EngineError("engine thread failed"))
-                    outcome = "failed"
-                finally:
-                    self._running = None
-                if outcome == "cancelled":
-                    outcome = job.cancel_reason
                 if job.outcome == "running":
-                    self._finish(job, outcome)
-                self._update_idle()
+                    self._settle(job, "failed", EngineError("engine thread failed"))
 
-    def _run(self, job: Job, loop: asyncio.AbstractEventLoop) -> str:
+    def _settle(self, job: Job, outcome: str, last: Any) -> None:
+        """On the loop: record the outcome, then close the job's stream, so whoever reads the last item sees
+        final stats and a free engine."""
+        if job.outcome == "running":
+            self._finish(job, job.cancel_reason if outcome == "cancelled" else outcome)
+        if self._running is job:
+            self._running = None
+        self._update_idle()
+        job.out.put_nowait(last)
+
+    def _run(self, job: Job, loop: asyncio.AbstractEventLoop) -> None:
         """Runs on the engine thread: stream chunks to the event loop as they come."""
 
         def put(item: Any) -> None:
             loop.call_soon_threadsafe(job.out.put_nowait, item)
+
+        def settle(outcome: str, last: Any) -> None:
+            loop.call_soon_threadsafe(self._settle, job, outcome, last)
 
         try:
             for chunk in self.engine.synthesize(job.params, job.cancel):
@@ -246,22 +252,19 @@ class Scheduler:
                 put(chunk)
             if job.samples == 0:
                 raise EngineError("the text produced no audio")
-            put(END)
-            return "ok"
+            job.finished_at = time.monotonic()
+            settle("ok", END)
         except Cancelled as exc:
-            put(exc)
-            return "cancelled"
+            settle("cancelled", exc)
         except EngineError as exc:
-            put(exc)
-            return "failed"
+            settle("failed", exc)
         except Exception as exc:  # an engine bug must become an error answer, never a hung request
             log.exception("engine failed on request %s", job.id)
-            put(EngineError(f"{type(exc).__name__}: {exc}"))
-            return "failed"
+            settle("failed", EngineError(f"{type(exc).__name__}: {exc}"))
 
     def _finish(self, job: Job, outcome: str) -> None:
         job.outcome = outcome
-        job.finished_at = time.monotonic()
+        job.finished_at = job.finished_at or time.monotonic()
         c = self.counters
         if job.started_at is not None:
             c.started += 1

@@ -103,6 +103,9 @@ def run(settings: WorkerSettings) -> int:
         cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
         max_queue_size=settings.max_queue_size,
         voice_dir=str(settings.voice_dir),
+        tts_config=str(settings.tts_config) if settings.tts_config.is_file() else None,
+        enable_concurrent_tts=settings.enable_concurrent_tts,
+        num_gpus=settings.num_gpus,
     )
     if not settings.voice_dir.is_dir():
         log_fields(log, "voice directory missing", logging.WARNING, voice_dir=str(settings.voice_dir.resolve()))

@@ -82,12 +82,12 @@ class WorkerSettings(BaseSettings):
     synthetic_base_seconds: float = Field(0.05, ge=0, description="Synthetic engine: fixed seconds per request.")
     synthetic_seconds_per_char: float = Field(0.002, ge=0, description="Synthetic engine: seconds per character.")
     synthetic_sample_rate: int = Field(32000, ge=8000, le=48000, description="Synthetic engine: sample rate.")
-    # gpt-sovits engine
-    gpt_sovits_root: Optional[Path] = Field(None, description="A GPT-SoVITS checkout to import the pipeline from.")
+    # the GPT-SoVITS block of tts_infer.yaml (custom, else v2), for the gpt-sovits engine
     gpt_sovits_config: dict[str, Any] = Field(default_factory=dict, description="tts_infer.yaml block in use.")
-    # the seed's keys in tts_infer.yaml; `tts-cluster up` reads them to decide how many workers to start
-    enable_concurrent_tts: bool = Field(True, description="Seed key: run one worker per GPU.")
-    num_gpus: Optional[int] = Field(None, ge=0, description="Seed key: how many GPUs to use.")
+    # The seed's keys in tts_infer.yaml. One worker serves one device, so a worker only reads and logs them; the
+    # launcher that starts one worker per GPU is what acts on them.
+    enable_concurrent_tts: bool = Field(True, description="Seed key: one worker per GPU (logged at start-up).")
+    num_gpus: Optional[int] = Field(None, ge=0, description="Seed key: GPUs to use (logged at start-up).")
 
     @field_validator("device")
     @classmethod

@@ -1,0 +1,30 @@
+"""The README documents every setting and every route the code has."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tts_worker.settings import WorkerSettings
+
+README = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+
+
+def test_readme_starts_with_the_two_commands():
+    head = "\n".join(README.splitlines()[:6])
+    assert "make demo" in head and "make test" in head
+
+
+def test_every_setting_is_documented():
+    for name in WorkerSettings.model_fields:
+        if name == "gpt_sovits_config":
+            continue
+        assert f"`TTSC_{name.upper()}`" in README, name
+        assert f"--{name.replace('_', '-')}" in README, name
+
+
+def test_every_route_is_documented(piper_worker):
+    import httpx
+
+    spec = httpx.get(f"{piper_worker.url}/openapi.json").json()
+    for path in spec["paths"]:
+        assert f"`GET {path}" in README or f"`{path}`" in README or f"GET {path}" in README, path
