@@ -78,6 +78,7 @@ class WorkerSettings(BaseSettings):
     piper_deterministic: bool = Field(
         False, description="Zero Piper's noise scales so equal requests give identical audio."
     )
+    cpu_threads: int = Field(0, ge=0, le=256, description="Piper: CPU threads for inference; 0: one per core.")
     # synthetic engine (benchmarks and load tests only)
     synthetic_base_seconds: float = Field(0.05, ge=0, description="Synthetic engine: fixed seconds per request.")
     synthetic_seconds_per_char: float = Field(0.002, ge=0, description="Synthetic engine: seconds per character.")

@@ -19,7 +19,12 @@ def create_engine(settings: "WorkerSettings") -> Engine:
             raise EngineLoadError(
                 f"engine piper needs the optional extra: pip install 'tts-cluster[piper]' ({exc})"
             ) from exc
-        return PiperEngine(settings.piper_voice, device=device, deterministic=settings.piper_deterministic)
+        return PiperEngine(
+            settings.piper_voice,
+            device=device,
+            deterministic=settings.piper_deterministic,
+            cpu_threads=settings.cpu_threads,
+        )
     if settings.engine == "synthetic":
         from .synthetic import SyntheticEngine
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Iterator, Optional
 
 import numpy as np
-from piper import PiperVoice, SynthesisConfig
+import onnxruntime
+from piper import PiperConfig, PiperVoice, SynthesisConfig
 
 from tts_common.schemas import LANGUAGES_V2
 
@@ -27,8 +29,11 @@ def bundled_voice() -> Path:
 class PiperEngine(Engine):
     name = "piper"
 
-    def __init__(self, voice_path: Optional[Path], device: str = "cpu", deterministic: bool = False):
+    def __init__(
+        self, voice_path: Optional[Path], device: str = "cpu", deterministic: bool = False, cpu_threads: int = 0
+    ):
         super().__init__()
+        self.cpu_threads = cpu_threads
         self.voice_path = Path(voice_path) if voice_path else bundled_voice()
         self.device = device
         self.deterministic = deterministic
@@ -40,16 +45,18 @@ class PiperEngine(Engine):
         config = Path(f"{self.voice_path}.json")
         if not config.is_file():
             raise EngineLoadError(f"Piper voice config not found: {config}")
-        use_cuda = self.device.startswith("cuda")
-        if use_cuda:
-            import onnxruntime
-
+        if self.device.startswith("cuda"):
             if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
                 raise EngineLoadError(
                     f"device {self.device} asked for, but onnxruntime has no CUDAExecutionProvider "
                     "(install onnxruntime-gpu, or use --device cpu)"
                 )
-        self._voice = PiperVoice.load(self.voice_path, config_path=config, use_cuda=use_cuda)
+        self._voice = PiperVoice(
+            config=PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8"))),
+            session=onnxruntime.InferenceSession(
+                str(self.voice_path), sess_options=self._session_options(), providers=self._providers()
+            ),
+        )
         cfg = self._voice.config
         self.sample_rate = int(cfg.sample_rate)
         lang = cfg.espeak_voice.split("-")[0].lower()
@@ -58,6 +65,21 @@ class PiperEngine(Engine):
         self.languages = ("auto", lang)
         self.prompt_languages = LANGUAGES_V2
         self.version = f"piper/{self.voice_path.stem}"
+
+    def _session_options(self) -> onnxruntime.SessionOptions:
+        options = onnxruntime.SessionOptions()
+        if self.cpu_threads > 0:
+            # Several CPU workers on one machine would otherwise each start a thread per core and contend.
+            options.intra_op_num_threads = self.cpu_threads
+            options.inter_op_num_threads = 1
+        return options
+
+    def _providers(self) -> list:  # type: ignore[type-arg]
+        """Pin the ONNX session to this worker's device: `cuda:N` is GPU N among those CUDA_VISIBLE_DEVICES shows."""
+        if not self.device.startswith("cuda"):
+            return ["CPUExecutionProvider"]
+        index = int(self.device.partition(":")[2] or 0)
+        return [("CUDAExecutionProvider", {"device_id": index, "cudnn_conv_algo_search": "HEURISTIC"})]
 
     def _config(self, speed_factor: float) -> SynthesisConfig:
         assert self._voice is not None
