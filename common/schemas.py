@@ -81,16 +81,6 @@ class WorkerStats(BaseModel):
     gpu_memory_allocated_bytes: Optional[int] = None
 
 
-class ErrorBody(BaseModel):
-    """Every error answer: api_v2's `message`, plus `Exception` where api_v2 has it."""
-
-    model_config = ConfigDict(populate_by_name=True)
-
-    message: str
-    field: Optional[str] = None
-    exception: Optional[str] = Field(None, alias="Exception")
-
-
 class MessageBody(BaseModel):
     message: str
 

@@ -67,12 +67,12 @@ async def _next_item(job: Job, deadline: float, gone: "asyncio.Task[None]") -> o
 class _Outcome:
     """What the one log line per request reports."""
 
-    def __init__(self, svc: WorkerService, request: Request, params_text: int, media_type: str, mode: int) -> None:
+    def __init__(self, svc: WorkerService, request: Request, chars: int, media_type: str, mode: int) -> None:
         self.svc = svc
         self.rid = request_id_of(request.scope)
         self.method = request.method
         self.t0 = time.monotonic()
-        self.chars = params_text
+        self.chars = chars
         self.media_type = media_type
         self.mode = mode
         self.logged = False
@@ -139,7 +139,7 @@ async def handle_tts(request: Request, req: TTSRequest) -> Response:
     audio_headers = {"X-Sample-Rate": str(rate), "X-Worker-ID": settings.name}
 
     if svc.draining:
-        svc.scheduler.counters.rejected += 1
+        svc.scheduler.reject()
         outcome.log(503, note="draining")
         return error(503, "worker is draining: retry on another worker", headers={"Retry-After": "1"})
     job = Job(id=outcome.rid, params=params)

@@ -167,12 +167,16 @@ class Scheduler:
     # -- admission -------------------------------------------------------------------------------------------
     def submit(self, job: Job) -> Job:
         if self.admitted >= self.max_queue_size:
-            self.counters.rejected += 1
+            self.reject()
             raise QueueFull(self.retry_after())
         self._pending.append(job)
         self._idle.clear()
         self._wakeup.set()
         return job
+
+    def reject(self) -> None:
+        """Count a request refused before admission (draining)."""
+        self.counters.rejected += 1
 
     def cancel(self, job: Job, outcome: str = "cancelled") -> None:
         """The client left or its deadline passed: drop it if still waiting, else stop the engine between chunks."""

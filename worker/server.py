@@ -60,7 +60,6 @@ class DrainingServer(uvicorn.Server):
     async def _drain(self) -> None:
         timeout = self.service.settings.drain_timeout
         t0 = time.monotonic()
-        self.service.begin_drain()
         finished = await self.service.drain(timeout)
         log_fields(
             log,

@@ -90,10 +90,8 @@ class Engine(ABC):
         """Yield int16 mono chunks at the granularity `params.mode` asks for. Blocking: runs off the event loop."""
 
     def warmup(self, count: int) -> None:
-        from tts_common.schemas import TTSRequest as _Req
-
         lang = "en" if "en" in self.languages else self.languages[0]
-        req = _Req(text="Warming up the engine.", text_lang=lang, prompt_lang=lang, ref_audio_path="")
+        req = TTSRequest(text="Warming up the engine.", text_lang=lang, prompt_lang=lang, ref_audio_path="")
         for _ in range(count):
             for _chunk in self.synthesize(SynthesisParams(req, StreamMode.OFF, Path()), CancelToken()):
                 pass
