@@ -8,12 +8,13 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 EXTRAS ?= piper,bench,test
 HOST   ?= 127.0.0.1
 PORT   ?= 9880
+WORKERS ?= 2
 PYTEST_ARGS ?=
 
 .PHONY: help setup test demo bench voices clean
 
 help:
-	@echo "make demo   - set up .venv, then serve the bundled voice on http://$(HOST):$(PORT)"
+	@echo "make demo   - set up .venv, then a router and $(WORKERS) workers with the bundled voice on http://$(HOST):$(PORT)"
 	@echo "make test   - set up .venv, then run every test"
 	@echo "make bench  - set up .venv, then run the benchmarks (table + JSON in bench/results/)"
 	@echo "make clean  - remove .venv and caches"
@@ -36,12 +37,11 @@ test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: setup
-	@echo "Serving the bundled voice on http://$(HOST):$(PORT) -- try:"
-	@echo "  curl -o hello.wav 'http://$(HOST):$(PORT)/tts?text=Hello%20from%20tts-cluster.&text_lang=en&ref_audio_path=reference.wav&prompt_lang=en'"
-	$(VENV)/bin/tts-cluster worker -a $(HOST) -p $(PORT) --voice-dir voices
+	$(VENV)/bin/tts-cluster up --workers $(WORKERS) --host $(HOST) --port $(PORT) --voice-dir voices
 
 bench: setup
 	$(VENV)/bin/tts-cluster bench worker
+	$(VENV)/bin/tts-cluster bench policies
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

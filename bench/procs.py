@@ -1,4 +1,4 @@
-"""Start and stop real worker processes on free 127.0.0.1 ports (shared by benchmarks and tests)."""
+"""Start and stop real worker and router processes on free 127.0.0.1 ports (shared by benchmarks and tests)."""
 
 from __future__ import annotations
 
@@ -53,18 +53,43 @@ def start_worker(
     port: Optional[int] = None,
 ) -> WorkerProcess:
     """`tts-cluster worker ARGS` on a free port; returns once /readyz answers 200."""
+    return start_service("worker", args, log_dir, env, ready_timeout, port)
+
+
+def start_router(
+    args: list[str],
+    log_dir: Path,
+    env: Optional[dict[str, str]] = None,
+    ready_timeout: float = 30.0,
+    port: Optional[int] = None,
+    wait_ready: bool = True,
+) -> WorkerProcess:
+    """`tts-cluster router ARGS` on a free port; returns once /readyz answers 200 (a worker is healthy)."""
+    return start_service("router", args, log_dir, env, ready_timeout if wait_ready else 0.0, port)
+
+
+def start_service(
+    command: str,
+    args: list[str],
+    log_dir: Path,
+    env: Optional[dict[str, str]] = None,
+    ready_timeout: float = 120.0,
+    port: Optional[int] = None,
+) -> WorkerProcess:
     port = port or free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"worker-{port}.log"
+    log_path = log_dir / f"{command}-{port}.log"
     full_env = {**os.environ, **(env or {})}
-    cmd = [sys.executable, "-m", "tts_cli", "worker", "-a", "127.0.0.1", "-p", str(port), *args]
+    cmd = [sys.executable, "-m", "tts_cli", command, "-a", "127.0.0.1", "-p", str(port), *args]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env)
     worker = WorkerProcess(proc, port, log_path)
+    if ready_timeout <= 0:
+        return worker
     deadline = time.monotonic() + ready_timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"worker exited with {proc.returncode}:\n{worker.log_text()}")
+            raise RuntimeError(f"{command} exited with {proc.returncode}:\n{worker.log_text()}")
         try:
             if httpx.get(f"{worker.url}/readyz", timeout=1.0).status_code == 200:
                 return worker
@@ -72,4 +97,4 @@ def start_worker(
             pass
         time.sleep(0.1)
     worker.stop()
-    raise RuntimeError(f"worker not ready after {ready_timeout} s:\n{worker.log_text()}")
+    raise RuntimeError(f"{command} not ready after {ready_timeout} s:\n{worker.log_text()}")

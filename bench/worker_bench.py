@@ -26,12 +26,8 @@ RESULTS = Path(__file__).with_name("results")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("scenario", choices=["worker"], help="worker: single-worker RTF, req/s and overhead")
     p.add_argument("--requests", type=int, default=30, help="requests per measurement [default 30]")
     p.add_argument("--concurrency", type=int, default=4, help="clients in the throughput run [default 4]")
-    p.add_argument("--voice-dir", type=Path, default=Path("voices"), help="holds reference.wav [default voices]")
-    p.add_argument("--out", type=Path, default=RESULTS, help="where JSON goes [default bench/results]")
-    p.set_defaults(func=run)
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -82,9 +78,10 @@ async def _http(url: str, texts: list[str], concurrency: int, progress: Any, lab
                 )
                 latencies.append(time.perf_counter() - t0)
                 statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+                # one entry per request, aligned with `latencies` (0 when no engine time was reported)
+                engine_s.append(_server_timing(r.headers.get("server-timing", ""), "engine"))
                 if r.status_code == 200:
                     audio += len(r.content) / 2 / int(r.headers["x-sample-rate"])
-                    engine_s.append(_server_timing(r.headers.get("server-timing", ""), "engine"))
                 progress.advance(task)
 
         t0 = time.perf_counter()
@@ -130,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         direct = _direct(texts, progress)
 
     d_sum, s_sum = sum(direct["latencies"]), sum(serial["latencies"])
-    overhead = [total - engine for total, engine in zip(serial["latencies"], serial["engine"])]
+    overhead = [total - engine for total, engine in zip(serial["latencies"], serial["engine"], strict=True)]
     result = {
         "scenario": "worker",
         "engine": "piper (en_US joe medium, deterministic)",

@@ -38,7 +38,7 @@ def add_settings_flags(
             continue
         ann = field.annotation
         base = _base_type(ann)
-        if base in (dict, list) or typing.get_origin(base) in (dict, list):
+        if base is dict or typing.get_origin(base) is dict:
             continue
         default = field.default if field.default is not PydanticUndefined else None
         shown = "unset" if default is None else (str(default) if not isinstance(default, SecretStr) else "***")
@@ -49,7 +49,12 @@ def add_settings_flags(
             if "_" in name:
                 names.append(f"--{name}")  # api_v2 spells its own flags with underscores
         kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": help_text}
-        if base is bool:
+        if base is list or typing.get_origin(base) is list:
+            kwargs["action"] = "append"
+            kwargs["metavar"] = "URL"
+            help_text = help_text.replace(f"env {env_prefix}", f"env (comma-separated) {env_prefix}")
+            kwargs["help"] = help_text
+        elif base is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
         elif base is typing.Literal:
             kwargs["choices"] = [a for a in typing.get_args(_literal_of(ann))]

@@ -58,6 +58,64 @@ def _run_worker(args: argparse.Namespace) -> int:
     return run(settings)
 
 
+ROUTER_EPILOG = """\
+Every flag can also come from an environment variable (shown with each flag). Precedence: flag > env > default.
+
+examples:
+  tts-cluster router --worker http://127.0.0.1:9881 --worker http://127.0.0.1:9882
+  tts-cluster router --workers-file workers.txt --policy power-of-two
+  tts-cluster router --discovery kubernetes --k8s-service tts-workers      # in a pod
+"""
+
+
+def _router_parser(sub: argparse._SubParsersAction) -> None:
+    from tts_router.settings import RouterSettings
+
+    p = sub.add_parser(
+        "router",
+        help="the public entry: balance /tts over workers, retry, stream, /concurrent_stats",
+        description="The public entry (GPT-SoVITS api_v2 on port 9880): discovers workers, polls their /stats, "
+        "sends each request to the least-loaded one, retries elsewhere before the first byte, streams audio "
+        "through, and serves /concurrent_stats and /metrics.",
+        epilog=ROUTER_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_settings_flags(p, RouterSettings, "TTSC_ROUTER_", short={"bind_addr": "-a", "port": "-p"})
+    p.set_defaults(func=_run_router)
+
+
+def _run_router(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from tts_router.server import run
+    from tts_router.settings import RouterSettings
+
+    try:
+        settings = RouterSettings(**given(args, RouterSettings))
+    except ValidationError as exc:
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            print(f"tts-cluster router: {field}: {err['msg']}", file=sys.stderr)
+        return 2
+    if settings.discovery == "static" and not settings.worker and not settings.workers_file:
+        print("tts-cluster router: no workers: give --worker URL (repeatable) or --workers-file", file=sys.stderr)
+        return 2
+    return run(settings)
+
+
+def _up_parser(sub: argparse._SubParsersAction) -> None:
+    from .up import __doc__ as up_doc
+    from .up import add_arguments
+
+    p = sub.add_parser(
+        "up",
+        help="a local cluster: N workers and a router on this machine, supervised",
+        description=up_doc,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_arguments(p)
+
+
 def _voices_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "voices",
@@ -80,13 +138,14 @@ def _run_voices(args: argparse.Namespace) -> int:
 
 
 def _bench_parser(sub: argparse._SubParsersAction) -> None:
-    from tts_bench.worker_bench import add_arguments
+    from tts_bench.cli import add_arguments
 
     p = sub.add_parser(
         "bench",
         help="benchmarks: print a table, write JSON to bench/results/",
         description="Benchmarks of tts-cluster. 'worker': one worker's real-time factor and requests/s, and "
-        "the worker's HTTP + queue overhead against calling the engine directly.",
+        "the worker's HTTP + queue overhead against calling the engine directly. 'policies': routing policies "
+        "side by side behind several router replicas.",
     )
     add_arguments(p)
 
@@ -97,7 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Kubernetes-native multi-GPU text-to-speech serving with the GPT-SoVITS api_v2 contract.",
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    _up_parser(sub)
     _worker_parser(sub)
+    _router_parser(sub)
     _voices_parser(sub)
     _bench_parser(sub)
     return parser

@@ -59,7 +59,9 @@ class WorkerStats(BaseModel):
     engine_version: str
     device: str
     sample_rate: int
-    languages: list[str]
+    languages: list[str] = Field(description="What text_lang may name.")
+    prompt_languages: list[str] = Field(description="What prompt_lang may name.")
+    max_text_length: int = Field(description="Longest text accepted, in characters.")
     ready: bool
     draining: bool
     queue_depth: int = Field(description="Admitted requests waiting for the engine.")

@@ -8,7 +8,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from tts_bench.procs import WorkerProcess, start_worker
+from tts_bench.procs import WorkerProcess, start_router, start_worker
 
 ADMIN_TOKEN = "test-admin-token"
 
@@ -59,6 +59,22 @@ def spawn_worker(voice_dir: Path, logs_dir: Path) -> Iterator[Callable[..., Work
     yield spawn
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture
+def spawn_router(logs_dir: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start routers in front of the given workers for one test; all stopped afterwards."""
+    started: list[WorkerProcess] = []
+
+    def spawn(*workers: WorkerProcess, args: tuple[str, ...] = (), wait_ready: bool = True) -> WorkerProcess:
+        flags = [f for w in workers for f in ("--worker", w.url)]
+        router = start_router(["--poll-interval", "0.05", *flags, *args], logs_dir, wait_ready=wait_ready)
+        started.append(router)
+        return router
+
+    yield spawn
+    for router in started:
+        router.stop()
 
 
 def tts_params(**overrides: object) -> dict[str, object]:

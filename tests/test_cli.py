@@ -17,7 +17,7 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
 def test_top_level_help_lists_commands():
     done = run_cli("--help")
     assert done.returncode == 0
-    for command in ("worker", "voices", "bench"):
+    for command in ("up", "worker", "router", "voices", "bench"):
         assert command in done.stdout
 
 
@@ -59,3 +59,26 @@ def test_cuda_without_a_cuda_runtime_is_refused_by_name():
     done = run_cli("worker", "--device", "cuda:0", "-p", "1")
     assert done.returncode == 2
     assert "CUDAExecutionProvider" in done.stderr
+
+
+def test_router_help_names_every_setting_and_its_env_var():
+    from tts_router.settings import RouterSettings
+
+    done = run_cli("router", "--help")
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split()).replace(" ", "")
+    for name in RouterSettings.model_fields:
+        assert f"--{name.replace('_', '-')}" in text, name
+        assert f"TTSC_ROUTER_{name.upper()}" in text, name
+
+
+def test_router_without_workers_says_how_to_give_them():
+    done = run_cli("router", "-p", "1")
+    assert done.returncode == 2
+    assert "--worker URL" in done.stderr
+
+
+def test_router_rejects_a_bad_worker_url():
+    done = run_cli("router", "--worker", "localhost:9881")
+    assert done.returncode == 2
+    assert "http://" in done.stderr

@@ -22,9 +22,26 @@ def test_every_setting_is_documented():
         assert f"--{name.replace('_', '-')}" in README, name
 
 
+def test_every_router_setting_is_documented():
+    from tts_router.settings import RouterSettings
+
+    for name in RouterSettings.model_fields:
+        assert f"`TTSC_ROUTER_{name.upper()}`" in README, name
+        assert f"--{name.replace('_', '-')}" in README, name
+
+
 def test_every_route_is_documented(piper_worker):
     import httpx
 
     spec = httpx.get(f"{piper_worker.url}/openapi.json").json()
     for path in spec["paths"]:
         assert f"`GET {path}" in README or f"`{path}`" in README or f"GET {path}" in README, path
+
+
+def test_every_router_route_is_documented():
+    from tts_router.app import create_app
+    from tts_router.settings import RouterSettings
+
+    spec = create_app(RouterSettings(worker=["http://127.0.0.1:1"])).openapi()
+    for path in spec["paths"]:
+        assert f"`GET {path}" in README or f"`{path}`" in README or f"GET {path}" in README or f"`{path}" in README, path

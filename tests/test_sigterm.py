@@ -6,9 +6,9 @@ import asyncio
 import signal
 
 import httpx
+from test_queue import wait_for
 
 from conftest import tts_params
-from test_queue import wait_for
 
 
 async def test_sigterm_drains_without_losing_an_admitted_request(spawn_worker):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tts_common.schemas import TTSRequest
-from tts_worker.engines.base import CancelToken, Cancelled, StreamMode, SynthesisParams, shape_stream
+from tts_worker.engines.base import Cancelled, CancelToken, StreamMode, SynthesisParams, shape_stream
 
 RATE = 1000
 

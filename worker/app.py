@@ -7,10 +7,11 @@ from typing import AsyncIterator
 
 from fastapi import FastAPI
 
+from tts_common.http_errors import install_error_handlers
+from tts_common.request_id import RequestIDMiddleware
+
 from . import routes_admin, routes_status, routes_tts
 from .engines.base import Engine
-from .http_errors import install_error_handlers
-from .request_id import RequestIDMiddleware
 from .service import WorkerService
 from .settings import WorkerSettings
 

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import hmac
 from pathlib import Path
 from typing import Optional
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from tts_common.auth import admin_refusal
+from tts_common.http_errors import error
 from tts_common.schemas import MessageBody
 
 from .engines.base import EngineError
-from .http_errors import error
 from .service import WorkerService, service_of
 from .voices import PathRejected, resolve_voice_path
 
@@ -23,15 +23,9 @@ class _Forbidden(Exception):
 
 def _admin(request: Request) -> WorkerService:
     svc = service_of(request.app.state)
-    token = svc.settings.admin_token
-    if token is None or not token.get_secret_value():
-        raise _Forbidden("admin routes are disabled: configure an admin token (TTSC_ADMIN_TOKEN)")
-    sent = request.headers.get("authorization", "")
-    scheme, _, given = sent.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode(), token.get_secret_value().encode()
-    ):
-        raise _Forbidden("admin token missing or wrong: send Authorization: Bearer <token>")
+    refusal = admin_refusal(svc.settings.admin_token, request.headers.get("authorization", ""))
+    if refusal:
+        raise _Forbidden(refusal)
     return svc
 
 

@@ -12,16 +12,17 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from tts_common.http_errors import error
 from tts_common.logs import log_fields
+from tts_common.request_id import request_id_of
 from tts_common.schemas import TTSRequest
+from tts_common.validation import InvalidRequest
 
 from .encoders import CONTENT_TYPES, encode, encode_chunk, wav_header
 from .engines.base import Cancelled, EngineError, StreamMode
-from .http_errors import error
-from .request_id import request_id_of
 from .scheduler import END, Job, QueueFull
 from .service import WorkerService, service_of
-from .validation import InvalidRequest, check_request
+from .validation import check_request
 
 log = logging.getLogger("tts_worker.request")
 router = APIRouter()

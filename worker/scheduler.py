@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional, TypeVar, Union
 
 import numpy as np
 
-from .engines.base import CancelToken, Cancelled, Engine, EngineError, SynthesisParams
+from .engines.base import Cancelled, CancelToken, Engine, EngineError, SynthesisParams
 from .metrics import WorkerMetrics
 
 log = logging.getLogger("tts_worker.scheduler")

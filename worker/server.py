@@ -20,6 +20,7 @@ from typing import Optional
 import uvicorn
 
 from tts_common.logs import configure_logging, log_fields
+from tts_common.serving import Server
 
 from .app import create_app
 from .engines import create_engine
@@ -30,7 +31,7 @@ from .settings import WorkerSettings
 log = logging.getLogger("tts_worker.server")
 
 
-class DrainingServer(uvicorn.Server):
+class DrainingServer(Server):
     def __init__(self, config: uvicorn.Config, service: WorkerService) -> None:
         super().__init__(config)
         self.service = service

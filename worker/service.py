@@ -58,6 +58,8 @@ class WorkerService:
             device=self.engine.device,
             sample_rate=self.engine.sample_rate,
             languages=list(self.engine.languages),
+            prompt_languages=list(self.engine.prompt_languages),
+            max_text_length=self.settings.max_text_length,
             ready=self.ready,
             draining=self.draining,
             queue_depth=s.queue_depth,

@@ -16,7 +16,7 @@ DEFAULT_TTS_CONFIG = "GPT_SoVITS/configs/tts_infer.yaml"
 EngineName = Literal["piper", "synthetic"]
 
 
-def _read_tts_infer_yaml(path: Path) -> dict[str, Any]:
+def read_tts_infer_yaml(path: Path) -> dict[str, Any]:
     """Map GPT-SoVITS's `tts_infer.yaml` onto our fields.
 
     The file's `custom` block wins over `v2` (as in api_v2); the seed's `enable_concurrent_tts` and `num_gpus` sit at
@@ -44,7 +44,7 @@ class _TTSInferYamlSource(PydanticBaseSettingsSource):
     def __init__(self, settings_cls: type[BaseSettings], init_kwargs: dict[str, Any]):
         super().__init__(settings_cls)
         path = init_kwargs.get("tts_config") or os.environ.get("TTSC_TTS_CONFIG") or DEFAULT_TTS_CONFIG
-        self._values = _read_tts_infer_yaml(Path(path))
+        self._values = read_tts_infer_yaml(Path(path))
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         return self._values.get(field_name), field_name, False

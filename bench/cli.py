@@ -1,0 +1,36 @@
+"""`tts-cluster bench SCENARIO`: each scenario prints a table and writes JSON to bench/results/."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from . import policy_bench, worker_bench
+
+RESULTS = Path(__file__).with_name("results")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(title="scenarios", metavar="SCENARIO", required=True)
+    w = sub.add_parser("worker", help="one piper worker: RTF, req/s, and HTTP + queue overhead vs the engine")
+    worker_bench.add_arguments(w)
+    w.set_defaults(func=worker_bench.run)
+    pol = sub.add_parser("policies", help="routing policies side by side, several routers, synthetic workers")
+    policy_bench.add_arguments(pol)
+    pol.set_defaults(func=_run_policies)
+    for scenario in (w, pol):
+        scenario.add_argument("--voice-dir", type=Path, default=Path("voices"), help="holds reference.wav")
+        scenario.add_argument("--out", type=Path, default=RESULTS, help="where JSON goes [default bench/results]")
+
+
+def _run_policies(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from tts_worker.reference import write_reference_clip
+
+    console = Console()
+    write_reference_clip(args.voice_dir)
+    with Progress(console=console) as progress:
+        policy_bench.run(args, console, progress, args.voice_dir, args.out)
+    return 0

@@ -1,0 +1,233 @@
+"""`tts-cluster up`: a local cluster on this machine. Starts N workers and a router as child processes on one host,
+restarts a worker that dies (the local stand-in for the operator), and stops everything cleanly on Ctrl-C/SIGTERM.
+
+Worker count: `--workers`, else one per CUDA GPU (capped by the seed's `num_gpus`), else 2 on the CPU. With the seed's
+`enable_concurrent_tts: false`, or when fewer than two workers come up, it runs one worker: mode `single`, same API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import httpx
+
+from tts_common.logs import configure_logging, log_fields
+
+log = logging.getLogger("tts_cli.up")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=None, help="workers to start [default: one per GPU, else 2]")
+    p.add_argument("--engine", choices=["piper", "synthetic"], default="piper", help="engine of every worker")
+    p.add_argument("--host", default="127.0.0.1", help="address of the router and workers [default 127.0.0.1]")
+    p.add_argument("--port", type=int, default=9880, help="router port; workers take the next ones [default 9880]")
+    p.add_argument("-c", "--tts_config", "--tts-config", dest="tts_config", type=Path, default=None,
+                   help="tts_infer.yaml: the seed's enable_concurrent_tts and num_gpus are honoured")
+    p.add_argument("--policy", default=None, help="router policy (see tts-cluster router --help)")
+    p.add_argument("--voice-dir", type=Path, default=Path("voices"), help="workers' voice directory [default voices]")
+    p.add_argument("--admin-token", default=None, help="admin token for the router and every worker")
+    p.add_argument("--worker-arg", action="append", default=[], metavar="ARG",
+                   help="extra flag for every worker, e.g. --worker-arg=--max-queue-size=20 (repeatable)")
+    p.add_argument("--router-arg", action="append", default=[], metavar="ARG", help="extra flag for the router")
+    p.add_argument("--ready-timeout", type=float, default=120.0, help="seconds a worker may take to become ready")
+    p.set_defaults(func=run)
+
+
+def cuda_gpus() -> int:
+    """GPUs this process may use: CUDA_VISIBLE_DEVICES if set, else what nvidia-smi lists."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    if shutil.which("nvidia-smi"):
+        try:
+            out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+            return len([line for line in out.splitlines() if line.startswith("GPU ")])
+        except (OSError, subprocess.SubprocessError):
+            return 0
+    return 0
+
+
+@dataclass
+class Plan:
+    count: int
+    gpus: list[str]  # CUDA_VISIBLE_DEVICES value per worker; empty on CPU
+    reason: str
+
+
+def plan_workers(requested: Optional[int], engine: str, yaml_values: dict) -> Plan:
+    gpus = cuda_gpus() if engine != "synthetic" else 0
+    concurrent = bool(yaml_values.get("enable_concurrent_tts", True))
+    num_gpus = yaml_values.get("num_gpus")
+    if requested is not None:
+        count, reason = requested, "--workers"
+    elif gpus:
+        count, reason = gpus, f"{gpus} CUDA GPU(s) found"
+        if isinstance(num_gpus, int) and num_gpus > 0:
+            if num_gpus > gpus:
+                reason += f"; tts_infer.yaml asks num_gpus={num_gpus}: GPUs are short, using {gpus}"
+            count = min(count, num_gpus)
+    else:
+        count, reason = 2, "no CUDA GPU: 2 CPU workers"
+    if not concurrent and count > 1:
+        count, reason = 1, "enable_concurrent_tts is false in tts_infer.yaml: single mode"
+    count = max(1, count)
+    visible = [str(i % gpus) for i in range(count)] if gpus else []
+    return Plan(count, visible, reason)
+
+
+@dataclass
+class Child:
+    name: str
+    cmd: list[str]
+    env: dict[str, str]
+    url: str
+    proc: Optional[subprocess.Popen] = None
+    restarts: int = 0
+    next_start: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def start(self) -> None:
+        # Own session: a terminal's Ctrl-C reaches only the supervisor, which then stops children in order
+        # (a second signal would make a child skip its drain).
+        self.proc = subprocess.Popen(self.cmd, env=self.env, start_new_session=True)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+def _wait_ready(children: list[Child], timeout: float) -> list[Child]:
+    deadline = time.monotonic() + timeout
+    pending, ready = list(children), []
+    while pending and time.monotonic() < deadline:
+        for c in list(pending):
+            if not c.alive():
+                pending.remove(c)
+                continue
+            try:
+                if httpx.get(f"{c.url}/readyz", timeout=1).status_code == 200:
+                    ready.append(c)
+                    pending.remove(c)
+            except httpx.HTTPError:
+                pass
+        time.sleep(0.2)
+    return ready
+
+
+def _stop(children: list[Child], timeout: float = 30.0) -> None:
+    for c in children:
+        if c.alive():
+            c.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+    deadline = time.monotonic() + timeout
+    for c in children:
+        if c.proc is None:
+            continue
+        try:
+            c.proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            c.proc.kill()
+
+
+def run(args: argparse.Namespace) -> int:
+    from tts_worker.settings import read_tts_infer_yaml
+
+    configure_logging("info", json_lines=False)
+    yaml_values = read_tts_infer_yaml(args.tts_config) if args.tts_config else {}
+    plan = plan_workers(args.workers, args.engine, yaml_values)
+    log_fields(log, f"starting {plan.count} worker(s): {plan.reason}")
+    if args.engine == "piper":
+        from tts_worker.reference import write_reference_clip
+
+        write_reference_clip(args.voice_dir)
+
+    py = [sys.executable, "-m", "tts_cli"]
+    threads = max(1, (os.cpu_count() or 1) // plan.count)
+    workers: list[Child] = []
+    for i in range(plan.count):
+        port = args.port + 1 + i
+        env = dict(os.environ)
+        cmd = [*py, "worker", "-a", args.host, "-p", str(port), "--engine", args.engine, "--voice-dir",
+               str(args.voice_dir), "--worker-id", f"worker-{i}"]
+        if args.tts_config:
+            cmd += ["-c", str(args.tts_config)]
+        if plan.gpus:
+            env["CUDA_VISIBLE_DEVICES"] = plan.gpus[i]
+            cmd += ["--device", "cuda"]
+        else:
+            cmd += ["--device", "cpu", "--cpu-threads", str(threads)]
+        if args.admin_token:
+            env["TTSC_ADMIN_TOKEN"] = args.admin_token
+        workers.append(Child(f"worker-{i}", [*cmd, *args.worker_arg], env, f"http://{args.host}:{port}"))
+
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    for w in workers:
+        w.start()
+    ready = _wait_ready(workers, args.ready_timeout)
+    if stopping:
+        _stop(workers)
+        return 0
+    failed = [w for w in workers if w not in ready]
+    for w in failed:
+        log_fields(log, f"{w.name} failed to initialise: left out", logging.WARNING)
+    _stop(failed)
+    workers = ready
+    if not workers:
+        log_fields(log, "no worker came up: stopping", logging.ERROR)
+        return 1
+    if len(workers) == 1:
+        log_fields(log, "one worker serving: mode single (the fallback), same API")
+
+    router_cmd = [*py, "router", "--bind-addr", args.host, "--port", str(args.port)]
+    for w in workers:
+        router_cmd += ["--worker", w.url]
+    if args.policy:
+        router_cmd += ["--policy", args.policy]
+    router_env = dict(os.environ)
+    if args.admin_token:
+        router_env["TTSC_ROUTER_ADMIN_TOKEN"] = args.admin_token
+    router = Child("router", [*router_cmd, *args.router_arg], router_env, f"http://{args.host}:{args.port}")
+    router.start()
+    if not _wait_ready([router], 30):
+        log_fields(log, "router did not become ready: stopping", logging.ERROR)
+        _stop([router, *workers])
+        return 1
+
+    url = router.url
+    print(f"\ntts-cluster up: router on {url} with {len(workers)} worker(s) ({args.engine}). Try:\n"
+          f"  curl -o hello.wav '{url}/tts?text=Hello%20from%20tts-cluster.&text_lang=en"
+          f"&ref_audio_path=reference.wav&prompt_lang=en'\n"
+          f"  curl {url}/concurrent_stats\nCtrl-C stops everything.\n", flush=True)
+
+    # Supervise: a child that dies is started again, with a growing pause if it keeps dying.
+    children = [router, *workers]
+    while not stopping:
+        now = time.monotonic()
+        for c in children:
+            if not c.alive() and now >= c.next_start and not stopping:
+                code = c.proc.returncode if c.proc else None
+                c.restarts += 1
+                c.next_start = now + min(30.0, 2 ** min(c.restarts, 5))
+                log_fields(log, f"{c.name} exited with {code}: restarting (restart {c.restarts})", logging.WARNING)
+                c.start()
+        time.sleep(0.2)
+    log_fields(log, "stopping: router first, then workers drain")
+    _stop([router])
+    _stop(workers)
+    return 0

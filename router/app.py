@@ -1,0 +1,43 @@
+"""The router's ASGI app."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from fastapi import FastAPI
+
+from tts_common.http_errors import install_error_handlers
+from tts_common.request_id import RequestIDMiddleware
+
+from . import routes
+from .service import RouterService
+from .settings import RouterSettings
+
+
+def create_app(settings: RouterSettings) -> FastAPI:
+    holder: dict[str, RouterService] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # The HTTP client and the pollers belong to the server's event loop, so they are made here.
+        service = RouterService(settings)
+        app.state.service = service
+        holder["svc"] = service
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.close()
+
+    app = FastAPI(
+        title="tts-cluster router",
+        description="The public entry: GPT-SoVITS api_v2 /tts on the least-loaded worker, with retries, "
+        "streaming pass-through, /concurrent_stats and /metrics.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(routes.router)
+    app.add_middleware(RequestIDMiddleware)
+    return app

@@ -1,0 +1,67 @@
+"""Prometheus metrics of the router: request outcomes and latencies, plus per-worker gauges read at scrape time."""
+
+from __future__ import annotations
+
+import time
+from typing import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from .pool import WorkerPool
+
+_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60, 120)
+
+
+class _PoolCollector(Collector):
+    """Workers come and go: their gauges are rebuilt from the pool at every scrape."""
+
+    def __init__(self, pool: WorkerPool) -> None:
+        self.pool = pool
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        now = time.monotonic()
+        depth = GaugeMetricFamily("ttsc_router_worker_queue_depth", "Last polled queue depth.", labels=["worker"])
+        flight = GaugeMetricFamily("ttsc_router_worker_in_flight", "This router's requests in flight.", labels=["worker"])
+        healthy = GaugeMetricFamily("ttsc_router_worker_healthy", "1 when the worker takes requests.", labels=["worker"])
+        count = GaugeMetricFamily("ttsc_router_healthy_workers", "Healthy workers (2+: concurrent, 1: single).")
+        n = 0
+        for w in self.pool.ordered():
+            ok = w.healthy(now, self.pool.stale_after)
+            n += ok
+            depth.add_metric([w.name], float(w.stats.queue_depth if w.stats else 0))
+            flight.add_metric([w.name], float(w.in_flight))
+            healthy.add_metric([w.name], 1.0 if ok else 0.0)
+        count.add_metric([], float(n))
+        yield from (depth, flight, healthy, count)
+
+
+class RouterMetrics:
+    def __init__(self, pool: WorkerPool) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "ttsc_router_requests", "Finished /tts requests by status and worker.", ["status", "worker"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "ttsc_router_request_seconds", "End-to-end /tts latency at the router.", buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.first_byte = Histogram(
+            "ttsc_router_time_to_first_byte_seconds", "From request to the first audio byte sent.", buckets=_BUCKETS,
+            registry=self.registry,
+        )
+        self.upstream = Histogram(
+            "ttsc_router_upstream_seconds", "From sending to a worker to its response headers.", ["worker"],
+            buckets=_BUCKETS, registry=self.registry,
+        )
+        self.retries = Counter("ttsc_router_retries", "Requests re-sent to another worker.", registry=self.registry)
+        self.ejections = Counter(
+            "ttsc_router_ejections", "Workers ejected after consecutive failures.", ["worker"], registry=self.registry
+        )
+        self.truncated = Counter(
+            "ttsc_router_truncated_streams", "Responses cut off after bytes had reached the client.",
+            registry=self.registry,
+        )
+        self.registry.register(_PoolCollector(pool))

@@ -1,0 +1,205 @@
+"""Forward one /tts request: choose a worker, retry elsewhere before the first byte, stream bytes through."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import AsyncIterator, Optional
+
+import httpx
+from fastapi import Request
+from fastapi.responses import Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from tts_common.http_errors import error
+from tts_common.logs import log_fields
+from tts_common.request_id import request_id_of
+
+from .pool import WorkerState
+from .service import RouterService
+
+log = logging.getLogger("tts_router.request")
+
+# Upstream headers worth passing on; hop-by-hop ones and our own X-Request-ID are not.
+PASS_HEADERS = ("content-type", "content-length", "x-sample-rate", "x-worker-id", "server-timing", "retry-after")
+
+
+class _ClientGone(Exception):
+    pass
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while True:
+        if (await receive())["type"] == "http.disconnect":
+            return
+
+
+class _Passthrough(StreamingResponse):
+    """Streams a worker's body as it arrives and always settles the request when it ends, however it ends."""
+
+    def __init__(self, body: AsyncIterator[bytes], on_close, **kw) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(body, **kw)
+        self._on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._on_close()
+
+
+class Forwarder:
+    def __init__(self, svc: RouterService, request: Request, chars: int, body: Optional[bytes]) -> None:
+        self.svc = svc
+        self.request = request
+        self.chars = chars
+        self.body = body
+        self.rid = request_id_of(request.scope)
+        self.t0 = time.monotonic()
+        self.tried: list[str] = []
+
+    def _log(self, status: int, worker: Optional[WorkerState], **extra: object) -> None:
+        log_fields(
+            log, "tts request", request_id=self.rid, method=self.request.method, status=status,
+            worker=worker.name if worker else None, attempts=len(self.tried), tried=self.tried,
+            total_s=round(time.monotonic() - self.t0, 4), chars=self.chars, **extra,
+        )
+
+    def finish(self, status: int, worker: Optional[WorkerState], **extra: object) -> None:
+        svc = self.svc
+        if 200 <= status < 300:
+            svc.counters.completed += 1
+        elif status >= 500 or status == 499:
+            svc.counters.failed += 1
+        svc.metrics.requests.labels(status=str(status), worker=worker.name if worker else "none").inc()
+        svc.metrics.latency.observe(time.monotonic() - self.t0)
+        self._log(status, worker, **extra)
+
+    def _upstream_request(self, worker: WorkerState) -> httpx.Request:
+        headers = {"x-request-id": self.rid}
+        if self.body is not None:
+            headers["content-type"] = self.request.headers.get("content-type", "application/json")
+        return self.svc.client.build_request(
+            self.request.method,
+            f"{worker.url}/tts",
+            params=self.request.url.query or None,
+            content=self.body,
+            headers=headers,
+        )
+
+    async def _send(self, worker: WorkerState, gone: "asyncio.Task[None]") -> httpx.Response:
+        sender = asyncio.ensure_future(self.svc.client.send(self._upstream_request(worker), stream=True))
+        done, _ = await asyncio.wait({sender, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if sender in done:
+            return sender.result()
+        sender.cancel()  # closes the upstream connection: the worker drops the queued job
+        try:
+            await sender
+        except (asyncio.CancelledError, Exception):
+            pass
+        raise _ClientGone()
+
+    async def run(self) -> Response:
+        svc = self.svc
+        svc.retry_budget.deposit()
+        gone = asyncio.ensure_future(_wait_disconnect(self.request.receive))
+        last_refusal: Optional[httpx.Response] = None
+        last_body = b""
+        try:
+            for attempt in range(svc.settings.max_retries + 1):
+                if attempt > 0:
+                    if not svc.retry_budget.withdraw():
+                        break
+                    svc.metrics.retries.inc()
+                worker = await svc.choose(self.chars, set(self.tried))
+                if worker is None:
+                    break
+                self.tried.append(worker.name)
+                worker.routed += 1
+                worker.in_flight += 1
+                sent_at = time.monotonic()
+                try:
+                    upstream = await self._send(worker, gone)
+                except _ClientGone:
+                    worker.in_flight -= 1
+                    raise
+                except httpx.HTTPError as exc:
+                    # Nothing reached the client yet: count it against the worker and try another one.
+                    worker.in_flight -= 1
+                    worker.failed += 1
+                    self._record_failure(worker, f"{type(exc).__name__}: {exc}")
+                    continue
+                svc.metrics.upstream.labels(worker=worker.name).observe(time.monotonic() - sent_at)
+                if upstream.status_code == 503:
+                    # Full or draining: its slot is not ours. Try elsewhere; keep its answer in case all refuse.
+                    last_body = await upstream.aread()
+                    await upstream.aclose()
+                    worker.in_flight -= 1
+                    last_refusal = upstream
+                    continue
+                return self._stream(worker, upstream)
+        except _ClientGone:
+            self.finish(499, None, note="client disconnected before a worker answered")
+            return Response(status_code=499)
+        finally:
+            gone.cancel()
+
+        if last_refusal is not None:
+            self.finish(503, None, note="every worker tried refused")
+            headers = {"Retry-After": last_refusal.headers.get("retry-after", str(svc.retry_after()))}
+            return Response(last_body, status_code=503, headers=headers,
+                            media_type=last_refusal.headers.get("content-type"))
+        if self.tried:
+            self.finish(502, None, note="every worker tried failed")
+            return error(502, f"no worker could answer: tried {', '.join(self.tried)}",
+                         headers={"Retry-After": str(svc.retry_after())})
+        self.finish(503, None, note="no worker with room")
+        message = "every worker is full: retry later" if svc.pool.healthy() else "no healthy worker"
+        return error(503, message, headers={"Retry-After": str(svc.retry_after())})
+
+    def _record_failure(self, worker: WorkerState, reason: str) -> None:
+        ejected_before = worker.ejected
+        self.svc.pool.record_failure(worker, reason)
+        if worker.ejected and not ejected_before:
+            self.svc.metrics.ejections.labels(worker=worker.name).inc()
+
+    def _stream(self, worker: WorkerState, upstream: httpx.Response) -> Response:
+        svc = self.svc
+        headers = {k: v for k, v in upstream.headers.items() if k.lower() in PASS_HEADERS}
+        sent = 0
+        broken: Optional[str] = None
+        complete = False
+
+        async def body() -> AsyncIterator[bytes]:
+            nonlocal sent, broken, complete
+            try:
+                async for chunk in upstream.aiter_raw():
+                    if sent == 0:
+                        svc.metrics.first_byte.observe(time.monotonic() - self.t0)
+                    sent += len(chunk)
+                    yield chunk
+                complete = True
+            except httpx.HTTPError as exc:
+                # Bytes already reached the client: never retried. Abort so the client sees the cut.
+                broken = f"{type(exc).__name__}: {exc}"
+                raise
+
+        async def on_close() -> None:
+            await upstream.aclose()
+            worker.in_flight -= 1
+            if complete and upstream.status_code < 500:
+                worker.completed += 1
+                svc.pool.record_success(worker)
+                self.finish(upstream.status_code, worker, bytes=sent)
+            elif broken is None:  # the client left mid-stream; closing upstream stopped the worker's engine
+                self.finish(499, worker, bytes=sent, note="client disconnected mid-stream")
+            else:
+                worker.failed += 1
+                svc.metrics.truncated.inc()
+                if broken:
+                    self._record_failure(worker, broken)
+                self.finish(502 if broken else upstream.status_code, worker, bytes=sent,
+                             note=f"stream cut: {broken}" if broken else "")
+
+        return _Passthrough(body(), on_close, status_code=upstream.status_code, headers=headers)

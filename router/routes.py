@@ -1,0 +1,142 @@
+"""The router's HTTP surface: api_v2's /tts passed through, admin fan-out, cluster stats and health."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any, Optional
+
+import httpx
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from tts_common.auth import admin_refusal
+from tts_common.http_errors import error
+from tts_common.logs import log_fields
+from tts_common.schemas import Health, MessageBody, TTSRequest
+from tts_common.validation import InvalidRequest, check_request
+
+from .proxy import Forwarder, log
+from .service import RouterService
+from .stats import ConcurrentStats, concurrent_stats
+
+router = APIRouter()
+
+
+def service_of(request: Request) -> RouterService:
+    svc = getattr(request.app.state, "service", None)
+    if not isinstance(svc, RouterService):
+        raise RuntimeError("router service is not initialised")
+    return svc
+
+
+async def _tts(request: Request, req: TTSRequest, body: Optional[bytes]) -> Response:
+    svc = service_of(request)
+    facts = svc.pool.engine_facts()
+    try:
+        # The same ordered checks the worker makes, with its engine's facts from /stats: a bad request never
+        # occupies a worker slot. Reference paths are the worker's to check (its voice directory).
+        if facts is not None:
+            check_request(req, facts.languages, facts.prompt_languages, facts.engine_version, facts.max_text_length)
+        else:
+            check_request(req, None, None, "", None)
+    except InvalidRequest as exc:
+        fwd = Forwarder(svc, request, len(req.text or ""), body)
+        fwd.finish(400, None, note=exc.message)
+        return error(400, exc.message, exc.field)
+    return await Forwarder(svc, request, len(req.text or ""), body).run()
+
+
+TTS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"audio/wav": {}, "audio/raw": {}, "audio/ogg": {}, "audio/aac": {}}},
+    400: {"description": "Invalid request; `message` names the field."},
+    502: {"description": "Every worker tried failed."},
+    503: {"description": "Every worker is full or none is healthy; see Retry-After."},
+}
+
+
+@router.get("/tts", responses=TTS_RESPONSES, summary="Synthesize speech (query), on the least-loaded worker")
+async def tts_get(request: Request, params: Annotated[TTSRequest, Query()]) -> Response:
+    return await _tts(request, params, None)
+
+
+@router.post("/tts", responses=TTS_RESPONSES, summary="Synthesize speech (JSON body), on the least-loaded worker")
+async def tts_post(request: Request, params: TTSRequest) -> Response:
+    return await _tts(request, params, await request.body())
+
+
+@router.get("/concurrent_stats", response_model=ConcurrentStats, summary="cluster-wide stats in the seed's shape")
+async def cluster_stats(request: Request) -> ConcurrentStats:
+    svc = service_of(request)
+    return concurrent_stats(svc.pool, svc.counters)
+
+
+@router.get("/healthz", response_model=Health)
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
+async def readyz(request: Request) -> JSONResponse:
+    if service_of(request).ready:
+        return JSONResponse({"status": "ready"})
+    return JSONResponse({"status": "starting"}, status_code=503, headers={"Retry-After": "1"})
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(service_of(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _fan_out(request: Request, path: str) -> JSONResponse:
+    """Admin calls go to every known worker with the router's token; any refusal is reported with its worker."""
+    svc = service_of(request)
+    refusal = admin_refusal(svc.settings.admin_token, request.headers.get("authorization", ""),
+                            "configure an admin token (TTSC_ROUTER_ADMIN_TOKEN)")
+    if refusal:
+        return error(403, refusal)
+    token = svc.settings.admin_token.get_secret_value() if svc.settings.admin_token else ""
+    workers = [w for w in svc.pool.ordered() if not w.ejected]
+    if not workers:
+        return error(503, "no worker to send it to", headers={"Retry-After": "1"})
+
+    async def one(url: str) -> tuple[str, int, dict[str, Any]]:
+        try:
+            r = await svc.client.get(f"{url}{path}", params=request.url.query or None,
+                                     headers={"authorization": f"Bearer {token}"})
+            try:
+                body = r.json()
+            except ValueError:
+                body = {"message": r.text[:200]}
+            return url, r.status_code, body
+        except httpx.HTTPError as exc:
+            return url, 502, {"message": f"{type(exc).__name__}: {exc}"}
+
+    results = await asyncio.gather(*(one(w.url) for w in workers))
+    per_worker = {url: {"status": status, **body} for url, status, body in results}
+    failed = [(status, body) for _, status, body in results if status != 200]
+    log_fields(log, "admin fan-out", path=path, workers=len(results), failed=len(failed))
+    if not failed:
+        return JSONResponse({"message": "success", "workers": per_worker})
+    status, body = failed[0]
+    return JSONResponse({**body, "workers": per_worker}, status_code=status)
+
+
+@router.get("/control", response_model=MessageBody, summary="admin: restart|exit every worker")
+async def control(request: Request, command: Optional[str] = None) -> JSONResponse:
+    return await _fan_out(request, "/control")
+
+
+@router.get("/set_refer_audio", response_model=MessageBody, summary="admin: on every worker")
+async def set_refer_audio(request: Request, refer_audio_path: Optional[str] = None) -> JSONResponse:
+    return await _fan_out(request, "/set_refer_audio")
+
+
+@router.get("/set_gpt_weights", response_model=MessageBody, summary="admin: on every worker")
+async def set_gpt_weights(request: Request, weights_path: Optional[str] = None) -> JSONResponse:
+    return await _fan_out(request, "/set_gpt_weights")
+
+
+@router.get("/set_sovits_weights", response_model=MessageBody, summary="admin: on every worker")
+async def set_sovits_weights(request: Request, weights_path: Optional[str] = None) -> JSONResponse:
+    return await _fan_out(request, "/set_sovits_weights")

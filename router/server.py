@@ -1,0 +1,34 @@
+"""Run the router with uvicorn. SIGTERM: stop accepting, let in-flight requests finish, exit 0."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from tts_common.logs import configure_logging, log_fields
+from tts_common.serving import Server
+
+from .app import create_app
+from .settings import RouterSettings
+
+log = logging.getLogger("tts_router.server")
+
+
+def run(settings: RouterSettings) -> int:
+    configure_logging(settings.log_level, settings.log_json)
+    log_fields(
+        log, "starting router", port=settings.port, discovery=settings.discovery, policy=settings.policy,
+        workers=settings.worker, workers_file=str(settings.workers_file) if settings.workers_file else None,
+    )
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.bind_addr,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
+    server = Server(config)
+    server.run()
+    return 0 if server.started else 1
