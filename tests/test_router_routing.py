@@ -150,3 +150,37 @@ def test_stream_through_the_router_is_byte_identical_and_chunked(spawn_worker, s
     assert busy["in_flight"] == 1  # the first audio came through before the worker had finished
     assert len(chunks) >= 2
     assert b"".join(chunks) == direct
+
+
+def test_a_stream_cut_after_bytes_is_not_retried_and_is_counted(spawn_worker, spawn_router):
+    slow = ("--synthetic-base-seconds", "0", "--synthetic-seconds-per-char", "0.05")
+    one, two = spawn_worker(*slow), spawn_worker(*slow)
+    router = spawn_router(one, two, args=("--policy", "round-robin"))
+    target = min(one, two, key=lambda w: w.url)  # round-robin's first turn: the first worker in URL order
+    text = " ".join(f"Segment number {i} is here." for i in range(8))
+    got = b""
+    with pytest.raises(httpx.HTTPError):
+        with httpx.stream("POST", f"{router.url}/tts", json=tts_params(text=text, streaming_mode=1), timeout=30) as r:
+            assert r.status_code == 200 and r.headers["x-worker-id"].endswith(f":{target.port}")
+            for chunk in r.iter_raw():
+                got += chunk
+                if len(got) > 44 and target.proc.poll() is None:
+                    target.proc.kill()
+    assert len(got) > 44  # the client kept what had arrived, and was told the rest is missing
+    stats = wait_until(lambda: (s := cluster_stats(router))["failed_requests"] == 1 and s)
+    assert stats["completed_requests"] == 0
+    metrics = httpx.get(f"{router.url}/metrics").text
+    assert "ttsc_router_truncated_streams_total 1.0" in metrics
+    assert "ttsc_router_retries_total 0.0" in metrics
+
+
+def test_workers_file_is_followed_without_a_restart(spawn_worker, spawn_router, tmp_path):
+    a, b = spawn_worker(), spawn_worker()
+    listing = tmp_path / "workers.txt"
+    listing.write_text(f"# the workers\n{a.url}\n")
+    router = spawn_router(args=("--workers-file", str(listing)))
+    assert [w["url"] for w in cluster_stats(router)["workers"]] == [a.url]
+    listing.write_text(f"{a.url}\n{b.url}  # added\n")
+    wait_until(lambda: cluster_stats(router)["mode"] == "concurrent", tries=100, pause=0.1)
+    listing.write_text(f"{b.url}\n")
+    wait_until(lambda: [w["url"] for w in cluster_stats(router)["workers"]] == [b.url], tries=100, pause=0.1)
