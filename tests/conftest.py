@@ -11,6 +11,8 @@ import pytest
 from tts_bench.procs import WorkerProcess, start_router, start_worker
 
 ADMIN_TOKEN = "test-admin-token"
+# The project's shared contract notes and schemas sit beside the repository (../shared), as in CI.
+SHARED_DOCS = Path(__file__).resolve().parents[2] / "shared" / "docs"
 
 
 @pytest.fixture(scope="session")

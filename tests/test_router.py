@@ -10,9 +10,9 @@ import httpx
 import jsonschema
 import pytest
 
-from conftest import ADMIN_TOKEN, tts_params
+from conftest import ADMIN_TOKEN, SHARED_DOCS, tts_params
 
-SCHEMA = Path(__file__).resolve().parents[2] / "shared" / "docs" / "concurrent_stats.schema.json"
+SCHEMA = SHARED_DOCS / "concurrent_stats.schema.json"
 
 
 @pytest.fixture(scope="module")

@@ -7,16 +7,15 @@ import collections
 import json
 import signal
 import time
-from pathlib import Path
 
 import httpx
 import jsonschema
 import pytest
 
-from conftest import tts_params
+from conftest import SHARED_DOCS, tts_params
 from tts_bench.procs import start_worker
 
-SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "shared/docs/concurrent_stats.schema.json").read_text())
+SCHEMA = json.loads((SHARED_DOCS / "concurrent_stats.schema.json").read_text())
 
 
 def cluster_stats(router) -> dict:
