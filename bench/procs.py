@@ -26,10 +26,11 @@ class WorkerProcess:
     proc: subprocess.Popen[bytes]
     port: int
     log_path: Path
+    host: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def log_text(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
@@ -51,9 +52,11 @@ def start_worker(
     env: Optional[dict[str, str]] = None,
     ready_timeout: float = 120.0,
     port: Optional[int] = None,
+    host: str = "127.0.0.1",
 ) -> WorkerProcess:
-    """`tts-cluster worker ARGS` on a free port; returns once /readyz answers 200."""
-    return start_service("worker", args, log_dir, env, ready_timeout, port)
+    """`tts-cluster worker ARGS` on a free port (or `port` on another loopback address, as a pod IP would be);
+    returns once /readyz answers 200."""
+    return start_service("worker", args, log_dir, env, ready_timeout, port, host)
 
 
 def start_router(
@@ -75,15 +78,16 @@ def start_service(
     env: Optional[dict[str, str]] = None,
     ready_timeout: float = 120.0,
     port: Optional[int] = None,
+    host: str = "127.0.0.1",
 ) -> WorkerProcess:
     port = port or free_port()
     log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"{command}-{port}.log"
+    log_path = log_dir / f"{command}-{host}-{port}.log"
     full_env = {**os.environ, **(env or {})}
-    cmd = [sys.executable, "-m", "tts_cli", command, "-a", "127.0.0.1", "-p", str(port), *args]
+    cmd = [sys.executable, "-m", "tts_cli", command, "-a", host, "-p", str(port), *args]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env)
-    worker = WorkerProcess(proc, port, log_path)
+    worker = WorkerProcess(proc, port, log_path, host)
     if ready_timeout <= 0:
         return worker
     deadline = time.monotonic() + ready_timeout

@@ -51,7 +51,7 @@ def add_settings_flags(
         kwargs: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": help_text}
         if base is list or typing.get_origin(base) is list:
             kwargs["action"] = "append"
-            kwargs["metavar"] = "URL"
+            kwargs["metavar"] = "URL" if "url" in name or name == "worker" else "NAME"
             help_text = help_text.replace(f"env {env_prefix}", f"env (comma-separated) {env_prefix}")
             kwargs["help"] = help_text
         elif base is bool:

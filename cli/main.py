@@ -116,6 +116,38 @@ def _up_parser(sub: argparse._SubParsersAction) -> None:
     add_arguments(p)
 
 
+def _operator_parser(sub: argparse._SubParsersAction) -> None:
+    from tts_operator.settings import OperatorSettings
+
+    p = sub.add_parser(
+        "operator",
+        help="the kopf operator for TTSCluster resources",
+        description="Reconciles TTSCluster resources: a router Deployment and Service, one worker Pod per GPU "
+        "behind a headless Service, scaling with drain, replacement of failed workers, autoscaling, status.",
+        epilog="Every flag can also come from an environment variable (shown with each flag).",
+    )
+    add_settings_flags(p, OperatorSettings, "TTSC_OPERATOR_")
+    p.set_defaults(func=_run_operator)
+
+
+def _run_operator(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from tts_operator.main import run
+    from tts_operator.settings import OperatorSettings
+
+    try:
+        settings = OperatorSettings(**given(args, OperatorSettings))
+    except ValidationError as exc:
+        for err in exc.errors():
+            print(f"tts-cluster operator: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}", file=sys.stderr)
+        return 2
+    if not settings.namespace and not settings.all_namespaces:
+        print("tts-cluster operator: give --namespace NS (repeatable) or --all-namespaces", file=sys.stderr)
+        return 2
+    return run(settings)
+
+
 def _voices_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "voices",
@@ -159,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     _up_parser(sub)
     _worker_parser(sub)
     _router_parser(sub)
+    _operator_parser(sub)
     _voices_parser(sub)
     _bench_parser(sub)
     return parser

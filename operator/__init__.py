@@ -1,0 +1,1 @@
+"""tts-cluster operator: reconciles TTSCluster resources into router and worker pods (imported as tts_operator)."""

@@ -1,0 +1,91 @@
+"""The few Kubernetes API calls the operator makes, on the official `kubernetes` client (synchronous: kopf runs
+sync handlers on a thread pool)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+
+class Kube:
+    def __init__(self, api_client: client.ApiClient) -> None:
+        self.core = client.CoreV1Api(api_client)
+        self.apps = client.AppsV1Api(api_client)
+        self.rbac = client.RbacAuthorizationV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+
+    def _ops(self, kind: str) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]:
+        """(create, patch, delete) for the kinds a TTSCluster owns."""
+        table = {
+            "ConfigMap": (self.core.create_namespaced_config_map, self.core.patch_namespaced_config_map,
+                          self.core.delete_namespaced_config_map),
+            "Service": (self.core.create_namespaced_service, self.core.patch_namespaced_service,
+                        self.core.delete_namespaced_service),
+            "ServiceAccount": (self.core.create_namespaced_service_account,
+                               self.core.patch_namespaced_service_account,
+                               self.core.delete_namespaced_service_account),
+            "Deployment": (self.apps.create_namespaced_deployment, self.apps.patch_namespaced_deployment,
+                           self.apps.delete_namespaced_deployment),
+            "Role": (self.rbac.create_namespaced_role, self.rbac.patch_namespaced_role,
+                     self.rbac.delete_namespaced_role),
+            "RoleBinding": (self.rbac.create_namespaced_role_binding, self.rbac.patch_namespaced_role_binding,
+                            self.rbac.delete_namespaced_role_binding),
+        }
+        return table[kind]
+
+    def apply(self, namespace: str, obj: dict[str, Any]) -> str:
+        """Create, or bring an existing object to `obj` with a merge patch. Returns "created" or "updated"."""
+        create, patch, _ = self._ops(obj["kind"])
+        try:
+            create(namespace, obj)
+            return "created"
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        patch(obj["metadata"]["name"], namespace, obj)
+        return "updated"
+
+    def delete(self, namespace: str, kind: str, name: str) -> bool:
+        _, _, delete = self._ops(kind)
+        try:
+            delete(name, namespace)
+            return True
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+
+    def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        return self.core.api_client.sanitize_for_serialization(
+            self.core.list_namespaced_pod(namespace, label_selector=selector).items
+        )
+
+    def create_pod(self, namespace: str, pod: dict[str, Any]) -> dict[str, Any]:
+        return self.core.api_client.sanitize_for_serialization(self.core.create_namespaced_pod(namespace, pod))
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        try:
+            self.core.delete_namespaced_pod(name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    def patch_pod_metadata(self, namespace: str, name: str, metadata: dict[str, Any]) -> None:
+        self.core.patch_namespaced_pod(name, namespace, {"metadata": metadata})
+
+    def deployment_available(self, namespace: str, name: str) -> int:
+        try:
+            d = self.apps.read_namespaced_deployment(name, namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return 0
+            raise
+        return int((d.status and d.status.available_replicas) or 0)
+
+    def set_worker_replicas(self, namespace: str, name: str, replicas: int, group: str, version: str,
+                            plural: str) -> None:
+        self.custom.patch_namespaced_custom_object(
+            group, version, namespace, plural, name, {"spec": {"workers": {"replicas": replicas}}}
+        )

@@ -1,0 +1,67 @@
+"""Run the operator: `tts-cluster operator`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+from kubernetes import client, config
+
+from tts_common.logs import configure_logging, log_fields
+
+from .handlers import register
+from .kube import Kube
+from .reconcile import Reconciler
+from .settings import OperatorSettings
+
+log = logging.getLogger("tts_operator")
+
+
+def _api_client(settings: OperatorSettings) -> client.ApiClient:
+    if settings.kubeconfig:
+        config.load_kube_config(config_file=str(settings.kubeconfig))
+    else:
+        try:
+            config.load_incluster_config()
+        except config.ConfigException:
+            config.load_kube_config()
+    return client.ApiClient()
+
+
+def run(ours: OperatorSettings) -> int:
+    configure_logging(ours.log_level, json_lines=True)
+    if ours.kubeconfig:
+        import os
+
+        os.environ["KUBECONFIG"] = str(ours.kubeconfig)  # kopf's own login reads it too
+    reconciler = Reconciler(ours, Kube(_api_client(ours)))
+    registry = kopf.OperatorRegistry()
+    register(registry, reconciler)
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        settings.persistence.finalizer = "tts-cluster.io/finalizer"
+        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="tts-cluster.io")
+        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="tts-cluster.io")
+        settings.posting.level = logging.INFO
+        settings.watching.server_timeout = 60
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> Any:
+        # The same credentials as the operator's own API client: the given kubeconfig, else in-cluster.
+        if ours.kubeconfig:
+            return kopf.login_with_kubeconfig(**kwargs)
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+    log_fields(log, "starting operator", namespaces=ours.namespace, all_namespaces=ours.all_namespaces,
+               peering=ours.peering, interval=ours.interval)
+    kopf.run(
+        registry=registry,
+        clusterwide=ours.all_namespaces,
+        namespaces=ours.namespace if not ours.all_namespaces else (),
+        standalone=ours.peering is None,
+        peering_name=ours.peering,
+        liveness_endpoint=ours.liveness,
+    )
+    return 0

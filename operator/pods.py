@@ -1,0 +1,87 @@
+"""Reading a worker pod's state: ready, failed (and why), draining, its /stats load."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any, Optional
+
+import httpx
+
+from .resources import ANNOTATION_DRAIN_STARTED, LABEL_DRAINING
+
+
+def _parse_time(value: Any) -> Optional[datetime.datetime]:
+    if isinstance(value, datetime.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)
+    if isinstance(value, str) and value:
+        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return None
+
+
+def now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def name_of(pod: dict[str, Any]) -> str:
+    return str(pod["metadata"]["name"])
+
+
+def is_terminating(pod: dict[str, Any]) -> bool:
+    return bool(pod["metadata"].get("deletionTimestamp"))
+
+
+def is_draining(pod: dict[str, Any]) -> bool:
+    return (pod["metadata"].get("labels") or {}).get(LABEL_DRAINING) == "true"
+
+
+def drain_started(pod: dict[str, Any]) -> Optional[datetime.datetime]:
+    return _parse_time((pod["metadata"].get("annotations") or {}).get(ANNOTATION_DRAIN_STARTED))
+
+
+def is_ready(pod: dict[str, Any]) -> bool:
+    for cond in (pod.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return cond.get("status") == "True"
+    return False
+
+
+def failure(pod: dict[str, Any], crashloop_restarts: int, not_ready_seconds: float) -> Optional[str]:
+    """Why this worker must be replaced, or None. Each reason becomes the Event's reason."""
+    status = pod.get("status") or {}
+    phase = status.get("phase")
+    if phase == "Failed":
+        return "PodFailed"
+    if phase == "Unknown" or status.get("reason") == "NodeLost":
+        return "NodeLost"
+    for cs in status.get("containerStatuses") or []:
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") == "CrashLoopBackOff" and int(cs.get("restartCount") or 0) >= crashloop_restarts:
+            return "CrashLoopBackOff"
+    if not is_ready(pod):
+        since = _parse_time(pod["metadata"].get("creationTimestamp"))
+        for cond in status.get("conditions") or []:
+            if cond.get("type") == "Ready" and cond.get("lastTransitionTime"):
+                since = _parse_time(cond["lastTransitionTime"])
+        if since is not None and (now() - since).total_seconds() > not_ready_seconds:
+            return "NotReady"
+    return None
+
+
+def stats_url(pod: dict[str, Any], port: int) -> Optional[str]:
+    ip = (pod.get("status") or {}).get("podIP")
+    if not ip:
+        return None
+    host = f"[{ip}]" if ":" in ip else ip
+    return f"http://{host}:{port}/stats"
+
+
+def admitted(pod: dict[str, Any], port: int, client: httpx.Client) -> Optional[int]:
+    """Requests the worker holds (waiting + running), from its /stats; None when it cannot be asked."""
+    url = stats_url(pod, port)
+    if url is None:
+        return None
+    try:
+        body = client.get(url, timeout=1.0).json()
+        return int(body["queue_depth"]) + int(body["in_flight"])
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return None

@@ -1,0 +1,208 @@
+"""The Kubernetes objects one TTSCluster owns, built as plain dicts from its spec (no API calls here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .spec import TTSClusterSpec
+
+LABEL_CLUSTER = "tts-cluster.io/cluster"
+LABEL_DRAINING = "tts-cluster.io/draining"
+ANNOTATION_DRAIN_STARTED = "tts-cluster.io/drain-started"
+APP = "tts-cluster"
+CONFIG_DIR = "/etc/tts-cluster"
+MODELS_DIR = "/models"
+
+
+def labels(cluster: str, component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": APP,
+        "app.kubernetes.io/instance": cluster,
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/managed-by": "tts-cluster-operator",
+        LABEL_CLUSTER: cluster,
+    }
+
+
+def selector(cluster: str, component: str) -> dict[str, str]:
+    return {"app.kubernetes.io/instance": cluster, "app.kubernetes.io/component": component, LABEL_CLUSTER: cluster}
+
+
+def selector_string(cluster: str, component: str) -> str:
+    return ",".join(f"{k}={v}" for k, v in selector(cluster, component).items())
+
+
+def workers_service_name(cluster: str) -> str:
+    return f"{cluster}-workers"
+
+
+def config_map_name(cluster: str, spec: TTSClusterSpec) -> str | None:
+    if spec.workers.tts_infer_config_map:
+        return spec.workers.tts_infer_config_map
+    if spec.workers.tts_infer_yaml:
+        return f"{cluster}-tts-infer"
+    return None
+
+
+def config_map(cluster: str, spec: TTSClusterSpec) -> dict[str, Any] | None:
+    """Only when the spec carries tts_infer.yaml inline; a referenced ConfigMap is the user's own."""
+    if not spec.workers.tts_infer_yaml:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": f"{cluster}-tts-infer", "labels": labels(cluster, "config")},
+        "data": {"tts_infer.yaml": spec.workers.tts_infer_yaml},
+    }
+
+
+def _quantities(resources: dict[str, Any]) -> dict[str, Any]:
+    """Kubernetes quantities are strings on the wire ("1", "500m"); YAML users write `nvidia.com/gpu: 1`."""
+    return {k: {q: str(v) for q, v in val.items()} if isinstance(val, dict) else val for k, val in resources.items()}
+
+
+def worker_pod(cluster: str, spec: TTSClusterSpec) -> dict[str, Any]:
+    w = spec.workers
+    args = ["worker", "--bind-addr", "0.0.0.0", "--port", str(w.port), "--engine", w.engine,
+            "--max-queue-size", str(w.max_queue_size), "--voice-dir", "/var/lib/tts-cluster/voices",
+            "--drain-timeout", str(spec.drain_timeout_seconds)]
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    cm = config_map_name(cluster, spec)
+    if cm:
+        volumes.append({"name": "tts-infer", "configMap": {"name": cm}})
+        mounts.append({"name": "tts-infer", "mountPath": CONFIG_DIR, "readOnly": True})
+        args += ["--tts-config", f"{CONFIG_DIR}/tts_infer.yaml"]
+    if w.model_pvc:
+        volumes.append({"name": "models", "persistentVolumeClaim": {"claimName": w.model_pvc, "readOnly": True}})
+    elif w.model_volume:
+        volumes.append({"name": "models", **w.model_volume})
+    if w.model_pvc or w.model_volume:
+        mounts.append({"name": "models", "mountPath": MODELS_DIR, "readOnly": True})
+    probe = {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 2, "failureThreshold": 1}
+    container = {
+        "name": "worker",
+        "image": w.image,
+        "imagePullPolicy": w.image_pull_policy,
+        "args": args,
+        "env": [{"name": "TTSC_WORKER_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        "ports": [{"name": "http", "containerPort": w.port, "protocol": "TCP"}],
+        "readinessProbe": probe,
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10,
+                          "failureThreshold": 3},
+        "startupProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 5,
+                         "failureThreshold": 120},
+        "resources": _quantities(w.resources),
+        "volumeMounts": mounts,
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    }
+    pod_spec: dict[str, Any] = {
+        "containers": [container],
+        "volumes": volumes,
+        # The worker drains on SIGTERM: give it the drain timeout plus a margin before SIGKILL.
+        "terminationGracePeriodSeconds": spec.drain_timeout_seconds + 15,
+        "restartPolicy": "Always",
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
+    }
+    if w.node_selector:
+        pod_spec["nodeSelector"] = w.node_selector
+    if w.tolerations:
+        pod_spec["tolerations"] = w.tolerations
+    if w.affinity:
+        pod_spec["affinity"] = w.affinity
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"generateName": f"{cluster}-worker-", "labels": labels(cluster, "worker")},
+        "spec": pod_spec,
+    }
+
+
+def workers_service(cluster: str, spec: TTSClusterSpec) -> dict[str, Any]:
+    """Headless: the router reads its EndpointSlices to find each worker pod."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": workers_service_name(cluster), "labels": labels(cluster, "worker")},
+        "spec": {
+            "clusterIP": "None",
+            "selector": selector(cluster, "worker"),
+            "ports": [{"name": "http", "port": spec.workers.port, "targetPort": "http"}],
+            "publishNotReadyAddresses": False,
+        },
+    }
+
+
+def router_service_account(cluster: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ServiceAccount",
+            "metadata": {"name": f"{cluster}-router", "labels": labels(cluster, "router")}}
+
+
+def router_role(cluster: str) -> dict[str, Any]:
+    """Exactly what the router's Kubernetes discovery reads."""
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": f"{cluster}-router", "labels": labels(cluster, "router")},
+        "rules": [
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list", "watch"]},
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
+        ],
+    }
+
+
+def router_role_binding(cluster: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": f"{cluster}-router", "labels": labels(cluster, "router")},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": f"{cluster}-router"},
+        "subjects": [{"kind": "ServiceAccount", "name": f"{cluster}-router"}],
+    }
+
+
+def router_deployment(cluster: str, spec: TTSClusterSpec) -> dict[str, Any]:
+    r = spec.router
+    args = ["router", "--bind-addr", "0.0.0.0", "--port", str(r.port), "--discovery", "kubernetes",
+            "--k8s-service", workers_service_name(cluster), "--policy", r.policy]
+    container = {
+        "name": "router",
+        "image": r.image,
+        "args": args,
+        "ports": [{"name": "http", "containerPort": r.port, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 2},
+        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10},
+        "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
+        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                            "capabilities": {"drop": ["ALL"]}},
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": f"{cluster}-router", "labels": labels(cluster, "router")},
+        "spec": {
+            "replicas": r.replicas,
+            "selector": {"matchLabels": selector(cluster, "router")},
+            "template": {
+                "metadata": {"labels": labels(cluster, "router")},
+                "spec": {
+                    "serviceAccountName": f"{cluster}-router",
+                    "containers": [container],
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
+                },
+            },
+        },
+    }
+
+
+def router_service(cluster: str, spec: TTSClusterSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": cluster, "labels": labels(cluster, "router")},
+        "spec": {
+            "type": spec.router.service_type,
+            "selector": selector(cluster, "router"),
+            "ports": [{"name": "http", "port": spec.router.port, "targetPort": "http"}],
+        },
+    }

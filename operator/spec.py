@@ -1,0 +1,69 @@
+"""The TTSCluster spec as the operator reads it: the CRD's defaults again, so a spec written before a default
+existed (or an API server that does not default) still reconciles the same way."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+GROUP, VERSION, PLURAL, KIND = "tts-cluster.io", "v1alpha1", "ttsclusters", "TTSCluster"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+
+
+class WorkersSpec(_Model):
+    replicas: int = Field(1, ge=0, le=256)
+    min_replicas: int = Field(1, ge=0, le=256, alias="minReplicas")
+    max_replicas: int = Field(8, ge=1, le=256, alias="maxReplicas")
+    image: str = Field("tts-cluster/worker:0.1.0", min_length=1)
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = Field("IfNotPresent", alias="imagePullPolicy")
+    engine: Literal["piper", "gpt-sovits", "synthetic"] = "piper"
+    port: int = Field(9880, ge=1, le=65535)
+    max_queue_size: int = Field(10, ge=1, le=1000, alias="maxQueueSize")
+    tts_infer_config_map: Optional[str] = Field(None, alias="ttsInferConfigMap")
+    tts_infer_yaml: Optional[str] = Field(None, alias="ttsInferYaml")
+    model_volume: Optional[dict[str, Any]] = Field(None, alias="modelVolume")
+    model_pvc: Optional[str] = Field(None, alias="modelPVC")
+    resources: dict[str, Any] = Field(default_factory=lambda: {"limits": {"nvidia.com/gpu": 1}})
+    node_selector: dict[str, str] = Field(default_factory=dict, alias="nodeSelector")
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    affinity: Optional[dict[str, Any]] = None
+
+
+class RouterSpec(_Model):
+    replicas: int = Field(1, ge=1, le=32)
+    image: str = Field("tts-cluster/router:0.1.0", min_length=1)
+    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field("ClusterIP", alias="serviceType")
+    port: int = Field(9880, ge=1, le=65535)
+    policy: Literal["least-work", "least-loaded", "power-of-two", "round-robin"] = "least-work"
+
+
+class AutoscalingSpec(_Model):
+    enabled: bool = False
+    target_queue_depth: float = Field(2.0, ge=0.1, le=1000, alias="targetQueueDepth")
+    scale_up_stabilization_seconds: int = Field(30, ge=0, le=3600, alias="scaleUpStabilizationSeconds")
+    scale_down_stabilization_seconds: int = Field(300, ge=0, le=3600, alias="scaleDownStabilizationSeconds")
+
+
+class TTSClusterSpec(_Model):
+    workers: WorkersSpec = Field(default_factory=WorkersSpec)
+    router: RouterSpec = Field(default_factory=RouterSpec)
+    autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
+    drain_timeout_seconds: int = Field(120, ge=0, le=3600, alias="drainTimeoutSeconds")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "TTSClusterSpec":
+        if self.workers.min_replicas > self.workers.max_replicas:
+            raise ValueError("workers.minReplicas must not exceed workers.maxReplicas")
+        if self.workers.tts_infer_config_map and self.workers.tts_infer_yaml:
+            raise ValueError("give workers.ttsInferConfigMap or workers.ttsInferYaml, not both")
+        if self.workers.model_pvc and self.workers.model_volume:
+            raise ValueError("give workers.modelPVC or workers.modelVolume, not both")
+        return self
+
+
+def parse_spec(spec: dict[str, Any]) -> TTSClusterSpec:
+    return TTSClusterSpec.model_validate(spec or {})

@@ -1,0 +1,289 @@
+"""The real kopf operator process against a real HTTP Kubernetes API (kmock's emulator on 127.0.0.1).
+
+Nothing runs pods in the emulator, so these tests play the kubelet (an allowed double): they set pod phase,
+readiness and podIP, and point pods at real worker processes on 127.0.0.x so drains read real /stats.
+The emulator has no garbage collector: the operator deletes what a TTSCluster owns when it is deleted.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import kubernetes
+import pytest
+from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, CustomObjectsApi
+
+from kube.emulator import TTSCLUSTER, KubeAPI, Resource
+from tts_bench.procs import free_port, start_worker
+
+NS = "default"
+GROUP, VERSION, PLURAL = "tts-cluster.io", "v1alpha1", "ttsclusters"
+EXTRA = [
+    Resource("", "v1", "serviceaccounts", "ServiceAccount"),
+    Resource("rbac.authorization.k8s.io", "v1", "roles", "Role"),
+    Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
+]
+
+
+class Cluster:
+    def __init__(self, kube: KubeAPI, log_dir: Path) -> None:
+        self.kube = kube
+        self.log_dir = log_dir
+        kubernetes.config.load_kube_config(config_file=str(kube.kubeconfig_path))
+        api = ApiClient()
+        self.core, self.apps, self.custom = CoreV1Api(api), AppsV1Api(api), CustomObjectsApi(api)
+        self.operator: subprocess.Popen | None = None
+        self.liveness = 0
+
+    def start_operator(self) -> None:
+        self.liveness = free_port()
+        log = open(self.log_dir / "operator.log", "ab")
+        self.operator = subprocess.Popen(
+            [sys.executable, "-m", "tts_cli", "operator", "--namespace", NS, "--kubeconfig",
+             str(self.kube.kubeconfig_path), "--interval", "0.3", "--liveness",
+             f"http://127.0.0.1:{self.liveness}/healthz", "--not-ready-seconds", "30"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        eventually(lambda: _get_ok(f"http://127.0.0.1:{self.liveness}/healthz"), timeout=30)
+
+    def stop_operator(self) -> None:
+        if self.operator and self.operator.poll() is None:
+            self.operator.terminate()
+            self.operator.wait(30)
+
+    def log(self) -> str:
+        return (self.log_dir / "operator.log").read_text(errors="replace")
+
+    # -- TTSCluster ----------------------------------------------------------------------------------------
+    def create(self, name: str, spec: dict) -> None:
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, {
+            "apiVersion": f"{GROUP}/{VERSION}", "kind": "TTSCluster", "metadata": {"name": name}, "spec": spec})
+
+    def get(self, name: str) -> dict:
+        return self.custom.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)
+
+    def patch_spec(self, name: str, spec: dict) -> None:
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name, {"spec": spec})
+
+    def delete(self, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, name)
+
+    # -- the kubelet's part --------------------------------------------------------------------------------
+    def workers(self, name: str) -> list:
+        pods = self.core.list_namespaced_pod(NS, label_selector=f"tts-cluster.io/cluster={name},"
+                                                                 "app.kubernetes.io/component=worker").items
+        return sorted([p for p in pods if not p.metadata.deletion_timestamp], key=lambda p: p.metadata.name)
+
+    def run_pod(self, pod_name: str, ip: str = "10.0.0.1", ready: bool = True, phase: str = "Running",
+                waiting: str | None = None, restarts: int = 0) -> None:
+        status: dict = {"phase": phase, "podIP": ip,
+                        "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}
+        if waiting:
+            status["containerStatuses"] = [{"name": "worker", "ready": False, "restartCount": restarts,
+                                            "image": "w", "imageID": "", "state": {"waiting": {"reason": waiting}}}]
+        self.core.patch_namespaced_pod_status(pod_name, NS, {"status": status})
+
+    def run_all(self, name: str, ip: str = "10.0.0.1") -> None:
+        for pod in self.workers(name):
+            self.run_pod(pod.metadata.name, ip)
+
+    def router_available(self, name: str) -> None:
+        self.apps.patch_namespaced_deployment_status(
+            f"{name}-router", NS, {"status": {"replicas": 1, "availableReplicas": 1, "readyReplicas": 1}})
+
+    def events(self, reason: str) -> list:
+        return [e for e in self.core.list_namespaced_event(NS).items if e.reason == reason]
+
+
+def _get_ok(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def eventually(fn, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fn()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not reached in {timeout} s")
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def cluster(tmp_path) -> Iterator[Cluster]:
+    with KubeAPI(resources=[TTSCLUSTER, *EXTRA]) as kube:
+        c = Cluster(kube, tmp_path)
+        c.start_operator()
+        try:
+            yield c
+        finally:
+            c.stop_operator()
+
+
+def test_create_makes_router_and_workers_with_the_right_specs(cluster):
+    cluster.create("voice", {"workers": {"replicas": 3, "maxQueueSize": 7, "ttsInferYaml": "custom:\n  device: cuda\n",
+                                         "nodeSelector": {"gpu": "a100"}},
+                             "router": {"serviceType": "LoadBalancer"}})
+    pods = eventually(lambda: len(w := cluster.workers("voice")) == 3 and w)
+    owner = cluster.get("voice")["metadata"]["uid"]
+    for pod in pods:
+        c = pod.spec.containers[0]
+        assert c.resources.limits == {"nvidia.com/gpu": "1"} or c.resources.limits == {"nvidia.com/gpu": 1}
+        assert c.readiness_probe.http_get.path == "/readyz"
+        assert "--max-queue-size" in c.args and c.args[c.args.index("--max-queue-size") + 1] == "7"
+        assert c.args[c.args.index("--tts-config") + 1] == "/etc/tts-cluster/tts_infer.yaml"
+        assert pod.spec.node_selector == {"gpu": "a100"}
+        assert pod.metadata.labels["app.kubernetes.io/name"] == "tts-cluster"
+        assert [r.uid for r in pod.metadata.owner_references] == [owner]
+    svc = cluster.core.read_namespaced_service("voice-workers", NS)
+    assert svc.spec.cluster_ip == "None"
+    assert cluster.core.read_namespaced_service("voice", NS).spec.type == "LoadBalancer"
+    router = cluster.apps.read_namespaced_deployment("voice-router", NS)
+    args = router.spec.template.spec.containers[0].args
+    assert args[:1] == ["router"] and "kubernetes" in args and "voice-workers" in args
+    cm = cluster.core.read_namespaced_config_map("voice-tts-infer", NS)
+    assert cm.data["tts_infer.yaml"].startswith("custom:")
+    assert cluster.events("CreatedWorker")
+
+
+def test_status_conditions_and_mode_follow_the_pods(cluster):
+    cluster.create("st", {"workers": {"replicas": 2}})
+    eventually(lambda: len(cluster.workers("st")) == 2)
+    status = eventually(lambda: (s := cluster.get("st").get("status", {})).get("workers") == 2 and s)
+    assert status["mode"] == "unavailable" and status["readyWorkers"] == 0
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "Ready": "False", "Progressing": "True", "Degraded": "True"}
+    pods = cluster.workers("st")
+    cluster.run_pod(pods[0].metadata.name)
+    eventually(lambda: cluster.get("st")["status"].get("mode") == "single")
+    cluster.run_pod(pods[1].metadata.name)
+    cluster.router_available("st")
+    status = eventually(lambda: (s := cluster.get("st")["status"]).get("mode") == "concurrent"
+                        and s["conditions"][0]["status"] == "True" and s)
+    assert {c["type"]: c["status"] for c in status["conditions"]} == {
+        "Ready": "True", "Progressing": "False", "Degraded": "False"}
+    assert status["observedGeneration"] == cluster.get("st")["metadata"]["generation"]
+    assert status["routerEndpoint"] == "http://st.default.svc:9880"
+
+
+def test_scale_up_and_down_through_the_spec(cluster):
+    cluster.create("sc", {"workers": {"replicas": 1}, "drainTimeoutSeconds": 5})
+    eventually(lambda: len(cluster.workers("sc")) == 1)
+    cluster.patch_spec("sc", {"workers": {"replicas": 4}})
+    eventually(lambda: len(cluster.workers("sc")) == 4)
+    cluster.run_all("sc", ip="127.0.0.250")  # nothing listens there: no requests held, drains at once
+    cluster.patch_spec("sc", {"workers": {"replicas": 2}})
+    eventually(lambda: len(cluster.workers("sc")) == 2)
+    assert len(cluster.events("RemovedWorker")) == 2
+    assert eventually(lambda: cluster.get("sc")["status"].get("workers") == 2)
+
+
+def test_scale_down_drains_the_least_loaded_worker_first(cluster, voice_dir, logs_dir):
+    port = free_port()
+    busy = start_worker(["--engine", "synthetic", "--voice-dir", str(voice_dir), "--synthetic-base-seconds", "2",
+                         "--max-queue-size", "5"], logs_dir, port=port)
+    light = start_worker(["--engine", "synthetic", "--voice-dir", str(voice_dir), "--synthetic-base-seconds", "2",
+                          "--max-queue-size", "5"], logs_dir, port=port, host="127.0.0.2")
+    try:
+        cluster.create("dr", {"workers": {"replicas": 2, "port": port}, "drainTimeoutSeconds": 60})
+        a, b = eventually(lambda: len(w := cluster.workers("dr")) == 2 and w)
+        cluster.run_pod(a.metadata.name, ip="127.0.0.1")
+        cluster.run_pod(b.metadata.name, ip="127.0.0.2")
+        body = {"text": "Hi.", "text_lang": "en", "ref_audio_path": "reference.wav", "prompt_lang": "en"}
+        import threading
+
+        threads = [threading.Thread(target=httpx.post, args=(f"{busy.url}/tts",), kwargs={"json": body, "timeout": 60})
+                   for _ in range(3)]
+        threads.append(threading.Thread(target=httpx.post, args=(f"{light.url}/tts",),
+                                        kwargs={"json": body, "timeout": 60}))
+        for t in threads:
+            t.start()
+        eventually(lambda: httpx.get(f"{light.url}/stats").json()["in_flight"] == 1)
+        cluster.patch_spec("dr", {"workers": {"replicas": 1}})
+        # The lighter worker (1 request) is marked draining, and stays until its request is done.
+        drained = eventually(lambda: [p for p in cluster.workers("dr")
+                                      if (p.metadata.labels or {}).get("tts-cluster.io/draining") == "true"])
+        assert [p.metadata.name for p in drained] == [b.metadata.name]
+        assert httpx.get(f"{light.url}/stats").json()["in_flight"] == 1
+        assert b.metadata.name in [p.metadata.name for p in cluster.workers("dr")]
+        eventually(lambda: [p.metadata.name for p in cluster.workers("dr")] == [a.metadata.name], timeout=20)
+        assert httpx.get(f"{light.url}/stats").json()["processed"] == 1  # it finished before removal
+        for t in threads:
+            t.join(60)
+    finally:
+        busy.stop()
+        light.stop()
+
+
+@pytest.mark.parametrize("breakage,reason", [
+    ({"phase": "Failed"}, "PodFailed"),
+    ({"phase": "Running", "ready": False, "waiting": "CrashLoopBackOff", "restarts": 7}, "CrashLoopBackOff"),
+    ({"phase": "Unknown", "ready": False}, "NodeLost"),
+])
+def test_failed_workers_are_replaced_with_an_event(cluster, breakage, reason):
+    cluster.create("rp", {"workers": {"replicas": 2}})
+    first = eventually(lambda: len(w := cluster.workers("rp")) == 2 and w)
+    victim = first[0].metadata.name
+    cluster.run_pod(victim, **breakage)
+    eventually(lambda: victim not in [p.metadata.name for p in cluster.workers("rp")]
+               and len(cluster.workers("rp")) == 2)
+    events = cluster.events("ReplacingWorker")
+    assert any(victim in e.message and reason in e.message for e in events)
+
+
+def test_a_worker_deleted_by_hand_is_replaced(cluster):
+    cluster.create("hd", {"workers": {"replicas": 2}})
+    first = eventually(lambda: len(w := cluster.workers("hd")) == 2 and w)
+    cluster.core.delete_namespaced_pod(first[0].metadata.name, NS)
+    eventually(lambda: len(cluster.workers("hd")) == 2
+               and first[0].metadata.name not in [p.metadata.name for p in cluster.workers("hd")])
+    eventually(lambda: any(first[0].metadata.name in e.message for e in cluster.events("WorkerDeleted")))
+
+
+def test_operator_restart_makes_no_duplicates(cluster):
+    cluster.create("rs", {"workers": {"replicas": 3}})
+    eventually(lambda: len(cluster.workers("rs")) == 3)
+    before = [p.metadata.name for p in cluster.workers("rs")]
+    cluster.stop_operator()
+    cluster.start_operator()
+    time.sleep(2)  # several reconciliation intervals of the new process
+    assert [p.metadata.name for p in cluster.workers("rs")] == before
+
+
+def test_delete_removes_everything_it_owned(cluster):
+    cluster.create("gone", {"workers": {"replicas": 2}})
+    eventually(lambda: len(cluster.workers("gone")) == 2)
+    eventually(lambda: _exists(cluster.apps.read_namespaced_deployment, "gone-router"))
+    cluster.delete("gone")
+    eventually(lambda: not cluster.workers("gone"))
+    eventually(lambda: not _exists(cluster.apps.read_namespaced_deployment, "gone-router"))
+    assert not _exists(cluster.core.read_namespaced_service, "gone")
+    assert not _exists(cluster.core.read_namespaced_service, "gone-workers")
+
+
+def test_an_invalid_spec_is_reported_not_acted_on(cluster):
+    cluster.create("bad", {"workers": {"replicas": 1, "minReplicas": 5, "maxReplicas": 2}})
+    status = eventually(lambda: (s := cluster.get("bad").get("status", {})).get("conditions") and s)
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert degraded["status"] == "True" and degraded["reason"] == "InvalidSpec"
+    assert "minReplicas must not exceed" in degraded["message"]
+    assert cluster.workers("bad") == []
+
+
+def _exists(read, name: str) -> bool:
+    try:
+        read(name, NS)
+        return True
+    except kubernetes.client.ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
