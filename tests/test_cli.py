@@ -17,7 +17,7 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
 def test_top_level_help_lists_commands():
     done = run_cli("--help")
     assert done.returncode == 0
-    for command in ("up", "worker", "router", "voices", "bench"):
+    for command in ("up", "worker", "router", "operator", "voices", "bench"):
         assert command in done.stdout
 
 

@@ -30,6 +30,24 @@ def test_every_router_setting_is_documented():
         assert f"--{name.replace('_', '-')}" in README, name
 
 
+def test_every_operator_setting_and_crd_field_is_documented():
+    from pathlib import Path
+
+    import yaml
+
+    from tts_operator.settings import OperatorSettings
+
+    for name in OperatorSettings.model_fields:
+        assert f"`TTSC_OPERATOR_{name.upper()}`" in README, name
+        assert f"--{name.replace('_', '-')}" in README, name
+    crd = yaml.safe_load((Path(__file__).resolve().parents[1] / "operator" / "crd.yaml").read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    for section, schema in spec.items():
+        for field in schema.get("properties", {}) or {section: None}:
+            name = f"{section}.{field}" if "properties" in schema else section
+            assert f"`{name}`" in README, name
+
+
 def test_every_route_is_documented(piper_worker):
     import httpx
 

@@ -40,13 +40,13 @@ class Cluster:
         self.operator: subprocess.Popen | None = None
         self.liveness = 0
 
-    def start_operator(self) -> None:
+    def start_operator(self, *extra: str) -> None:
         self.liveness = free_port()
         log = open(self.log_dir / "operator.log", "ab")
         self.operator = subprocess.Popen(
             [sys.executable, "-m", "tts_cli", "operator", "--namespace", NS, "--kubeconfig",
              str(self.kube.kubeconfig_path), "--interval", "0.3", "--liveness",
-             f"http://127.0.0.1:{self.liveness}/healthz", "--not-ready-seconds", "30"],
+             f"http://127.0.0.1:{self.liveness}/healthz", "--not-ready-seconds", "30", *extra],
             stdout=log, stderr=subprocess.STDOUT,
         )
         eventually(lambda: _get_ok(f"http://127.0.0.1:{self.liveness}/healthz"), timeout=30)
@@ -287,3 +287,34 @@ def _exists(read, name: str) -> bool:
         if exc.status == 404:
             return False
         raise
+
+
+def test_autoscaling_follows_the_routers_queue_depth(cluster, voice_dir, logs_dir, spawn_router):
+    worker = start_worker(["--engine", "synthetic", "--voice-dir", str(voice_dir), "--synthetic-base-seconds", "3",
+                           "--max-queue-size", "10"], logs_dir)
+    try:
+        router = spawn_router(worker)
+        cluster.stop_operator()
+        cluster.start_operator("--router-url", "http://127.0.0.1:{port}")
+        cluster.create("auto", {"workers": {"replicas": 1, "minReplicas": 1, "maxReplicas": 4},
+                                "router": {"port": router.port},
+                                "autoscaling": {"enabled": True, "targetQueueDepth": 2,
+                                                "scaleUpStabilizationSeconds": 0, "scaleDownStabilizationSeconds": 0}})
+        eventually(lambda: len(cluster.workers("auto")) == 1)
+        body = {"text": "Hi.", "text_lang": "en", "ref_audio_path": "reference.wav", "prompt_lang": "en"}
+        import threading
+
+        threads = [threading.Thread(target=httpx.post, args=(f"{router.url}/tts",), kwargs={"json": body, "timeout": 60})
+                   for _ in range(6)]
+        for t in threads:
+            t.start()
+        # 6 admitted, 2 per worker wanted: 3 workers, written to the spec (and so to the scale subresource)
+        eventually(lambda: cluster.get("auto")["spec"]["workers"]["replicas"] == 3, timeout=20)
+        eventually(lambda: len(cluster.workers("auto")) == 3)
+        assert cluster.events("Autoscaled")
+        for t in threads:
+            t.join(60)
+        # idle again: back to minReplicas
+        eventually(lambda: cluster.get("auto")["spec"]["workers"]["replicas"] == 1, timeout=30)
+    finally:
+        worker.stop()
