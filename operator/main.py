@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 from typing import Any
 
 import kopf
@@ -62,6 +63,7 @@ def run(ours: OperatorSettings) -> int:
         namespaces=ours.namespace if not ours.all_namespaces else (),
         standalone=ours.peering is None,
         peering_name=ours.peering,
+        priority=ours.priority if ours.priority is not None else random.randint(1, 1_000_000),
         liveness_endpoint=ours.liveness,
     )
     return 0

@@ -19,6 +19,10 @@ class OperatorSettings(BaseSettings):
     peering: Optional[str] = Field(
         None, description="kopf peering name, so a second replica stands by instead of acting twice."
     )
+    priority: Optional[int] = Field(
+        None, description="Peering priority: the highest acts, the others stand by; default: random per process, "
+        "so replicas of one Deployment never tie (kopf pauses every peer on a tie).",
+    )
     liveness: str = Field("http://0.0.0.0:8080/healthz", description="Liveness endpoint kopf serves.")
     kubeconfig: Optional[Path] = Field(None, description="kubeconfig file; default: in-cluster, else ~/.kube.")
     interval: float = Field(5.0, gt=0, le=3600, description="Seconds between reconciliations of each TTSCluster.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -82,3 +83,12 @@ def test_router_rejects_a_bad_worker_url():
     done = run_cli("router", "--worker", "localhost:9881")
     assert done.returncode == 2
     assert "http://" in done.stderr
+
+
+def test_operator_folder_never_shadows_the_standard_library():
+    # -S: no site packages, so nothing has imported the real `operator` before the repository root is searched.
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-S", "-c", "import operator; print(operator.__file__)"],
+                          capture_output=True, text=True, cwd=repo, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert not done.stdout.strip().startswith(str(repo))

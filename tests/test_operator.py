@@ -318,3 +318,26 @@ def test_autoscaling_follows_the_routers_queue_depth(cluster, voice_dir, logs_di
         eventually(lambda: cluster.get("auto")["spec"]["workers"]["replicas"] == 1, timeout=30)
     finally:
         worker.stop()
+
+
+def test_two_peered_operators_act_once(tmp_path):
+    """kopf peering: two replicas with (random, so different) priorities: the higher acts, the other stands by."""
+    peering = Resource("kopf.dev", "v1", "kopfpeerings", "KopfPeering", custom=True)
+    with KubeAPI(resources=[TTSCLUSTER, *EXTRA, peering]) as kube:
+        c = Cluster(kube, tmp_path)
+        c.custom.create_namespaced_custom_object("kopf.dev", "v1", NS, "kopfpeerings", {
+            "apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "tts-cluster"}})
+        second = Cluster(kube, tmp_path / "second")
+        (tmp_path / "second").mkdir()
+        try:
+            c.start_operator("--peering", "tts-cluster")
+            second.start_operator("--peering", "tts-cluster")
+            c.create("peer", {"workers": {"replicas": 3}})
+            eventually(lambda: len(c.workers("peer")) == 3)
+            time.sleep(2)  # many reconciliation intervals of both replicas
+            assert len(c.workers("peer")) == 3
+            peers = c.custom.get_namespaced_custom_object("kopf.dev", "v1", NS, "kopfpeerings", "tts-cluster")
+            assert len(peers.get("status", {})) == 2  # both replicas registered themselves
+        finally:
+            c.stop_operator()
+            second.stop_operator()

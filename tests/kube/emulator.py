@@ -8,7 +8,8 @@ kmock 0.8 stores objects and serves discovery, but real clients need more of the
 rules than it implements. ``KubeEmulator`` below adds them, each commented with the rule it follows
 (https://kubernetes.io/docs/reference/using-api/api-concepts/). Known gaps, on purpose:
 no admission/validation/defaulting beyond what is written here; strategic-merge-patch is applied as a
-JSON merge patch (lists are replaced, not merged by key); no server-side apply (415); no pagination
+JSON merge patch (lists are replaced, not merged by key); no server-side apply (415); no OpenAPI
+documents (``/openapi/v2``, ``/openapi/v3`` are 404, so kubectl needs ``--validate=false``); no pagination
 (``limit`` is ignored, all items come in one page); no watch bookmarks (they are optional);
 no controllers (no garbage collection by ownerReferences, no namespace cascade, pods never run and
 are deleted at once, not gracefully); field selectors accept any dotted path (the real server allows
@@ -62,9 +63,16 @@ class Resource:
     plural: str
     kind: str
     namespaced: bool = True
-    subresources: tuple[str, ...] = ()  # only "status" has behaviour here
+    subresources: tuple[str, ...] = ()  # "status" and "scale" have behaviour here
     custom: bool = False  # served from a CRD: no strategic-merge-patch (the real server answers 415)
     shortnames: tuple[str, ...] = ()
+    # A CRD's subresources.scale: (specReplicasPath, statusReplicasPath, labelSelectorPath or None),
+    # dotted JSON paths such as ".spec.workers.replicas". Required when "scale" is a subresource.
+    scale: tuple[str, str, str | None] | None = None
+
+    def __post_init__(self) -> None:
+        if ("scale" in self.subresources) != (self.scale is not None):
+            raise ValueError(f"{self.plural}: the scale subresource and its paths go together")
 
     @property
     def api_version(self) -> str:
@@ -92,8 +100,10 @@ TTSCLUSTER = Resource(
     "v1alpha1",
     "ttsclusters",
     "TTSCluster",
-    subresources=("status",),
+    subresources=("status", "scale"),
     custom=True,
+    shortnames=("ttsc",),
+    scale=(".spec.workers.replicas", ".status.workers", ".status.selector"),  # as in operator/crd.yaml
 )
 
 
@@ -137,6 +147,13 @@ def _merge_patch(target: Any, patch: Any) -> Any:
         else:
             result[key] = _merge_patch(result.get(key), value)
     return result
+
+
+def _dig(obj: Any, path: str) -> Any:
+    # A dotted JSON path (".spec.workers.replicas"; the leading dot is optional); None if absent.
+    for step in path.lstrip(".").split("."):
+        obj = obj.get(step) if isinstance(obj, dict) else None
+    return obj
 
 
 def _spec_part(obj: dict[str, Any]) -> dict[str, Any]:
@@ -202,9 +219,7 @@ def _field_matcher(text: str) -> Callable[[dict[str, Any]], bool]:
         path, op, want = m.groups()
 
         def get(obj: dict[str, Any], path: str = path) -> str:
-            value: Any = obj
-            for step in path.split("."):
-                value = value.get(step) if isinstance(value, dict) else None
+            value = _dig(obj, path)
             return "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
         checks.append(lambda obj, g=get, w=want, neg=(op == "!="): (g(obj) == w) != neg)
@@ -308,6 +323,13 @@ class KubeEmulator(kmock.KubernetesEmulator):
         result = await super()._serve_version(request)
         if request.resource is not None and request.resource.group == "":
             result["groupVersion"] = request.resource.version
+        # Subresources are listed as "<plural>/<sub>" with no singular name and only get/patch/update;
+        # /status has the parent's kind, /scale is an autoscaling/v1 Scale (as a CRD's scale is listed).
+        for entry in result["resources"]:
+            if "/" in entry["name"]:
+                entry.update(singularName="", shortNames=[], categories=[], verbs=["get", "patch", "update"])
+                if entry["name"].endswith("/scale"):
+                    entry.update(group="autoscaling", version="v1", kind="Scale")
         return result
 
     # -- request plumbing --
@@ -547,7 +569,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
     async def _serve_fetch(self, request: kmock.Request) -> Any:
         spec = self._spec(request)
         assert request.name is not None
-        return self._existing(spec, request.namespace, request.name)
+        obj = self._existing(spec, request.namespace, request.name)
+        return self._scale(spec, obj) if request.subresource == "scale" else obj
 
     async def _serve_create(self, request: kmock.Request) -> Any:
         spec = self._spec(request)
@@ -574,6 +597,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
         spec = self._spec(request)
         assert request.name is not None
         old = self._existing(spec, request.namespace, request.name)
+        scale = request.subresource == "scale"
+        target = self._scale(spec, old) if scale else old  # a /scale patch applies to the Scale object
         content_type = next((v for k, v in request.headers.items() if k.lower() == "content-type"), "")
         content_type = content_type.split(";")[0].strip().lower()
         patch = request.data
@@ -581,15 +606,16 @@ class KubeEmulator(kmock.KubernetesEmulator):
             if not isinstance(patch, list):
                 raise _error(400, "BadRequest", "a JSON patch must be a list of operations")
             try:
-                new = jsonpatch.apply_patch(copy.deepcopy(old), patch)
+                new = jsonpatch.apply_patch(copy.deepcopy(target), patch)
             except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
                 # A failed "test" (or a bad path) rejects the whole patch: 422 Invalid, nothing written.
                 raise _error(
                     422, "Invalid", f"the server rejected our request due to an error in our request: {exc}"
                 ) from None
         elif content_type in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
-            if spec.custom and content_type == "application/strategic-merge-patch+json":
-                # Custom resources have no patch-merge keys, so the server refuses strategic merge.
+            if spec.custom and not scale and content_type == "application/strategic-merge-patch+json":
+                # Custom resources have no patch-merge keys, so the server refuses strategic merge
+                # (but not on /scale: the Scale is a built-in autoscaling/v1 type).
                 raise _error(
                     415,
                     "UnsupportedMediaType",
@@ -598,10 +624,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 )
             if not isinstance(patch, dict):
                 raise _error(400, "BadRequest", "a merge patch must be a JSON object")
-            new = _merge_patch(old, patch)  # (strategic merge is approximated: lists are replaced)
+            new = _merge_patch(target, patch)  # (strategic merge is approximated: lists are replaced)
         else:  # includes server-side apply (application/apply-patch+yaml), which this emulator lacks
             raise _error(415, "UnsupportedMediaType", f"unsupported patch type: {content_type or 'none'}")
-        return self._store_update(spec, request, old, new)
+        return self._write(spec, request, old, new)
 
     async def _serve_replace(self, request: kmock.Request) -> Any:  # PUT
         if request.resource is None or request.name is None:
@@ -613,11 +639,72 @@ class KubeEmulator(kmock.KubernetesEmulator):
             raise _error(400, "BadRequest", "the request body is not a JSON object")
         if (body.get("metadata") or {}).get("name") not in (None, request.name):
             raise _error(400, "BadRequest", "the name of the object does not match the name on the URL")
-        return self._store_update(spec, request, old, copy.deepcopy(body))
+        return self._write(spec, request, old, copy.deepcopy(body))
+
+    def _write(
+        self, spec: Resource, request: kmock.Request, old: dict[str, Any], new: dict[str, Any]
+    ) -> dict[str, Any]:
+        if request.subresource != "scale":
+            return self._store_update(spec, request, old, new)
+        # Writing a CRD's /scale (apiextensions' scaleUpdatedObjectInfo) sets only specReplicasPath in
+        # the object, from the new Scale's spec.replicas (absent is 0, negative is 422); the rest of the
+        # Scale is ignored, except a resourceVersion, which is a precondition (stale: 409 Conflict).
+        # It is a spec change like any other: new generation, new resourceVersion, a MODIFIED event.
+        assert spec.scale is not None
+        if not isinstance(new, dict):
+            raise _error(422, "Invalid", "the result of the update is not an object")
+        replicas = (new.get("spec") or {}).get("replicas")
+        replicas = 0 if replicas is None else replicas
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise _error(
+                422,
+                "Invalid",
+                f'Scale.autoscaling "{old["metadata"]["name"]}" is invalid: spec.replicas: '
+                f"Invalid value: {json.dumps(replicas)}: must be greater than or equal to 0",
+            )
+        obj = copy.deepcopy(old)
+        *parents, leaf = spec.scale[0].lstrip(".").split(".")
+        at = obj
+        for step in parents:  # missing (or non-object) parents on the path are created
+            if not isinstance(at.get(step), dict):
+                at[step] = {}
+            at = at[step]
+        at[leaf] = replicas
+        sent_rv = (new.get("metadata") or {}).get("resourceVersion")
+        if sent_rv:
+            obj["metadata"]["resourceVersion"] = sent_rv
+        return self._scale(spec, self._store_update(spec, request, old, obj))
+
+    def _scale(self, spec: Resource, obj: dict[str, Any]) -> dict[str, Any]:
+        # A CRD's /scale reads as an autoscaling/v1 Scale (apiextensions' scaleFromCustomResource): the
+        # parent's identity, spec.replicas and status.replicas from their paths (absent: 0), and
+        # status.selector from labelSelectorPath when the CRD names one and the object has it.
+        assert spec.scale is not None
+        spec_path, status_path, selector_path = spec.scale
+        meta = obj["metadata"]
+        status: dict[str, Any] = {"replicas": _dig(obj, status_path) or 0}
+        selector = _dig(obj, selector_path) if selector_path else None
+        if selector:
+            status["selector"] = selector
+        return {
+            "apiVersion": "autoscaling/v1",
+            "kind": "Scale",
+            "metadata": {
+                k: meta[k]
+                for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                if k in meta
+            },
+            "spec": {"replicas": _dig(obj, spec_path) or 0},
+            "status": status,
+        }
 
     async def _serve_delete(self, request: kmock.Request) -> Any:
         spec = self._spec(request)
         assert request.name is not None
+        if request.subresource is not None:  # subresources have no delete verb (see discovery)
+            raise _error(
+                405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+            )
         old = self._existing(spec, request.namespace, request.name)
         # DeleteOptions.preconditions: delete only that uid / that resourceVersion.
         pre = (request.data.get("preconditions") or {}) if isinstance(request.data, dict) else {}

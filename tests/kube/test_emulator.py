@@ -431,6 +431,79 @@ def test_custom_resource_and_finalizers(kube: KubeAPI, client: ApiClient) -> Non
     assert exc.value.status == 404
 
 
+def test_custom_resource_scale_subresource(
+    kube: KubeAPI, client: ApiClient, pool: concurrent.futures.Executor
+) -> None:
+    kube.register(TTSCLUSTER)
+    crs = CustomObjectsApi(client)
+    g, v, p = TTSCLUSTER.group, TTSCLUSTER.version, TTSCLUSTER.plural
+    # Discovery lists /scale as an autoscaling/v1 Scale with get/patch/update, as for a CRD's scale.
+    resources = {r.name: r for r in crs.get_api_resources(g, v).resources}
+    scale_entry = resources["ttsclusters/scale"]
+    assert (scale_entry.group, scale_entry.version, scale_entry.kind) == ("autoscaling", "v1", "Scale")
+    assert sorted(scale_entry.verbs) == ["get", "patch", "update"] and resources["ttsclusters"].short_names == [
+        "ttsc"
+    ]
+    body = {"apiVersion": f"{g}/{v}", "kind": "TTSCluster", "metadata": {"name": "main"}}
+    created = crs.create_namespaced_custom_object(g, v, NS, p, {**body, "spec": {"workers": {"replicas": 1}}})
+    status = crs.patch_namespaced_custom_object_status(
+        g, v, NS, p, "main", {"status": {"workers": 1, "selector": "a=b"}}
+    )
+    meta = status["metadata"]
+    assert crs.get_namespaced_custom_object_scale(g, v, NS, p, "main") == {
+        "apiVersion": "autoscaling/v1",
+        "kind": "Scale",
+        "metadata": {
+            "name": "main",
+            "namespace": NS,
+            "uid": created["metadata"]["uid"],
+            "resourceVersion": meta["resourceVersion"],
+            "creationTimestamp": created["metadata"]["creationTimestamp"],
+        },
+        "spec": {"replicas": 1},
+        "status": {"replicas": 1, "selector": "a=b"},
+    }
+
+    def writer() -> dict[str, Any]:
+        kube.wait_watching(1, timeout=WAIT)
+        return crs.patch_namespaced_custom_object_scale(g, v, NS, p, "main", {"spec": {"replicas": 3}})
+
+    done = pool.submit(writer)
+    # Scaling is a spec change of the parent: a MODIFIED event with the new replicas and generation.
+    events = watch(
+        crs.list_namespaced_custom_object,
+        g,
+        v,
+        NS,
+        p,
+        resource_version=meta["resourceVersion"],
+        until=lambda evs: len(evs) == 1,
+    )
+    scaled = done.result(timeout=WAIT)
+    assert names(events) == [("MODIFIED", "main")]
+    parent = events[0][1]
+    assert parent["spec"] == {"workers": {"replicas": 3}} and parent["metadata"]["generation"] == 2
+    assert parent["status"] == {"workers": 1, "selector": "a=b"}  # /scale touches only specReplicasPath
+    assert scaled["spec"] == {"replicas": 3} and scaled["status"] == {"replicas": 1, "selector": "a=b"}
+    assert scaled["metadata"]["resourceVersion"] == parent["metadata"]["resourceVersion"] != meta[
+        "resourceVersion"
+    ]
+    assert crs.get_namespaced_custom_object(g, v, NS, p, "main") == parent
+
+    # /scale takes a strategic merge patch (Scale is a built-in type) and PUT, with the same effect.
+    smp = crs.patch_namespaced_custom_object_scale(
+        g, v, NS, p, "main", {"spec": {"replicas": 4}}, _content_type="application/strategic-merge-patch+json"
+    )
+    put = crs.replace_namespaced_custom_object_scale(g, v, NS, p, "main", {**smp, "spec": {"replicas": 5}})
+    assert put["spec"]["replicas"] == 5
+    assert crs.get_namespaced_custom_object(g, v, NS, p, "main")["metadata"]["generation"] == 4
+    for bad, code in (({**smp, "spec": {"replicas": 6}}, 409), ({"spec": {"replicas": -1}}, 422)):
+        with pytest.raises(ApiException) as exc:  # a stale resourceVersion; a negative replica count
+            crs.replace_namespaced_custom_object_scale(g, v, NS, p, "main", bad)
+        assert exc.value.status == code
+    assert crs.get_namespaced_custom_object(g, v, NS, p, "main")["spec"] == {"workers": {"replicas": 5}}
+
+
 def test_stop_ends_open_watches(pool: concurrent.futures.Executor) -> None:
     kube = KubeAPI().start()
     config = kubernetes.client.Configuration()

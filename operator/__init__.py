@@ -1,1 +1,0 @@
-"""tts-cluster operator: reconciles TTSCluster resources into router and worker pods (imported as tts_operator)."""
