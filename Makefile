@@ -5,18 +5,19 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 # The stamp changes whenever the project's dependencies do, so a stale .venv is refreshed.
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
-EXTRAS ?= piper,bench,test
+EXTRAS ?= piper,bench,test,deploy
 HOST   ?= 127.0.0.1
 PORT   ?= 9880
 WORKERS ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: help setup test demo bench voices clean
+.PHONY: help setup test demo bench voices manifests clean
 
 help:
 	@echo "make demo   - set up .venv, then a router and $(WORKERS) workers with the bundled voice on http://$(HOST):$(PORT)"
 	@echo "make test   - set up .venv, then run every test"
 	@echo "make bench  - set up .venv, then run the benchmarks (table + JSON in bench/results/)"
+	@echo "make manifests - regenerate manifests/ (and the chart's synced copies) from helm/tts-cluster"
 	@echo "make clean  - remove .venv and caches"
 
 setup: $(STAMP) voices/reference.wav
@@ -38,6 +39,9 @@ test: setup
 
 demo: setup
 	$(VENV)/bin/tts-cluster up --workers $(WORKERS) --host $(HOST) --port $(PORT) --voice-dir voices
+
+manifests: setup
+	$(PY) helm/render_manifests.py
 
 bench: setup
 	$(VENV)/bin/tts-cluster bench worker

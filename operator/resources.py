@@ -11,6 +11,11 @@ LABEL_DRAINING = "tts-cluster.io/draining"
 ANNOTATION_DRAIN_STARTED = "tts-cluster.io/drain-started"
 APP = "tts-cluster"
 CONFIG_DIR = "/etc/tts-cluster"
+# The restricted Pod Security Standard: non-root (the images' UID), no escalation, no capabilities, read-only root.
+RESTRICTED_POD = {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
+                  "seccompProfile": {"type": "RuntimeDefault"}}
+RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
+                        "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
 MODELS_DIR = "/models"
 
 
@@ -94,15 +99,18 @@ def worker_pod(cluster: str, spec: TTSClusterSpec) -> dict[str, Any]:
                          "failureThreshold": 120},
         "resources": _quantities(w.resources),
         "volumeMounts": mounts,
-        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        "securityContext": RESTRICTED_CONTAINER,
     }
+    # The root filesystem is read-only; libraries that need scratch space get /tmp.
+    volumes.append({"name": "tmp", "emptyDir": {}})
+    mounts.append({"name": "tmp", "mountPath": "/tmp"})
     pod_spec: dict[str, Any] = {
         "containers": [container],
         "volumes": volumes,
         # The worker drains on SIGTERM: give it the drain timeout plus a margin before SIGKILL.
         "terminationGracePeriodSeconds": spec.drain_timeout_seconds + 15,
         "restartPolicy": "Always",
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
+        "securityContext": RESTRICTED_POD,
     }
     if w.node_selector:
         pod_spec["nodeSelector"] = w.node_selector
@@ -173,8 +181,7 @@ def router_deployment(cluster: str, spec: TTSClusterSpec) -> dict[str, Any]:
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 2},
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10},
         "resources": {"requests": {"cpu": "250m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}},
-        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                            "capabilities": {"drop": ["ALL"]}},
+        "securityContext": RESTRICTED_CONTAINER,
     }
     return {
         "apiVersion": "apps/v1",
@@ -188,7 +195,7 @@ def router_deployment(cluster: str, spec: TTSClusterSpec) -> dict[str, Any]:
                 "spec": {
                     "serviceAccountName": f"{cluster}-router",
                     "containers": [container],
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 10001},
+                    "securityContext": RESTRICTED_POD,
                 },
             },
         },

@@ -341,3 +341,13 @@ def test_two_peered_operators_act_once(tmp_path):
         finally:
             c.stop_operator()
             second.stop_operator()
+
+
+def test_a_worker_never_ready_is_replaced(cluster):
+    cluster.stop_operator()
+    cluster.start_operator("--not-ready-seconds", "1.5")
+    cluster.create("nr", {"workers": {"replicas": 1}})
+    first = eventually(lambda: cluster.workers("nr"))[0].metadata.name
+    cluster.run_pod(first, ready=False)  # running, but /readyz never passes
+    eventually(lambda: cluster.workers("nr") and cluster.workers("nr")[0].metadata.name != first, timeout=20)
+    assert any(first in e.message and "NotReady" in e.message for e in cluster.events("ReplacingWorker"))
