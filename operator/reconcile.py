@@ -69,6 +69,8 @@ class Reconciler:
             }
         memory = self.memory(namespace, name)
         with memory.lock:
+            if body["metadata"].get("deletionTimestamp"):
+                return {}  # being deleted: cleanup() owns it now, and nothing may be re-created behind it
             self._owned_objects(name, namespace, spec, body, event)
             desired = self._desired_workers(name, namespace, spec, memory, event)
             return self._workers(body, spec, desired, memory, event, old_conditions)
@@ -198,6 +200,11 @@ class Reconciler:
     def cleanup(self, name: str, namespace: str) -> None:
         """On TTSCluster deletion. Owner references let Kubernetes collect these; deleting them here as well
         makes removal immediate and independent of the garbage collector."""
+        with self.memory(namespace, name).lock:  # after any reconciliation in flight, never during one
+            self._delete_owned(name, namespace)
+        self.forget(namespace, name)
+
+    def _delete_owned(self, name: str, namespace: str) -> None:
         for pod in self.kube.list_pods(namespace, R.selector_string(name, "worker")):
             self.kube.delete_pod(namespace, P.name_of(pod))
         for kind, obj_name in [("Service", name), ("Deployment", f"{name}-router"),
@@ -205,4 +212,3 @@ class Reconciler:
                                ("ServiceAccount", f"{name}-router"), ("Service", R.workers_service_name(name)),
                                ("ConfigMap", f"{name}-tts-infer")]:
             self.kube.delete(namespace, kind, obj_name)
-        self.forget(namespace, name)

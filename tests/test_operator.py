@@ -107,7 +107,7 @@ def _get_ok(url: str) -> bool:
         return False
 
 
-def eventually(fn, timeout: float = 15.0):
+def eventually(fn, timeout: float = 30.0):
     deadline = time.monotonic() + timeout
     while True:
         value = fn()
@@ -265,9 +265,11 @@ def test_delete_removes_everything_it_owned(cluster):
     eventually(lambda: _exists(cluster.apps.read_namespaced_deployment, "gone-router"))
     cluster.delete("gone")
     eventually(lambda: not cluster.workers("gone"))
-    eventually(lambda: not _exists(cluster.apps.read_namespaced_deployment, "gone-router"))
+    eventually(lambda: not _exists(cluster.core.read_namespaced_service, "gone-workers"))
+    assert not _exists(cluster.apps.read_namespaced_deployment, "gone-router")
     assert not _exists(cluster.core.read_namespaced_service, "gone")
-    assert not _exists(cluster.core.read_namespaced_service, "gone-workers")
+    time.sleep(1)  # several timer intervals: nothing comes back
+    assert not cluster.workers("gone") and not _exists(cluster.core.read_namespaced_service, "gone")
 
 
 def test_an_invalid_spec_is_reported_not_acted_on(cluster):

@@ -9,7 +9,8 @@ rules than it implements. ``KubeEmulator`` below adds them, each commented with 
 (https://kubernetes.io/docs/reference/using-api/api-concepts/). Known gaps, on purpose:
 no admission/validation/defaulting beyond what is written here; strategic-merge-patch is applied as a
 JSON merge patch (lists are replaced, not merged by key); no server-side apply (415); no OpenAPI
-documents (``/openapi/v2``, ``/openapi/v3`` are 404, so kubectl needs ``--validate=false``); no pagination
+documents (``/openapi/v2``, ``/openapi/v3`` are 404, so kubectl needs ``--validate=false``); no Table
+responses (``kubectl get`` prints NAME and AGE itself, not a CRD's printer columns); no pagination
 (``limit`` is ignored, all items come in one page); no watch bookmarks (they are optional);
 no controllers (no garbage collection by ownerReferences, no namespace cascade, pods never run and
 are deleted at once, not gracefully); field selectors accept any dotted path (the real server allows

@@ -441,9 +441,8 @@ def test_custom_resource_scale_subresource(
     resources = {r.name: r for r in crs.get_api_resources(g, v).resources}
     scale_entry = resources["ttsclusters/scale"]
     assert (scale_entry.group, scale_entry.version, scale_entry.kind) == ("autoscaling", "v1", "Scale")
-    assert sorted(scale_entry.verbs) == ["get", "patch", "update"] and resources["ttsclusters"].short_names == [
-        "ttsc"
-    ]
+    assert sorted(scale_entry.verbs) == ["get", "patch", "update"]
+    assert resources["ttsclusters"].short_names == ["ttsc"]
     body = {"apiVersion": f"{g}/{v}", "kind": "TTSCluster", "metadata": {"name": "main"}}
     created = crs.create_namespaced_custom_object(g, v, NS, p, {**body, "spec": {"workers": {"replicas": 1}}})
     status = crs.patch_namespaced_custom_object_status(
@@ -485,9 +484,8 @@ def test_custom_resource_scale_subresource(
     assert parent["spec"] == {"workers": {"replicas": 3}} and parent["metadata"]["generation"] == 2
     assert parent["status"] == {"workers": 1, "selector": "a=b"}  # /scale touches only specReplicasPath
     assert scaled["spec"] == {"replicas": 3} and scaled["status"] == {"replicas": 1, "selector": "a=b"}
-    assert scaled["metadata"]["resourceVersion"] == parent["metadata"]["resourceVersion"] != meta[
-        "resourceVersion"
-    ]
+    new_rv = scaled["metadata"]["resourceVersion"]
+    assert new_rv == parent["metadata"]["resourceVersion"] != meta["resourceVersion"]
     assert crs.get_namespaced_custom_object(g, v, NS, p, "main") == parent
 
     # /scale takes a strategic merge patch (Scale is a built-in type) and PUT, with the same effect.
