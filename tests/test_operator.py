@@ -353,3 +353,14 @@ def test_a_worker_never_ready_is_replaced(cluster):
     cluster.run_pod(first, ready=False)  # running, but /readyz never passes
     eventually(lambda: cluster.workers("nr") and cluster.workers("nr")[0].metadata.name != first, timeout=20)
     assert any(first in e.message and "NotReady" in e.message for e in cluster.events("ReplacingWorker"))
+
+
+def test_scale_subresource_scales_workers(cluster):
+    cluster.create("ss", {"workers": {"replicas": 1}})
+    eventually(lambda: len(cluster.workers("ss")) == 1)
+    cluster.custom.patch_namespaced_custom_object_scale(GROUP, VERSION, NS, PLURAL, "ss", {"spec": {"replicas": 3}})
+    eventually(lambda: len(cluster.workers("ss")) == 3)
+    scale = eventually(lambda: (s := cluster.custom.get_namespaced_custom_object_scale(
+        GROUP, VERSION, NS, PLURAL, "ss"))["status"].get("replicas") == 3 and s)
+    assert scale["spec"]["replicas"] == 3
+    assert "tts-cluster.io/cluster=ss" in scale["status"]["selector"]
