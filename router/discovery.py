@@ -42,7 +42,7 @@ class StaticDiscovery:
 
     def _publish(self) -> None:
         urls = list(dict.fromkeys([*self.urls, *self._read_file()]))
-        self.on_change([Target(url=u, name=u) for u in urls])
+        self.on_change([Target(url=u) for u in urls])
 
     async def start(self) -> None:
         self._publish()
@@ -185,7 +185,7 @@ class KubernetesDiscovery:
                     host = f"[{addr}]" if ":" in addr else addr
                     pod = (ep.get("targetRef") or {}).get("name") or ""
                     url = f"http://{host}:{port}"
-                    out[url] = Target(url=url, name=pod or url, draining=pod in self.draining)
+                    out[url] = Target(url=url, name=pod, draining=pod in self.draining)
         return list(out.values())
 
     def _publish(self) -> None:

@@ -6,7 +6,7 @@ import time
 from typing import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .pool import WorkerPool
@@ -20,7 +20,7 @@ class _PoolCollector(Collector):
     def __init__(self, pool: WorkerPool) -> None:
         self.pool = pool
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         now = time.monotonic()
         depth = GaugeMetricFamily("ttsc_router_worker_queue_depth", "Last polled queue depth.", labels=["worker"])
         flight = GaugeMetricFamily("ttsc_router_worker_in_flight", "This router's requests in flight.", labels=["worker"])
@@ -34,7 +34,12 @@ class _PoolCollector(Collector):
             flight.add_metric([w.name], float(w.in_flight))
             healthy.add_metric([w.name], 1.0 if ok else 0.0)
         count.add_metric([], float(n))
-        yield from (depth, flight, healthy, count)
+        # Ejections come from failed polls as well as failed requests: the pool counts both.
+        ejections = CounterMetricFamily("ttsc_router_ejections", "Workers ejected after consecutive failures.",
+                                        labels=["worker"])
+        for worker, times in sorted(self.pool.ejections.items()):
+            ejections.add_metric([worker], float(times))
+        yield from (depth, flight, healthy, count, ejections)
 
 
 class RouterMetrics:
@@ -57,9 +62,6 @@ class RouterMetrics:
             buckets=_BUCKETS, registry=self.registry,
         )
         self.retries = Counter("ttsc_router_retries", "Requests re-sent to another worker.", registry=self.registry)
-        self.ejections = Counter(
-            "ttsc_router_ejections", "Workers ejected after consecutive failures.", ["worker"], registry=self.registry
-        )
         self.truncated = Counter(
             "ttsc_router_truncated_streams", "Responses cut off after bytes had reached the client.",
             registry=self.registry,

@@ -29,7 +29,7 @@ class Target:
 @dataclass
 class WorkerState:
     url: str
-    name: str
+    given_name: str = ""  # from discovery (the pod name in Kubernetes); static lists give none
     stats: Optional[WorkerStats] = None
     polled_at: float = 0.0
     # Requests this router sent since the last poll: the poll already counts earlier ones.
@@ -44,6 +44,14 @@ class WorkerState:
     completed: int = 0
     failed: int = 0
     poller: Optional["asyncio.Task[None]"] = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        """One name for a worker in the router's logs, metrics and stats, matching the worker's own: discovery's
+        (the pod name, which is also the worker id in Kubernetes), else the id the worker reports, else its URL."""
+        if self.given_name:
+            return self.given_name
+        return self.stats.worker_id if self.stats is not None else self.url
 
     def fresh(self, now: float, stale_after: float) -> bool:
         return self.stats is not None and now - self.polled_at <= stale_after
@@ -104,7 +112,7 @@ class WorkerPool:
         self.eject_after = eject_after
         self.workers: dict[str, WorkerState] = {}
         self.changed = asyncio.Event()  # set whenever a poll lands, so waiters for a free slot re-check
-        self.ejections = 0
+        self.ejections: dict[str, int] = {}  # by worker name, for ttsc_router_ejections_total
 
     # -- membership (from discovery) -------------------------------------------------------------------------
     def sync(self, targets: Iterable[Target]) -> None:
@@ -118,7 +126,7 @@ class WorkerPool:
         for url, target in wanted.items():
             state = self.workers.get(url)
             if state is None:
-                state = WorkerState(url=url, name=target.name or url)
+                state = WorkerState(url=url, given_name=target.name)
                 self.workers[url] = state
                 state.poller = asyncio.create_task(self._poll_forever(state), name=f"poll {url}")
                 log_fields(log, "worker added", worker=url, name=state.name)
@@ -160,7 +168,7 @@ class WorkerPool:
         state.failures += 1
         if not state.ejected and state.failures >= self.eject_after:
             state.ejected = True
-            self.ejections += 1
+            self.ejections[state.name] = self.ejections.get(state.name, 0) + 1
             log_fields(log, "worker ejected", logging.WARNING, worker=state.url, reason=reason,
                        failures=state.failures)
             self.changed.set()

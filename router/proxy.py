@@ -62,7 +62,8 @@ class Forwarder:
     def _log(self, status: int, worker: Optional[WorkerState], **extra: object) -> None:
         log_fields(
             log, "tts request", request_id=self.rid, method=self.request.method, status=status,
-            worker=worker.name if worker else None, attempts=len(self.tried), tried=self.tried,
+            worker=worker.name if worker else None, worker_url=worker.url if worker else None,
+            attempts=len(self.tried), tried=self.tried,
             total_s=round(time.monotonic() - self.t0, 4), chars=self.chars, **extra,
         )
 
@@ -159,10 +160,7 @@ class Forwarder:
         return error(503, message, headers={"Retry-After": str(svc.retry_after())})
 
     def _record_failure(self, worker: WorkerState, reason: str) -> None:
-        ejected_before = worker.ejected
         self.svc.pool.record_failure(worker, reason)
-        if worker.ejected and not ejected_before:
-            self.svc.metrics.ejections.labels(worker=worker.name).inc()
 
     def _stream(self, worker: WorkerState, upstream: httpx.Response) -> Response:
         svc = self.svc

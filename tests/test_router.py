@@ -77,7 +77,8 @@ def test_request_id_reaches_the_worker_and_both_logs(piper_worker, routed):
         time.sleep(0.02)
     assert [line["status"] for line in worker_lines] == [200]
     assert [line["status"] for line in router_lines] == [200]
-    assert router_lines[0]["worker"] == piper_worker.url
+    assert router_lines[0]["worker_url"] == piper_worker.url
+    assert router_lines[0]["worker"] == worker_lines[0]["worker"]  # one name for it on both sides
     generated = httpx.post(f"{routed.url}/tts", json=tts_params(), timeout=60).headers["x-request-id"]
     assert generated in piper_worker.log_text()
 
