@@ -66,13 +66,46 @@ def test_the_model_refuses_what_the_schema_cannot_express():
         parse_spec({"workers": {"ttsInferConfigMap": "a", "ttsInferYaml": "b"}})
 
 
-def test_rbac_covers_every_kind_the_operator_touches():
+# Kubernetes client method suffix -> (API group, resource)
+CLIENT_RESOURCES = {
+    "pod": ("", "pods"), "service": ("", "services"), "config_map": ("", "configmaps"),
+    "service_account": ("", "serviceaccounts"), "deployment": ("apps", "deployments"),
+    "role": ("rbac.authorization.k8s.io", "roles"), "role_binding": ("rbac.authorization.k8s.io", "rolebindings"),
+    "custom_object": ("tts-cluster.io", "ttsclusters"),
+}
+CLIENT_VERBS = {"create": "create", "patch": "patch", "delete": "delete", "list": "list", "read": "get", "get": "get"}
+# What kopf itself does with the permissions: watches the resources its handlers name, keeps finalizers and
+# progress annotations (patch), writes status through the subresource, posts Events. And what the operator grants
+# the router's Role, which Kubernetes only allows a subject that holds it.
+KOPF = {("tts-cluster.io", "ttsclusters", v) for v in ("list", "watch", "patch")} | {
+    ("tts-cluster.io", "ttsclusters/status", "patch"), ("", "pods", "list"), ("", "pods", "watch"),
+    ("", "events", "create")}
+DELEGATED = {("discovery.k8s.io", "endpointslices", "list"), ("discovery.k8s.io", "endpointslices", "watch")}
+
+
+def test_rbac_grants_exactly_the_verbs_the_code_uses():
+    import re
+
+    used = set()
+    for source in OPERATOR.glob("*.py"):
+        for verb, kind in re.findall(r"\.(create|patch|delete|list|read|get)_namespaced_([a-z_]+)\b",
+                                     source.read_text()):
+            group, resource = CLIENT_RESOURCES[kind]
+            used.add((group, resource, CLIENT_VERBS[verb]))
     rules = yaml.safe_load((OPERATOR / "rbac.yaml").read_text())["rules"]
     granted = {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
-    needed = [("", "pods", v) for v in ("list", "watch", "create", "patch", "delete")] + [
-        ("tts-cluster.io", "ttsclusters", "patch"), ("apps", "deployments", "get"), ("", "events", "create"),
-        ("rbac.authorization.k8s.io", "roles", "create"), ("discovery.k8s.io", "endpointslices", "watch")]
-    assert not [n for n in needed if n not in granted]
+    assert granted - (used | KOPF | DELEGATED) == set(), "granted but never used"
+    assert (used | KOPF | DELEGATED) - granted == set(), "used but not granted"
+
+
+def test_the_charts_rbac_is_the_operators():
+    import helm_python as helm
+
+    chart = helm.Chart.load(str(OPERATOR.parent / "helm" / "tts-cluster"))
+    rendered = chart.render({}, name="t", namespace="ns")
+    docs = [d for path, text in rendered.items() if not path.endswith("NOTES.txt") for d in yaml.safe_load_all(text) if d]
+    role = next(d for d in docs if d["kind"] == "Role")
+    assert role["rules"] == yaml.safe_load((OPERATOR / "rbac.yaml").read_text())["rules"]
 
 
 def _spec(up: int = 30, down: int = 300, target: float = 2, lo: int = 1, hi: int = 8):
