@@ -43,26 +43,40 @@ def _pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(round(q * (len(s) - 1))))] if s else 0.0
 
 
+class _Record:
+    """Latency and status of every request of one run."""
+
+    def __init__(self, progress: Any, task: Any) -> None:
+        self.latencies: list[float] = []
+        self.statuses: dict[int, int] = {}
+        self.progress, self.task = progress, task
+
+    async def post(self, client: httpx.AsyncClient, url: str, text: str) -> None:
+        t0 = time.perf_counter()
+        r = await client.post(f"{url}/tts", json={"text": text, "text_lang": "en", "prompt_lang": "en",
+                                                  "ref_audio_path": "reference.wav", "media_type": "raw"})
+        self.latencies.append(time.perf_counter() - t0)
+        self.statuses[r.status_code] = self.statuses.get(r.status_code, 0) + 1
+        self.progress.advance(self.task)
+
+    def result(self, wall: float) -> dict[str, Any]:
+        return {"latencies": self.latencies, "wall": wall, "statuses": self.statuses}
+
+
 async def _load(urls: list[str], texts: list[str], clients: int, progress: Any, task: Any) -> dict[str, Any]:
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
+    record = _Record(progress, task)
     todo = iter(texts)
     spread = itertools.cycle(urls)
     async with httpx.AsyncClient(timeout=300) as client:
 
         async def user(url: str) -> None:
             for text in todo:
-                t0 = time.perf_counter()
-                r = await client.post(f"{url}/tts", json={"text": text, "text_lang": "en", "prompt_lang": "en",
-                                                          "ref_audio_path": "reference.wav", "media_type": "raw"})
-                latencies.append(time.perf_counter() - t0)
-                statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
-                progress.advance(task)
+                await record.post(client, url, text)
 
         t0 = time.perf_counter()
         await asyncio.gather(*(user(next(spread)) for _ in range(clients)))
         wall = time.perf_counter() - t0
-    return {"latencies": latencies, "wall": wall, "statuses": statuses}
+    return record.result(wall)
 
 
 async def _open_loop(urls: list[str], texts: list[str], rate: float, seed: int, progress: Any,
@@ -71,27 +85,17 @@ async def _open_loop(urls: list[str], texts: list[str], rate: float, seed: int, 
     import random
 
     rng = random.Random(seed)
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
+    record = _Record(progress, task)
     spread = itertools.cycle(urls)
     async with httpx.AsyncClient(timeout=300, limits=httpx.Limits(max_connections=None)) as client:
-
-        async def one(url: str, text: str) -> None:
-            t0 = time.perf_counter()
-            r = await client.post(f"{url}/tts", json={"text": text, "text_lang": "en", "prompt_lang": "en",
-                                                      "ref_audio_path": "reference.wav", "media_type": "raw"})
-            latencies.append(time.perf_counter() - t0)
-            statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
-            progress.advance(task)
-
         t0 = time.perf_counter()
         pending = []
         for text in texts:
-            pending.append(asyncio.create_task(one(next(spread), text)))
+            pending.append(asyncio.create_task(record.post(client, next(spread), text)))
             await asyncio.sleep(rng.expovariate(rate))
         await asyncio.gather(*pending)
         wall = time.perf_counter() - t0
-    return {"latencies": latencies, "wall": wall, "statuses": statuses}
+    return record.result(wall)
 
 
 def run(args: Any, console: Any, progress: Any, voice_dir: Path, out: Path) -> dict[str, Any]:

@@ -6,13 +6,16 @@ Only flags actually given are passed on, so a flag beats `TTSC_*` env vars, whic
 from __future__ import annotations
 
 import argparse
+import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, TypeVar, Union
 
 from pydantic import BaseModel, SecretStr
 from pydantic_core import PydanticUndefined
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def _base_type(annotation: Any) -> Any:
@@ -80,3 +83,16 @@ def _literal_of(annotation: Any) -> Any:
 
 def given(ns: argparse.Namespace, model: type[BaseModel]) -> dict[str, Any]:
     return {k: v for k, v in vars(ns).items() if k in model.model_fields}
+
+
+def settings_from(ns: argparse.Namespace, model: type[M], command: str) -> M | None:
+    """The settings object from the given flags (plus env and files), or None after printing each bad field."""
+    from pydantic import ValidationError
+
+    try:
+        return model(**given(ns, model))
+    except ValidationError as exc:
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"])
+            print(f"tts-cluster {command}: {field}: {err['msg']}", file=sys.stderr)
+        return None

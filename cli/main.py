@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .flags import add_settings_flags, given
+from .flags import add_settings_flags, settings_from
 
 WORKER_EPILOG = """\
 Every flag can also come from an environment variable (shown with each flag) or, for GPT-SoVITS keys and the
@@ -43,19 +43,11 @@ def _worker_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_worker(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
     from tts_worker.server import run
     from tts_worker.settings import WorkerSettings
 
-    try:
-        settings = WorkerSettings(**given(args, WorkerSettings))
-    except ValidationError as exc:
-        for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"])
-            print(f"tts-cluster worker: {field}: {err['msg']}", file=sys.stderr)
-        return 2
-    return run(settings)
+    settings = settings_from(args, WorkerSettings, "worker")
+    return 2 if settings is None else run(settings)
 
 
 ROUTER_EPILOG = """\
@@ -85,17 +77,11 @@ def _router_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_router(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
     from tts_router.server import run
     from tts_router.settings import RouterSettings
 
-    try:
-        settings = RouterSettings(**given(args, RouterSettings))
-    except ValidationError as exc:
-        for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"])
-            print(f"tts-cluster router: {field}: {err['msg']}", file=sys.stderr)
+    settings = settings_from(args, RouterSettings, "router")
+    if settings is None:
         return 2
     if settings.discovery == "static" and not settings.worker and not settings.workers_file:
         print("tts-cluster router: no workers: give --worker URL (repeatable) or --workers-file", file=sys.stderr)
@@ -131,16 +117,11 @@ def _operator_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_operator(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
     from tts_operator.main import run
     from tts_operator.settings import OperatorSettings
 
-    try:
-        settings = OperatorSettings(**given(args, OperatorSettings))
-    except ValidationError as exc:
-        for err in exc.errors():
-            print(f"tts-cluster operator: {'.'.join(str(p) for p in err['loc'])}: {err['msg']}", file=sys.stderr)
+    settings = settings_from(args, OperatorSettings, "operator")
+    if settings is None:
         return 2
     if not settings.namespace and not settings.all_namespaces:
         print("tts-cluster operator: give --namespace NS (repeatable) or --all-namespaces", file=sys.stderr)
