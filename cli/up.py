@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -94,7 +94,6 @@ class Child:
     proc: Optional[subprocess.Popen] = None
     restarts: int = 0
     next_start: float = 0.0
-    extra: dict = field(default_factory=dict)
 
     def start(self) -> None:
         # Own session: a terminal's Ctrl-C reaches only the supervisor, which then stops children in order
