@@ -46,6 +46,8 @@ manifests: setup
 bench: setup
 	$(VENV)/bin/tts-cluster bench worker
 	$(VENV)/bin/tts-cluster bench policies
+	$(VENV)/bin/tts-cluster bench policies --slow-factor 2
+	$(VENV)/bin/tts-cluster bench router
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import policy_bench, worker_bench
+from . import policy_bench, router_bench, worker_bench
 
 RESULTS = Path(__file__).with_name("results")
 
@@ -18,19 +18,29 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     pol = sub.add_parser("policies", help="routing policies side by side, several routers, synthetic workers")
     policy_bench.add_arguments(pol)
     pol.set_defaults(func=_run_policies)
-    for scenario in (w, pol):
+    rt = sub.add_parser("router", help="what the router adds: latency of a tiny request, req/s ceiling on one core")
+    router_bench.add_arguments(rt)
+    rt.set_defaults(func=_run_router)
+    for scenario in (w, pol, rt):
         scenario.add_argument("--voice-dir", type=Path, default=Path("voices"), help="holds reference.wav")
         scenario.add_argument("--out", type=Path, default=RESULTS, help="where JSON goes [default bench/results]")
 
 
-def _run_policies(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.progress import Progress
+def _with_progress(run) -> int:  # type: ignore[no-untyped-def]
+    def runner(args: argparse.Namespace) -> int:
+        from rich.console import Console
+        from rich.progress import Progress
 
-    from tts_worker.reference import write_reference_clip
+        from tts_worker.reference import write_reference_clip
 
-    console = Console()
-    write_reference_clip(args.voice_dir)
-    with Progress(console=console) as progress:
-        policy_bench.run(args, console, progress, args.voice_dir, args.out)
-    return 0
+        console = Console()
+        write_reference_clip(args.voice_dir)
+        with Progress(console=console) as progress:
+            run(args, console, progress, args.voice_dir, args.out)
+        return 0
+
+    return runner
+
+
+_run_policies = _with_progress(policy_bench.run)
+_run_router = _with_progress(router_bench.run)

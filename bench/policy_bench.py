@@ -155,7 +155,10 @@ def run(args: Any, console: Any, progress: Any, voice_dir: Path, out: Path) -> d
               "workers": args.workers, "routers": args.routers, "clients": args.clients, "requests": args.requests,
               "seconds_per_char": args.seconds_per_char, "slow_factor": args.slow_factor, "results": summary}
     out.mkdir(parents=True, exist_ok=True)
-    path = out / ("policies.json" if args.slow_factor == 1 else f"policies-slow{args.slow_factor:g}.json")
+    stem = "policies" if args.slow_factor == 1 else f"policies-slow{args.slow_factor:g}"
+    plot = _plot_cdf(results, open_results, out / f"{stem}-latency-cdf.png", slow)
+    report["plot"] = plot.name
+    path = out / f"{stem}.json"
     path.write_text(json.dumps(report, indent=2), encoding="utf-8")
     console.print(f"wrote {path}")
     return report
@@ -178,3 +181,27 @@ def _table(console: Any, results: dict[str, Any], title: str) -> dict[str, Any]:
                       f"{row['p95_s']:.3f}", f"{row['p99_s']:.3f}", str(row["non_200"]))
     console.print(table)
     return summary
+
+
+def _plot_cdf(closed: dict[str, Any], opened: dict[str, Any], path: Path, note: str) -> Path:
+    """Latency CDF per policy, closed and open loop side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("closed loop", closed)] + ([("open loop", opened)] if opened else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    for ax, (title, results) in zip(axes[0], panels, strict=True):
+        for policy, res in results.items():
+            lat = sorted(res["latencies"])
+            ax.plot(lat, [(i + 1) / len(lat) for i in range(len(lat))], label=policy)
+        ax.set_title(f"{title}{note}")
+        ax.set_xlabel("latency (s)")
+        ax.set_ylabel("fraction of requests")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -23,6 +23,17 @@ def test_policies_scenario_writes_every_policys_results(tmp_path, voice_dir):
         for row in report["results"][loop].values():
             assert row["non_200"] == 0 and row["req_per_s"] > 0 and row["p99_s"] >= row["p50_s"] > 0
     assert "least-work" in done.stdout and "open loop" in done.stdout
+    png = tmp_path / report["plot"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_router_scenario_writes_its_measures(tmp_path, voice_dir):
+    done = bench("router", "--samples", "10", "--ceiling-requests", "40", "--clients", "4",
+                 "--voice-dir", str(voice_dir), "--out", str(tmp_path))
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads((tmp_path / "router.json").read_text())
+    assert report["routed_p50_ms"] > 0 and report["direct_p50_ms"] > 0
+    assert report["router_ceiling_req_per_s"] > 0 and report["worker_ceiling_req_per_s"] > 0
 
 
 def test_worker_scenario_writes_its_measures(tmp_path, voice_dir):

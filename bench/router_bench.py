@@ -1,0 +1,114 @@
+"""`tts-cluster bench router`: what the router adds. A zero-time synthetic engine leaves only HTTP, routing and
+streaming: the added latency of a tiny request (router minus direct, interleaved so drift hits both alike), and
+requests/s through a router pinned to one core, next to the worker's own ceiling on another core."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .procs import start_router, start_worker
+
+TINY = {"text": "Hi.", "text_lang": "en", "prompt_lang": "en", "ref_audio_path": "reference.wav", "media_type": "raw"}
+
+
+def add_arguments(p: Any) -> None:
+    p.add_argument("--samples", type=int, default=300, help="tiny requests for the added-latency measure")
+    p.add_argument("--ceiling-requests", type=int, default=2000, help="requests for the req/s ceiling")
+    p.add_argument("--clients", type=int, default=32, help="concurrent clients for the ceiling")
+
+
+def _pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))] if s else 0.0
+
+
+def _pin(pid: int, core: int) -> bool:
+    try:
+        os.sched_setaffinity(pid, {core % (os.cpu_count() or 1)})
+        return True
+    except (AttributeError, OSError):
+        return False
+
+
+async def _ceiling(url: str, requests: int, clients: int, progress: Any, label: str) -> float:
+    task = progress.add_task(label, total=requests)
+    left = iter(range(requests))
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=None)) as client:
+
+        async def user() -> None:
+            for _ in left:
+                r = await client.post(f"{url}/tts", json=TINY)
+                r.raise_for_status()
+                progress.advance(task)
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(user() for _ in range(clients)))
+        return requests / (time.perf_counter() - t0)
+
+
+def run(args: Any, console: Any, progress: Any, voice_dir: Path, out: Path) -> dict[str, Any]:
+    from rich.table import Table
+
+    with tempfile.TemporaryDirectory() as tmp:
+        logs = Path(tmp)
+        worker = start_worker(["--engine", "synthetic", "--voice-dir", str(voice_dir), "--synthetic-base-seconds", "0",
+                               "--synthetic-seconds-per-char", "0", "--max-queue-size", "1000",
+                               "--log-level", "warning"], logs)
+        router = start_router(["--worker", worker.url, "--log-level", "warning", "--poll-interval", "0.1"], logs)
+        pinned = _pin(router.proc.pid, 0) and _pin(worker.proc.pid, 1)
+        try:
+            direct, routed = [], []
+            task = progress.add_task("tiny requests, direct and routed", total=args.samples)
+            with httpx.Client(timeout=30) as client:
+                for _ in range(20):  # warm both connection paths
+                    client.post(f"{worker.url}/tts", json=TINY)
+                    client.post(f"{router.url}/tts", json=TINY)
+                for _ in range(args.samples):
+                    for url, sink in ((worker.url, direct), (router.url, routed)):
+                        t0 = time.perf_counter()
+                        client.post(f"{url}/tts", json=TINY).raise_for_status()
+                        sink.append(time.perf_counter() - t0)
+                    progress.advance(task)
+            worker_ceiling = asyncio.run(_ceiling(worker.url, args.ceiling_requests, args.clients, progress,
+                                                  "worker ceiling"))
+            router_ceiling = asyncio.run(_ceiling(router.url, args.ceiling_requests, args.clients, progress,
+                                                  "router ceiling"))
+        finally:
+            router.stop()
+            worker.stop()
+    report = {
+        "scenario": "router",
+        "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()},
+        "pinned_to_one_core_each": pinned,
+        "direct_p50_ms": _pct(direct, 0.5) * 1000, "direct_p99_ms": _pct(direct, 0.99) * 1000,
+        "routed_p50_ms": _pct(routed, 0.5) * 1000, "routed_p99_ms": _pct(routed, 0.99) * 1000,
+        "added_p50_ms": (_pct(routed, 0.5) - _pct(direct, 0.5)) * 1000,
+        "added_p99_ms": (_pct(routed, 0.99) - _pct(direct, 0.99)) * 1000,
+        "worker_ceiling_req_per_s": worker_ceiling,
+        "router_ceiling_req_per_s": router_ceiling,
+    }
+    table = Table(title="router overhead: zero-time engine, tiny requests")
+    for col in ("measure", "direct", "through router", "added"):
+        table.add_column(col, justify="right")
+    table.add_row("p50 latency", f"{report['direct_p50_ms']:.2f} ms", f"{report['routed_p50_ms']:.2f} ms",
+                  f"{report['added_p50_ms']:.2f} ms")
+    table.add_row("p99 latency", f"{report['direct_p99_ms']:.2f} ms", f"{report['routed_p99_ms']:.2f} ms",
+                  f"{report['added_p99_ms']:.2f} ms")
+    table.add_row("requests/s ceiling", f"{worker_ceiling:.0f}", f"{router_ceiling:.0f}", "")
+    console.print(table)
+    if router_ceiling >= 0.9 * worker_ceiling:
+        console.print("the router kept up with the worker: the ceiling measured is the worker's, not the router's")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "router.json"
+    path.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    console.print(f"wrote {path}")
+    return report
