@@ -920,37 +920,18 @@ def workers() -> dict[str, Any]:
     panels += [
         timeseries(
             lay,
-            "Processing time",
-            "Engine time per request (`ttsc_worker_processing_seconds`).",
-            [
-                (worker_quantile(q, "ttsc_worker_processing_seconds"), f"{{{{worker}}}} {name}")
-                for name, q in QUANTILES
-            ],
+            title,
+            f"{description} (`{metric}`).",
+            [(worker_quantile(q, metric), f"{{{{worker}}}} {name}") for name, q in QUANTILES],
             w=8,
             unit="s",
-        ),
-        timeseries(
-            lay,
-            "Queue wait",
-            "Time admitted requests waited for the engine (`ttsc_worker_queue_wait_seconds`).",
-            [
-                (worker_quantile(q, "ttsc_worker_queue_wait_seconds"), f"{{{{worker}}}} {name}")
-                for name, q in QUANTILES
-            ],
-            w=8,
-            unit="s",
-        ),
-        timeseries(
-            lay,
-            "Time to first chunk",
-            "From admission to the first audio chunk (`ttsc_worker_time_to_first_chunk_seconds`).",
-            [
-                (worker_quantile(q, "ttsc_worker_time_to_first_chunk_seconds"), f"{{{{worker}}}} {name}")
-                for name, q in QUANTILES
-            ],
-            w=8,
-            unit="s",
-        ),
+        )
+        for title, description, metric in (
+            ("Processing time", "Engine time per request", "ttsc_worker_processing_seconds"),
+            ("Queue wait", "Time admitted requests waited for the engine", "ttsc_worker_queue_wait_seconds"),
+            ("Time to first chunk", "From admission to the first audio chunk",
+             "ttsc_worker_time_to_first_chunk_seconds"),
+        )
     ]
     panels.append(row(lay, "Throughput"))
     panels += [
