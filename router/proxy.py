@@ -7,10 +7,11 @@ import logging
 import time
 from typing import AsyncIterator, Optional
 
-import httpx
+import aiohttp
 from fastapi import Request
 from fastapi.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
+from yarl import URL
 
 from tts_common.http_errors import error
 from tts_common.logs import log_fields
@@ -23,6 +24,8 @@ log = logging.getLogger("tts_router.request")
 
 # Upstream headers worth passing on; hop-by-hop ones and our own X-Request-ID are not.
 PASS_HEADERS = ("content-type", "content-length", "x-sample-rate", "x-worker-id", "server-timing", "retry-after")
+# What a failed hop to a worker raises: connection errors, a cut body, a read timeout.
+UPSTREAM_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
 
 
 class _ClientGone(Exception):
@@ -77,20 +80,17 @@ class Forwarder:
         svc.metrics.latency.observe(time.monotonic() - self.t0)
         self._log(status, worker, **extra)
 
-    def _upstream_request(self, worker: WorkerState) -> httpx.Request:
+    async def _upstream(self, worker: WorkerState) -> aiohttp.ClientResponse:
         headers = {"x-request-id": self.rid}
         if self.body is not None:
             headers["content-type"] = self.request.headers.get("content-type", "application/json")
-        return self.svc.client.build_request(
-            self.request.method,
-            f"{worker.url}/tts",
-            params=self.request.url.query or None,
-            content=self.body,
-            headers=headers,
-        )
+        query = self.request.url.query
+        # The client's query string is passed on as it was encoded, not re-encoded.
+        url = URL(f"{worker.url}/tts" + (f"?{query}" if query else ""), encoded=True)
+        return await self.svc.forward_session.request(self.request.method, url, data=self.body, headers=headers)
 
-    async def _send(self, worker: WorkerState, gone: "asyncio.Task[None]") -> httpx.Response:
-        sender = asyncio.ensure_future(self.svc.client.send(self._upstream_request(worker), stream=True))
+    async def _send(self, worker: WorkerState, gone: "asyncio.Task[None]") -> aiohttp.ClientResponse:
+        sender = asyncio.ensure_future(self._upstream(worker))
         done, _ = await asyncio.wait({sender, gone}, return_when=asyncio.FIRST_COMPLETED)
         if sender in done:
             return sender.result()
@@ -105,7 +105,7 @@ class Forwarder:
         svc = self.svc
         svc.retry_budget.deposit()
         gone = asyncio.ensure_future(_wait_disconnect(self.request.receive))
-        last_refusal: Optional[httpx.Response] = None
+        last_refusal: Optional[aiohttp.ClientResponse] = None
         last_body = b""
         try:
             for attempt in range(svc.settings.max_retries + 1):
@@ -125,17 +125,20 @@ class Forwarder:
                 except _ClientGone:
                     worker.in_flight -= 1
                     raise
-                except httpx.HTTPError as exc:
+                except UPSTREAM_ERRORS as exc:
                     # Nothing reached the client yet: count it against the worker and try another one.
                     worker.in_flight -= 1
                     worker.failed += 1
                     self._record_failure(worker, f"{type(exc).__name__}: {exc}")
                     continue
                 svc.metrics.upstream.labels(worker=worker.name).observe(time.monotonic() - sent_at)
-                if upstream.status_code == 503:
+                if upstream.status == 503:
                     # Full or draining: its slot is not ours. Try elsewhere; keep its answer in case all refuse.
-                    last_body = await upstream.aread()
-                    await upstream.aclose()
+                    try:
+                        last_body = await upstream.read()
+                    except UPSTREAM_ERRORS:
+                        last_body = b""
+                    upstream.release()
                     worker.in_flight -= 1
                     last_refusal = upstream
                     continue
@@ -162,7 +165,7 @@ class Forwarder:
     def _record_failure(self, worker: WorkerState, reason: str) -> None:
         self.svc.pool.record_failure(worker, reason)
 
-    def _stream(self, worker: WorkerState, upstream: httpx.Response) -> Response:
+    def _stream(self, worker: WorkerState, upstream: aiohttp.ClientResponse) -> Response:
         svc = self.svc
         headers = {k: v for k, v in upstream.headers.items() if k.lower() in PASS_HEADERS}
         sent = 0
@@ -172,24 +175,28 @@ class Forwarder:
         async def body() -> AsyncIterator[bytes]:
             nonlocal sent, broken, complete
             try:
-                async for chunk in upstream.aiter_raw():
+                async for chunk in upstream.content.iter_any():
                     if sent == 0:
                         svc.metrics.first_byte.observe(time.monotonic() - self.t0)
                     sent += len(chunk)
                     yield chunk
                 complete = True
-            except httpx.HTTPError as exc:
+            except UPSTREAM_ERRORS as exc:
                 # Bytes already reached the client: never retried. Abort so the client sees the cut.
                 broken = f"{type(exc).__name__}: {exc}"
                 raise
 
         async def on_close() -> None:
-            await upstream.aclose()
+            if complete:
+                upstream.release()  # the connection goes back to the pool
+            else:
+                upstream.close()  # the worker sees the disconnect and stops synthesising
             worker.in_flight -= 1
-            if complete and upstream.status_code < 500:
+            status = upstream.status
+            if complete and status < 500:
                 worker.completed += 1
                 svc.pool.record_success(worker)
-                self.finish(upstream.status_code, worker, bytes=sent)
+                self.finish(status, worker, bytes=sent)
             elif broken is None:  # the client left mid-stream; closing upstream stopped the worker's engine
                 self.finish(499, worker, bytes=sent, note="client disconnected mid-stream")
             else:
@@ -197,7 +204,7 @@ class Forwarder:
                 svc.metrics.truncated.inc()
                 if broken:
                     self._record_failure(worker, broken)
-                self.finish(502 if broken else upstream.status_code, worker, bytes=sent,
+                self.finish(502 if broken else status, worker, bytes=sent,
                              note=f"stream cut: {broken}" if broken else "")
 
-        return _Passthrough(body(), on_close, status_code=upstream.status_code, headers=headers)
+        return _Passthrough(body(), on_close, status_code=upstream.status, headers=headers)
