@@ -11,7 +11,7 @@ PORT   ?= 9880
 WORKERS ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: help setup test demo bench voices manifests clean
+.PHONY: help setup test demo bench voices manifests clean nginx
 
 help:
 	@echo "make demo   - set up .venv, then a router and $(WORKERS) workers with the bundled voice on http://$(HOST):$(PORT)"
@@ -34,7 +34,7 @@ voices/reference.wav: $(STAMP)
 
 voices: voices/reference.wav
 
-test: setup
+test: setup nginx
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: setup
@@ -43,11 +43,18 @@ demo: setup
 manifests: setup
 	$(PY) helm/render_manifests.py
 
-bench: setup
+bench: setup nginx
 	$(VENV)/bin/tts-cluster bench worker
-	$(VENV)/bin/tts-cluster bench policies
-	$(VENV)/bin/tts-cluster bench policies --slow-factor 2
 	$(VENV)/bin/tts-cluster bench router
+	$(VENV)/bin/tts-cluster bench cluster
+
+# nginx is the peer balancer the cluster benchmark compares against (Debian's nginx-light).
+nginx:
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -q nginx-light >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null 2>&1 && $$SUDO apt-get install -y -q nginx-light >/dev/null 2>&1; } || \
+	  echo "could not install nginx-light: the benchmarks' nginx comparison needs it"; }
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-from . import policy_bench, router_bench, worker_bench
+from . import cluster_bench, router_bench, worker_bench
 
 RESULTS = Path(__file__).with_name("results")
 
@@ -15,13 +16,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     w = sub.add_parser("worker", help="one piper worker: RTF, req/s, and HTTP + queue overhead vs the engine")
     worker_bench.add_arguments(w)
     w.set_defaults(func=worker_bench.run)
-    pol = sub.add_parser("policies", help="routing policies side by side, several routers, synthetic workers")
-    policy_bench.add_arguments(pol)
-    pol.set_defaults(func=_run_policies)
+    cl = sub.add_parser("cluster", help="the seed's before/after table; policies vs round-robin, nginx and the ideal; "
+                        "two replicas; a slow worker; a killed worker; scaling and load curves (synthetic workers)")
+    cluster_bench.add_arguments(cl)
+    cl.set_defaults(func=_run_cluster)
     rt = sub.add_parser("router", help="what the router adds: latency of a tiny request, req/s ceiling on one core")
     router_bench.add_arguments(rt)
     rt.set_defaults(func=_run_router)
-    for scenario in (w, pol, rt):
+    for scenario in (w, cl, rt):
         scenario.add_argument("--voice-dir", type=Path, default=Path("voices"), help="holds reference.wav")
         scenario.add_argument("--out", type=Path, default=RESULTS, help="where JSON goes [default bench/results]")
 
@@ -33,7 +35,8 @@ def _with_progress(run) -> int:  # type: ignore[no-untyped-def]
 
         from tts_worker.reference import write_reference_clip
 
-        console = Console()
+        # Wide enough for the result tables when the output is a file or a pipe, not a terminal.
+        console = Console(width=None if sys.stdout.isatty() else 132)
         write_reference_clip(args.voice_dir)
         with Progress(console=console) as progress:
             run(args, console, progress, args.voice_dir, args.out)
@@ -42,5 +45,5 @@ def _with_progress(run) -> int:  # type: ignore[no-untyped-def]
     return runner
 
 
-_run_policies = _with_progress(policy_bench.run)
+_run_cluster = _with_progress(cluster_bench.run)
 _run_router = _with_progress(router_bench.run)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import AsyncIterator, Optional
+from typing import AsyncIterator, Awaitable, Callable, Optional
 
 import aiohttp
 from fastapi import Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from starlette.types import Receive, Scope, Send
 from yarl import URL
 
@@ -38,16 +38,28 @@ async def _wait_disconnect(receive: Receive) -> None:
             return
 
 
-class _Passthrough(StreamingResponse):
-    """Streams a worker's body as it arrives and always settles the request when it ends, however it ends."""
+class _Passthrough(Response):
+    """Sends a worker's body as it arrives and always settles the request when it ends, however it ends.
 
-    def __init__(self, body: AsyncIterator[bytes], on_close, **kw) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(body, **kw)
+    Starlette's StreamingResponse watches for a client disconnect with a task group of its own on every request;
+    the forwarder already has a watcher (`gone`), which closes the upstream response when the client leaves, so the
+    read below ends at once and the worker stops synthesising."""
+
+    def __init__(self, body: AsyncIterator[bytes], on_close: Callable[[], Awaitable[None]], status_code: int,
+                 headers: dict[str, str]) -> None:
+        # No Response.__init__: it would render an empty body and add `content-length: 0` to a streamed answer.
+        self.status_code = status_code
+        self.background = None
+        self.init_headers(headers)  # only the worker's headers: its content-length when it gave one
+        self._body = body
         self._on_close = on_close
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            await super().__call__(scope, receive, send)
+            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+            async for chunk in self._body:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await self._on_close()
 
@@ -74,7 +86,7 @@ class Forwarder:
         svc = self.svc
         if 200 <= status < 300:
             svc.counters.completed += 1
-        elif status >= 500 or status == 499:
+        elif status >= 500:  # a client that left (499) is the client's doing, like any 4xx
             svc.counters.failed += 1
         svc.metrics.requests.labels(status=str(status), worker=worker.name if worker else "none").inc()
         svc.metrics.latency.observe(time.monotonic() - self.t0)
@@ -104,7 +116,7 @@ class Forwarder:
     async def run(self) -> Response:
         svc = self.svc
         svc.retry_budget.deposit()
-        gone = asyncio.ensure_future(_wait_disconnect(self.request.receive))
+        gone: Optional[asyncio.Task[None]] = asyncio.ensure_future(_wait_disconnect(self.request.receive))
         last_refusal: Optional[aiohttp.ClientResponse] = None
         last_body = b""
         try:
@@ -121,7 +133,7 @@ class Forwarder:
                 worker.in_flight += 1
                 sent_at = time.monotonic()
                 try:
-                    upstream = await self._send(worker, gone)
+                    upstream = await self._send(worker, gone)  # type: ignore[arg-type]
                 except _ClientGone:
                     worker.in_flight -= 1
                     raise
@@ -142,12 +154,15 @@ class Forwarder:
                     worker.in_flight -= 1
                     last_refusal = upstream
                     continue
-                return self._stream(worker, upstream)
+                response = self._stream(worker, upstream, gone)
+                gone = None  # the stream owns the watcher now
+                return response
         except _ClientGone:
             self.finish(499, None, note="client disconnected before a worker answered")
             return Response(status_code=499)
         finally:
-            gone.cancel()
+            if gone is not None:
+                gone.cancel()
 
         if last_refusal is not None:
             self.finish(503, None, note="every worker tried refused")
@@ -165,12 +180,22 @@ class Forwarder:
     def _record_failure(self, worker: WorkerState, reason: str) -> None:
         self.svc.pool.record_failure(worker, reason)
 
-    def _stream(self, worker: WorkerState, upstream: aiohttp.ClientResponse) -> Response:
+    def _stream(self, worker: WorkerState, upstream: aiohttp.ClientResponse, gone: "asyncio.Task[None]") -> Response:
         svc = self.svc
         headers = {k: v for k, v in upstream.headers.items() if k.lower() in PASS_HEADERS}
+        headers["x-retries"] = str(len(self.tried) - 1)  # how many workers refused or failed before this one
         sent = 0
         broken: Optional[str] = None
         complete = False
+        left = False
+
+        def client_left(_: "asyncio.Future[None]") -> None:
+            nonlocal left
+            if not complete:
+                left = True
+                upstream.close()  # ends the read below; the worker sees the disconnect and stops synthesising
+
+        gone.add_done_callback(client_left)
 
         async def body() -> AsyncIterator[bytes]:
             nonlocal sent, broken, complete
@@ -180,13 +205,17 @@ class Forwarder:
                         svc.metrics.first_byte.observe(time.monotonic() - self.t0)
                     sent += len(chunk)
                     yield chunk
-                complete = True
+                complete = not left
             except UPSTREAM_ERRORS as exc:
+                if left:
+                    return
                 # Bytes already reached the client: never retried. Abort so the client sees the cut.
                 broken = f"{type(exc).__name__}: {exc}"
                 raise
 
         async def on_close() -> None:
+            gone.remove_done_callback(client_left)
+            gone.cancel()
             if complete:
                 upstream.release()  # the connection goes back to the pool
             else:

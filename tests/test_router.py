@@ -38,6 +38,7 @@ def test_audio_through_the_router_equals_direct(piper_worker, routed, method):
     assert via.content == direct.content
     for header in ("content-type", "x-sample-rate", "x-worker-id", "content-length"):
         assert via.headers[header] == direct.headers[header]
+    assert via.headers["x-retries"] == "0"
 
 
 def test_router_refuses_bad_requests_itself(piper_worker, routed):

@@ -77,6 +77,10 @@ def test_killed_worker_requests_are_retried_then_it_is_ejected_and_readmitted(sp
 
     results = asyncio.run(scenario())
     assert [r.status_code for r in results] == [200] * 6
+    # Requests that were on the killed worker say they were retried; every answer names who served it.
+    assert any(int(r.headers["x-retries"]) >= 1 for r in results)
+    assert {r.headers["x-worker-id"] for r in results if int(r.headers["x-retries"]) >= 1} == {
+        httpx.get(f"{keep.url}/stats").json()["worker_id"]}
     stats = wait_until(lambda: (s := cluster_stats(router))["mode"] == "single" and s)
     assert [w["ejected"] for w in stats["workers"] if w["url"] == doomed.url] == [True]
     metrics = httpx.get(f"{router.url}/metrics").text
@@ -171,6 +175,38 @@ def test_a_stream_cut_after_bytes_is_not_retried_and_is_counted(spawn_worker, sp
     metrics = httpx.get(f"{router.url}/metrics").text
     assert "ttsc_router_truncated_streams_total 1.0" in metrics
     assert "ttsc_router_retries_total 0.0" in metrics
+
+
+def test_a_client_that_leaves_frees_the_worker_waiting_or_mid_stream(spawn_worker, spawn_router):
+    worker = spawn_worker("--synthetic-base-seconds", "0", "--synthetic-seconds-per-char", "0.1")
+    router = spawn_router(worker)
+    text = " ".join(f"Segment number {i} is here." for i in range(10))  # about 25 s of synthetic work
+
+    # Mid-stream: the client reads the first audio, then hangs up.
+    with httpx.stream("POST", f"{router.url}/tts", json=tts_params(text=text, streaming_mode=1), timeout=30) as r:
+        assert r.status_code == 200
+        next(r.iter_raw())
+    stats = wait_until(lambda: (s := httpx.get(f"{worker.url}/stats").json())["cancelled"] == 1 and s)
+    assert stats["in_flight"] == 0 and stats["processed"] == 0
+
+    # Waiting: the worker is busy with one request; a second one waits in its queue, then its client hangs up.
+    async def scenario() -> None:
+        async with httpx.AsyncClient(timeout=30) as client:
+            busy = asyncio.create_task(client.post(f"{router.url}/tts", json=tts_params(text=text)))
+            await asyncio.to_thread(wait_until, lambda: httpx.get(f"{worker.url}/stats").json()["in_flight"] == 1)
+            queued = asyncio.create_task(client.post(f"{router.url}/tts", json=tts_params(text="Short one.")))
+            await asyncio.to_thread(wait_until, lambda: httpx.get(f"{worker.url}/stats").json()["queue_depth"] == 1)
+            queued.cancel()
+            busy.cancel()
+            await asyncio.gather(busy, queued, return_exceptions=True)
+
+    asyncio.run(scenario())
+    stats = wait_until(lambda: (s := httpx.get(f"{worker.url}/stats").json())["cancelled"] == 3 and s)
+    assert stats["queue_depth"] == 0 and stats["in_flight"] == 0 and stats["processed"] == 0
+    # The router counts all three as the client's doing (499), not as failures of the cluster.
+    assert cluster_stats(router)["failed_requests"] == 0
+    metrics = httpx.get(f"{router.url}/metrics").text
+    assert 'ttsc_router_requests_total{status="499",worker="' in metrics
 
 
 def test_workers_file_is_followed_without_a_restart(spawn_worker, spawn_router, tmp_path):

@@ -1,0 +1,100 @@
+"""The cluster benchmark's plots: latency CDFs, throughput and p99 against offered load, throughput against
+workers, and a killed worker's run over time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .loadgen import Run
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _cdf(ax: Any, values: list[float], **kw: Any) -> None:
+    v = sorted(values)
+    ax.plot(v, [(i + 1) / len(v) for i in range(len(v))], **kw)
+
+
+def _ok_latencies(run: Run) -> list[float]:
+    return [s.latency for s in run.samples if 200 <= s.status < 300]
+
+
+def plot_cluster(report: dict[str, Any], policies: dict[str, Run], policies_ideal: list[float],
+                 hetero: dict[str, Run], hetero_ideal: list[float], killed: dict[str, Run], out: Path) -> list[str]:
+    plt = _plt()
+    written = []
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for ax, runs, ideal, title in (
+        (axes[0], policies, policies_ideal, f"open loop, {report['policies']['load']:.0%} load, "
+                                             f"{report['workers']} equal workers"),
+        (axes[1], hetero, hetero_ideal, f"one worker {report['heterogeneous']['slow_factor']:g}x slower"),
+    ):
+        for name, run in runs.items():
+            if _ok_latencies(run):
+                _cdf(ax, _ok_latencies(run), label=name)
+        _cdf(ax, ideal, label="ideal central queue", color="black", linestyle="--")
+        ax.set(title=title, xlabel="latency (s)", ylabel="fraction of requests")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    written.append(_save(plt, fig, out / "cluster-latency-cdf.png"))
+
+    sweep = report["load_sweep"]
+    loads = sorted(sweep, key=float)
+    names = [k for k in sweep[loads[0]] if k != "ideal_central_queue"]
+    fig, (tp, p99) = plt.subplots(1, 2, figsize=(12, 4.2))
+    offered = [float(x) * report["ideal_capacity_req_per_s"] for x in loads]
+    for name in [*names, "ideal_central_queue"]:
+        style = {"color": "black", "linestyle": "--"} if name == "ideal_central_queue" else {"marker": "o"}
+        label = "ideal central queue" if name == "ideal_central_queue" else name
+        if name != "ideal_central_queue":
+            tp.plot(offered, [sweep[x][name]["throughput"] for x in loads], label=label, **style)
+        p99.plot(offered, [sweep[x][name]["p99_s"] for x in loads], label=label, **style)
+    tp.plot(offered, offered, color="grey", linestyle=":", label="offered")
+    tp.set(title="throughput vs offered load", xlabel="offered load (req/s)", ylabel="answered (req/s)")
+    p99.set(title="p99 latency vs offered load", xlabel="offered load (req/s)", ylabel="p99 latency (s)")
+    for ax in (tp, p99):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    written.append(_save(plt, fig, out / "cluster-load.png"))
+
+    scaling = report["scaling"]
+    ks = sorted(scaling, key=int)
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    ax.plot([int(k) for k in ks], [scaling[k]["throughput"] for k in ks], marker="o", label="behind the router")
+    ax.plot([int(k) for k in ks], [scaling[k]["ideal"] for k in ks], color="black", linestyle="--",
+            label="ideal: N x one worker")
+    ax.set(title="peak throughput vs workers", xlabel="workers", ylabel="req/s")
+    ax.set_xticks([int(k) for k in ks])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    written.append(_save(plt, fig, out / "cluster-scaling.png"))
+
+    fig, axes = plt.subplots(1, len(killed), figsize=(6 * len(killed), 4.2), squeeze=False)
+    for ax, (name, run) in zip(axes[0], killed.items(), strict=True):
+        ok = [s for s in run.samples if 200 <= s.status < 300]
+        bad = [s for s in run.samples if not 200 <= s.status < 300]
+        ax.scatter([s.offered_at for s in ok], [s.latency for s in ok], s=6, label="answered")
+        ax.scatter([s.offered_at for s in bad], [s.latency for s in bad], s=14, marker="x", color="red",
+                   label=f"failed ({len(bad)})")
+        ax.axvline(run.extra["killed_at_s"], color="black", linestyle=":", label="worker killed")
+        ax.set(title=f"worker killed mid-run: {name}", xlabel="sent at (s)", ylabel="latency (s)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    written.append(_save(plt, fig, out / "cluster-killed.png"))
+    return written
+
+
+def _save(plt: Any, fig: Any, path: Path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
