@@ -11,7 +11,13 @@ PORT   ?= 9880
 WORKERS ?= 2
 PYTEST_ARGS ?=
 
-.PHONY: help setup test demo bench voices manifests clean nginx
+# The GPT-SoVITS engine's test setup: torch first, at exactly this version (pip takes a local CPU build; a range
+# would fetch a CUDA build of several GB), then GPT-SoVITS's code without its web-UI dependencies.
+TORCH_VERSION ?= 2.13.0
+GPT_SOVITS_DIST ?= gpt-sovits-cpufast==0.1.0 g2p_en==2.1.0 tokenizers==0.23.3
+GSV_STAMP := $(VENV)/.gpt-sovits-$(shell echo "$(TORCH_VERSION) $(GPT_SOVITS_DIST)" | cat - pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: help setup setup-gpt-sovits test demo bench voices manifests clean nginx
 
 help:
 	@echo "make demo   - set up .venv, then a router and $(WORKERS) workers with the bundled voice on http://$(HOST):$(PORT)"
@@ -29,12 +35,21 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+setup-gpt-sovits: $(GSV_STAMP)
+
+$(GSV_STAMP): $(STAMP)
+	$(PIP) install --quiet torch==$(TORCH_VERSION)
+	$(PIP) install --quiet --no-deps $(GPT_SOVITS_DIST)
+	$(PIP) install --quiet -e ".[$(EXTRAS),gpt-sovits]"
+	rm -f $(VENV)/.gpt-sovits-*
+	touch $@
+
 voices/reference.wav: $(STAMP)
 	$(VENV)/bin/tts-cluster voices init --voice-dir voices
 
 voices: voices/reference.wav
 
-test: setup nginx
+test: setup setup-gpt-sovits nginx
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: setup

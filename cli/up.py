@@ -28,7 +28,9 @@ log = logging.getLogger("tts_cli.up")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workers", type=int, default=None, help="workers to start [default: one per GPU, else 2]")
-    p.add_argument("--engine", choices=["piper", "synthetic"], default="piper", help="engine of every worker")
+    p.add_argument("--engine", choices=["piper", "gpt-sovits", "synthetic"], default="piper",
+                   help="engine of every worker (gpt-sovits: give -c tts_infer.yaml, and a checkout with "
+                   "--worker-arg=--gpt-sovits-root=PATH unless GPT-SoVITS is installed)")
     p.add_argument("--host", default="127.0.0.1", help="address of the router and workers [default 127.0.0.1]")
     p.add_argument("--port", type=int, default=9880, help="router port; workers take the next ones [default 9880]")
     p.add_argument("-c", "--tts_config", "--tts-config", dest="tts_config", type=Path, default=None,

@@ -79,6 +79,42 @@ def spawn_router(logs_dir: Path) -> Iterator[Callable[..., WorkerProcess]]:
         router.stop()
 
 
+GSV_GENERATOR = Path(__file__).with_name("gpt_sovits_weights.py")
+
+
+@pytest.fixture(scope="session")
+def gpt_sovits_weights() -> Path:
+    """Two random tiny GPT-SoVITS v2 weight sets (w0, w1) and a stub NLTK tagger, generated once and kept under
+    build/ (keyed by the generator's content), since they take a few seconds and ~200 MB."""
+    import hashlib
+    import subprocess
+    import sys
+
+    key = hashlib.sha256(GSV_GENERATOR.read_bytes()).hexdigest()[:12]
+    root = Path(__file__).resolve().parents[1] / "build" / "test-cache" / f"gpt-sovits-{key}"
+    if not (root / "done").is_file():
+        shutil.rmtree(root, ignore_errors=True)
+        for seed in (0, 1):
+            extra = ["--nltk-data", str(root / "nltk_data")] if seed == 0 else []
+            subprocess.run([sys.executable, str(GSV_GENERATOR), str(root / f"w{seed}"), "--seed", str(seed),
+                            "--small-vits", *extra], check=True, capture_output=True, timeout=600)
+        (root / "done").write_text(key)
+    return root
+
+
+@pytest.fixture(scope="session")
+def gpt_sovits_worker(gpt_sovits_weights: Path, voice_dir: Path, logs_dir: Path) -> Iterator[WorkerProcess]:
+    """The real GPT-SoVITS pipeline on generated weights, on the CPU, with a queue of 2."""
+    shutil.copy(gpt_sovits_weights / "w0" / "ref.wav", voice_dir / "gsv-ref.wav")
+    worker = start_worker(
+        ["--engine", "gpt-sovits", "--tts-config", str(gpt_sovits_weights / "w0" / "tts_infer.yaml"),
+         "--voice-dir", str(voice_dir), "--num-warmup", "1", "--max-queue-size", "2", "--admin-token", ADMIN_TOKEN],
+        logs_dir, env={"NLTK_DATA": str(gpt_sovits_weights / "nltk_data")}, ready_timeout=300,
+    )
+    yield worker
+    worker.stop()
+
+
 def tts_params(**overrides: object) -> dict[str, object]:
     """The usual GPT-SoVITS call against the default voice directory."""
     params: dict[str, object] = {

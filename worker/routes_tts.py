@@ -136,7 +136,7 @@ async def handle_tts(request: Request, req: TTSRequest) -> Response:
         outcome.log(400, note=exc.message)
         return error(400, exc.message, exc.field)
     outcome.mode = int(params.mode)
-    rate = svc.engine.sample_rate
+    rate = svc.engine.output_rate(params)
     audio_headers = {"X-Sample-Rate": str(rate), "X-Worker-ID": settings.name}
 
     if svc.draining:

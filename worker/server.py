@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 from types import FrameType
 from typing import Optional
 
@@ -93,6 +94,7 @@ def load_engine(settings: WorkerSettings):  # type: ignore[no-untyped-def]
 
 
 def run(settings: WorkerSettings) -> int:
+    start_dir = Path.cwd()  # the gpt-sovits engine may move to its checkout; a restart starts from here again
     configure_logging(settings.log_level, settings.log_json)
     log_fields(
         log,
@@ -129,5 +131,6 @@ def run(settings: WorkerSettings) -> int:
     if server.restart:
         log_fields(log, "restarting")
         # orig_argv keeps "-m tts_cli" (or the console script), which sys.argv has already lost.
+        os.chdir(start_dir)
         os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
     return 0 if server.started else 1

@@ -13,7 +13,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_TTS_CONFIG = "GPT_SoVITS/configs/tts_infer.yaml"
-EngineName = Literal["piper", "synthetic"]
+EngineName = Literal["piper", "synthetic", "gpt-sovits"]
 
 
 def read_tts_infer_yaml(path: Path) -> dict[str, Any]:
@@ -78,17 +78,30 @@ class WorkerSettings(BaseSettings):
     piper_deterministic: bool = Field(
         False, description="Zero Piper's noise scales so equal requests give identical audio."
     )
-    cpu_threads: int = Field(0, ge=0, le=256, description="Piper: CPU threads for inference; 0: one per core.")
+    cpu_threads: int = Field(
+        0, ge=0, le=256, description="Piper and GPT-SoVITS on the CPU: inference threads; 0: the engine's default."
+    )
     # synthetic engine (benchmarks and load tests only)
     synthetic_base_seconds: float = Field(0.05, ge=0, description="Synthetic engine: fixed seconds per request.")
     synthetic_seconds_per_char: float = Field(0.002, ge=0, description="Synthetic engine: seconds per character.")
     synthetic_sample_rate: int = Field(32000, ge=8000, le=48000, description="Synthetic engine: sample rate.")
+    # gpt-sovits engine
+    gpt_sovits_root: Optional[Path] = Field(
+        None, description="GPT-SoVITS: a checkout to import from (the worker runs from there, as api_v2 does); "
+        "default: an installed distribution."
+    )
     # the GPT-SoVITS block of tts_infer.yaml (custom, else v2), for the gpt-sovits engine
     gpt_sovits_config: dict[str, Any] = Field(default_factory=dict, description="tts_infer.yaml block in use.")
     # The seed's keys in tts_infer.yaml. One worker serves one device, so a worker only reads and logs them; the
     # launcher that starts one worker per GPU is what acts on them.
     enable_concurrent_tts: bool = Field(True, description="Seed key: one worker per GPU (logged at start-up).")
     num_gpus: Optional[int] = Field(None, ge=0, description="Seed key: GPUs to use (logged at start-up).")
+
+    @field_validator("voice_dir", "tts_config", "gpt_sovits_root", "piper_voice")
+    @classmethod
+    def _absolute(cls, v: Optional[Path]) -> Optional[Path]:
+        # Absolute from the start: the gpt-sovits engine may move the working directory to its checkout.
+        return v.absolute() if v is not None else None
 
     @field_validator("device")
     @classmethod

@@ -1,4 +1,5 @@
-"""Engine registry: each engine's module is imported only when chosen (piper's is GPL and optional)."""
+"""Engine registry: each engine's module is imported only when chosen (piper's is GPL and optional; GPT-SoVITS's
+brings torch)."""
 
 from __future__ import annotations
 
@@ -33,5 +34,15 @@ def create_engine(settings: "WorkerSettings") -> Engine:
             seconds_per_char=settings.synthetic_seconds_per_char,
             sample_rate=settings.synthetic_sample_rate,
             device=device,
+        )
+    if settings.engine == "gpt-sovits":
+        from .gpt_sovits_engine import GPTSoVITSEngine
+
+        return GPTSoVITSEngine(
+            settings.gpt_sovits_config,
+            device=device,
+            root=settings.gpt_sovits_root,
+            warmup_reference=settings.voice_dir / "reference.wav",
+            cpu_threads=settings.cpu_threads,
         )
     raise EngineLoadError(f"engine {settings.engine!r} is not available in this build")

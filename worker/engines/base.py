@@ -89,6 +89,10 @@ class Engine(ABC):
     def synthesize(self, params: SynthesisParams, cancel: CancelToken) -> Iterator[np.ndarray]:
         """Yield int16 mono chunks at the granularity `params.mode` asks for. Blocking: runs off the event loop."""
 
+    def output_rate(self, params: SynthesisParams) -> int:
+        """Sample rate of this request's audio: the engine's, unless a request option changes it."""
+        return self.sample_rate
+
     def warmup(self, count: int) -> None:
         lang = "en" if "en" in self.languages else self.languages[0]
         req = TTSRequest(text="Warming up the engine.", text_lang=lang, prompt_lang=lang, ref_audio_path="")

