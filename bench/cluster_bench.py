@@ -122,9 +122,9 @@ class Bench:
                 single = [self.closed(f"{side}: 1 request", urls, [t], 1).samples[0].latency for t in texts[:5]]
                 c10 = self.closed(f"{side}: 10 concurrent", urls, texts[:10], 10)
                 c20 = self.closed(f"{side}: 20 concurrent", urls, texts[:20], 20)
-                peak_n = max(engines * 4, int(capacity_hint * engines * self.args.seconds))
-                peak = self.closed(f"{side}: peak throughput", urls, mixed_texts(peak_n, seed=self.args.seed + 1),
-                                   engines * 3)
+                # The same text mix on both sides (N passes over one list), so throughput compares like with like.
+                peak_texts = mixed_texts(max(4, int(capacity_hint * self.args.seconds)), seed=self.args.seed + 1)
+                peak = self.closed(f"{side}: peak throughput", urls, peak_texts * engines, engines * 3)
                 ps = peak.summary()
                 rows[side] = {
                     "engines": engines,
@@ -226,11 +226,10 @@ def run(args: Any, console: Any, progress: Any, voice_dir: Path, out: Path) -> d
                                   args.slow_factor)
 
             scaling = {}
+            scale_texts = mixed_texts(max(4, int(single_peak * args.seconds)), seed=args.seed + 1)
             for k in range(1, n + 1):
-                count = max(4 * k, int(single_peak * k * args.seconds))
                 with fleet.balancers(DEFAULT_POLICY, workers[:k]) as urls:
-                    scaling[k] = bench.closed(f"scaling: {k} workers", urls, mixed_texts(count, seed=args.seed + 2),
-                                              3 * k)
+                    scaling[k] = bench.closed(f"scaling: {k} workers", urls, scale_texts * k, 3 * k)
 
             sweep_runs: dict[float, dict[str, Run]] = {}
             sweep_ideal: dict[float, list[float]] = {}

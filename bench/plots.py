@@ -51,7 +51,8 @@ def plot_cluster(report: dict[str, Any], policies: dict[str, Run], policies_idea
     loads = sorted(sweep, key=float)
     names = [k for k in sweep[loads[0]] if k != "ideal_central_queue"]
     fig, (tp, p99) = plt.subplots(1, 2, figsize=(12, 4.2))
-    offered = [float(x) * report["ideal_capacity_req_per_s"] for x in loads]
+    # Each load's actual offer (its seeded arrivals), the same for every balancer at that load.
+    offered = [sweep[x][names[0]]["offered_rate"] for x in loads]
     for name in [*names, "ideal_central_queue"]:
         style = {"color": "black", "linestyle": "--"} if name == "ideal_central_queue" else {"marker": "o"}
         label = "ideal central queue" if name == "ideal_central_queue" else name

@@ -1,6 +1,7 @@
 """`tts-cluster bench router`: what the router adds. A zero-time synthetic engine leaves only HTTP, routing and
-streaming: the added latency of a tiny request (router minus direct, interleaved so drift hits both alike), and
-requests/s through a router pinned to one core, next to the worker's own ceiling on another core."""
+streaming: the added latency of a tiny request (router minus direct, interleaved so drift hits both alike), next to
+what nginx adds as the same hop on the same machine (the floor a C proxy sets here), and requests/s through a router
+pinned to one core, next to the worker's own ceiling on another core."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from .nginx import Nginx
 from .procs import start_router, start_worker
 
 TINY = {"text": "Hi.", "text_lang": "en", "prompt_lang": "en", "ref_audio_path": "reference.wav", "media_type": "raw"}
@@ -64,25 +66,29 @@ def run(args: Any, console: Any, progress: Any, voice_dir: Path, out: Path) -> d
                                "--synthetic-seconds-per-char", "0", "--max-queue-size", "1000",
                                "--log-level", "warning"], logs)
         router = start_router(["--worker", worker.url, "--log-level", "warning", "--poll-interval", "0.1"], logs)
+        nginx = Nginx([worker.url], "round-robin", logs)
         pinned = _pin(router.proc.pid, 0) and _pin(worker.proc.pid, 1)
         try:
-            direct, routed = [], []
-            task = progress.add_task("tiny requests, direct and routed", total=args.samples)
+            paths = {"direct": worker.url, "router": router.url, "nginx": nginx.url}
+            lat: dict[str, list[float]] = {k: [] for k in paths}
+            task = progress.add_task("tiny requests: direct, routed, through nginx", total=args.samples)
             with httpx.Client(timeout=30) as client:
-                for _ in range(20):  # warm both connection paths
-                    client.post(f"{worker.url}/tts", json=TINY)
-                    client.post(f"{router.url}/tts", json=TINY)
+                for _ in range(20):  # warm every connection path
+                    for url in paths.values():
+                        client.post(f"{url}/tts", json=TINY)
                 for _ in range(args.samples):
-                    for url, sink in ((worker.url, direct), (router.url, routed)):
+                    for name, url in paths.items():
                         t0 = time.perf_counter()
                         client.post(f"{url}/tts", json=TINY).raise_for_status()
-                        sink.append(time.perf_counter() - t0)
+                        lat[name].append(time.perf_counter() - t0)
                     progress.advance(task)
+            direct, routed, proxied = lat["direct"], lat["router"], lat["nginx"]
             worker_ceiling = asyncio.run(_ceiling(worker.url, args.ceiling_requests, args.clients, progress,
                                                   "worker ceiling"))
             router_ceiling = asyncio.run(_ceiling(router.url, args.ceiling_requests, args.clients, progress,
                                                   "router ceiling"))
         finally:
+            nginx.stop()
             router.stop()
             worker.stop()
     report = {
@@ -93,17 +99,20 @@ def run(args: Any, console: Any, progress: Any, voice_dir: Path, out: Path) -> d
         "routed_p50_ms": _pct(routed, 0.5) * 1000, "routed_p99_ms": _pct(routed, 0.99) * 1000,
         "added_p50_ms": (_pct(routed, 0.5) - _pct(direct, 0.5)) * 1000,
         "added_p99_ms": (_pct(routed, 0.99) - _pct(direct, 0.99)) * 1000,
+        "nginx_p50_ms": _pct(proxied, 0.5) * 1000, "nginx_p99_ms": _pct(proxied, 0.99) * 1000,
+        "nginx_added_p50_ms": (_pct(proxied, 0.5) - _pct(direct, 0.5)) * 1000,
+        "nginx_added_p99_ms": (_pct(proxied, 0.99) - _pct(direct, 0.99)) * 1000,
         "worker_ceiling_req_per_s": worker_ceiling,
         "router_ceiling_req_per_s": router_ceiling,
     }
     table = Table(title="router overhead: zero-time engine, tiny requests")
-    for col in ("measure", "direct", "through router", "added"):
+    for col in ("measure", "direct", "through router", "router adds", "through nginx", "nginx adds"):
         table.add_column(col, justify="right")
-    table.add_row("p50 latency", f"{report['direct_p50_ms']:.2f} ms", f"{report['routed_p50_ms']:.2f} ms",
-                  f"{report['added_p50_ms']:.2f} ms")
-    table.add_row("p99 latency", f"{report['direct_p99_ms']:.2f} ms", f"{report['routed_p99_ms']:.2f} ms",
-                  f"{report['added_p99_ms']:.2f} ms")
-    table.add_row("requests/s ceiling", f"{worker_ceiling:.0f}", f"{router_ceiling:.0f}", "")
+    for q in ("p50", "p99"):
+        table.add_row(f"{q} latency", f"{report[f'direct_{q}_ms']:.2f} ms", f"{report[f'routed_{q}_ms']:.2f} ms",
+                      f"{report[f'added_{q}_ms']:.2f} ms", f"{report[f'nginx_{q}_ms']:.2f} ms",
+                      f"{report[f'nginx_added_{q}_ms']:.2f} ms")
+    table.add_row("requests/s ceiling", f"{worker_ceiling:.0f}", f"{router_ceiling:.0f}", "", "", "")
     console.print(table)
     if router_ceiling >= 0.9 * worker_ceiling:
         console.print("the router kept up with the worker: the ceiling measured is the worker's, not the router's")

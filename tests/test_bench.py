@@ -18,12 +18,16 @@ def bench(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
                           timeout=timeout)
 
 
-def test_cluster_scenario_writes_every_scenarios_results(tmp_path, voice_dir):
+@pytest.fixture
+def nginx() -> None:
     if nginx_binary() is None:
         message = "nginx not installed: make test installs Debian's nginx-light"
         if os.environ.get("CI"):  # CI installs it; a missing nginx there is a broken setup, not a reason to skip
             pytest.fail(message)
         pytest.skip(reason=message)
+
+
+def test_cluster_scenario_writes_every_scenarios_results(tmp_path, voice_dir, nginx):
     done = bench("cluster", "--workers", "2", "--requests", "10", "--sweep", "0.5,1.0", "--seconds", "0.5",
                  "--base-seconds", "0.02", "--seconds-per-char", "0.0005",
                  "--voice-dir", str(voice_dir), "--out", str(tmp_path), timeout=400)
@@ -70,12 +74,12 @@ def test_cluster_scenario_writes_every_scenarios_results(tmp_path, voice_dir):
         assert title in done.stdout
 
 
-def test_router_scenario_writes_its_measures(tmp_path, voice_dir):
+def test_router_scenario_writes_its_measures(tmp_path, voice_dir, nginx):
     done = bench("router", "--samples", "10", "--ceiling-requests", "40", "--clients", "4",
                  "--voice-dir", str(voice_dir), "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads((tmp_path / "router.json").read_text())
-    assert report["routed_p50_ms"] > 0 and report["direct_p50_ms"] > 0
+    assert report["routed_p50_ms"] > 0 and report["direct_p50_ms"] > 0 and report["nginx_p50_ms"] > 0
     assert report["router_ceiling_req_per_s"] > 0 and report["worker_ceiling_req_per_s"] > 0
 
 
