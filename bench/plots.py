@@ -18,6 +18,11 @@ def _plt() -> Any:
     return plt
 
 
+# One colour per balancer in every plot.
+COLOURS = {"least-work": "tab:blue", "least-loaded": "tab:orange", "power-of-two": "tab:green",
+           "round-robin": "tab:red", "nginx-least_conn": "tab:purple", "nginx-round-robin": "tab:brown"}
+
+
 def _cdf(ax: Any, values: list[float], **kw: Any) -> None:
     v = sorted(values)
     ax.plot(v, [(i + 1) / len(v) for i in range(len(v))], **kw)
@@ -40,7 +45,7 @@ def plot_cluster(report: dict[str, Any], policies: dict[str, Run], policies_idea
     ):
         for name, run in runs.items():
             if _ok_latencies(run):
-                _cdf(ax, _ok_latencies(run), label=name)
+                _cdf(ax, _ok_latencies(run), label=name, color=COLOURS.get(name))
         _cdf(ax, ideal, label="ideal central queue", color="black", linestyle="--")
         ax.set(title=title, xlabel="latency (s)", ylabel="fraction of requests")
         ax.grid(alpha=0.3)
@@ -54,7 +59,8 @@ def plot_cluster(report: dict[str, Any], policies: dict[str, Run], policies_idea
     # Each load's actual offer (its seeded arrivals), the same for every balancer at that load.
     offered = [sweep[x][names[0]]["offered_rate"] for x in loads]
     for name in [*names, "ideal_central_queue"]:
-        style = {"color": "black", "linestyle": "--"} if name == "ideal_central_queue" else {"marker": "o"}
+        style = ({"color": "black", "linestyle": "--"} if name == "ideal_central_queue"
+                 else {"marker": "o", "color": COLOURS.get(name)})
         label = "ideal central queue" if name == "ideal_central_queue" else name
         if name != "ideal_central_queue":
             tp.plot(offered, [sweep[x][name]["throughput"] for x in loads], label=label, **style)
