@@ -17,6 +17,7 @@ GPT_SoVITS, which rearranges sys.path: run it as its own process.
 
     python tests/gpt_sovits_weights.py OUT_DIR [--seed 0] [--max-sec 2] [--small-vits] [--nltk-data DIR]
 """
+# ruff: noqa: I001 - GPT_SoVITS must be imported before its short-named modules (AR, module, text, ...)
 from __future__ import annotations
 
 import argparse
@@ -217,7 +218,7 @@ def write_nltk_stub(nltk_data: Path) -> None:
     tagger.train(sents, nr_iter=5)
     d = nltk_data / "taggers" / "averaged_perceptron_tagger_eng"
     d.mkdir(parents=True, exist_ok=True)
-    for fname, obj in zip(tagger.param_files("eng"), tagger.encode_json_obj()):
+    for fname, obj in zip(tagger.param_files("eng"), tagger.encode_json_obj(), strict=True):
         (d / fname).write_text(json.dumps(obj), encoding="utf-8")
 
 
