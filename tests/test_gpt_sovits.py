@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import httpx
 import numpy as np
@@ -149,3 +152,29 @@ def test_the_router_never_imports_torch_or_gpt_sovits():
             "print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_up_serves_gpt_sovits_workers_behind_the_router(tmp_path, voice_dir, gpt_sovits_weights, monkeypatch):
+    """The seed's setup end to end: `tts-cluster up` with the gpt-sovits engine, two workers, one router."""
+    from test_up import start_up
+
+    shutil.copy(gpt_sovits_weights / "w0" / "ref.wav", voice_dir / "gsv-ref.wav")
+    monkeypatch.setenv("NLTK_DATA", str(gpt_sovits_weights / "nltk_data"))
+    proc, url = start_up(tmp_path, "--workers", "2", "--engine", "gpt-sovits", "--voice-dir", str(voice_dir),
+                         "-c", str(gpt_sovits_weights / "w0" / "tts_infer.yaml"), "--worker-arg=--num-warmup=0",
+                         ready_timeout=180)
+    try:
+        stats = httpx.get(f"{url}/concurrent_stats").json()
+        for _ in range(600):
+            if stats["mode"] == "concurrent":
+                break
+            time.sleep(0.2)
+            stats = httpx.get(f"{url}/concurrent_stats").json()
+        assert stats["mode"] == "concurrent" and stats["gpu_count"] == 2
+        r = httpx.post(f"{url}/tts", json=params(), timeout=120)
+        assert r.status_code == 200 and r.headers["x-sample-rate"] == "32000", r.text
+        assert decode(r.content)[1] == 32000
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+    assert code == 0

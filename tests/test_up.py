@@ -13,7 +13,7 @@ import httpx
 from tts_bench.procs import free_port
 
 
-def start_up(tmp_path, *args: str) -> tuple[subprocess.Popen, str]:
+def start_up(tmp_path, *args: str, ready_timeout: float = 60) -> tuple[subprocess.Popen, str]:
     port = free_port()
     # workers take the ports right after the router's: find a run of free ones
     while any(_busy(port + i) for i in range(1, 4)):
@@ -24,7 +24,7 @@ def start_up(tmp_path, *args: str) -> tuple[subprocess.Popen, str]:
         stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
     )
     url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
+    for _ in range(int(ready_timeout * 10)):
         try:
             if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
                 return proc, url
