@@ -95,7 +95,6 @@ class Bench:
         gen = LoadGenerator(urls, on_done=lambda _s: self.progress.advance(task))
         run: Run = asyncio.run(go(gen))
         self.progress.update(task, visible=False)
-        run.label = label
         return run
 
     def closed(self, label: str, urls: list[str], texts: list[str], clients: int) -> Run:

@@ -11,7 +11,7 @@ import asyncio
 import random
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import aiohttp
@@ -45,10 +45,6 @@ class Run:
 
     def summary(self) -> dict[str, Any]:
         return summarize(self.samples, self.wall, self.offered_rate)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"label": self.label, "wall_s": self.wall, "offered_rate": self.offered_rate, **self.extra,
-                "summary": self.summary(), "samples": [asdict(s) for s in self.samples]}
 
 
 def tts_body(text: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import httpx
 
 from .nginx import Nginx
 from .procs import start_router, start_worker
+from .stats import pct
 
 TINY = {"text": "Hi.", "text_lang": "en", "prompt_lang": "en", "ref_audio_path": "reference.wav", "media_type": "raw"}
 
@@ -26,11 +27,6 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--samples", type=int, default=300, help="tiny requests for the added-latency measure")
     p.add_argument("--ceiling-requests", type=int, default=2000, help="requests for the req/s ceiling")
     p.add_argument("--clients", type=int, default=32, help="concurrent clients for the ceiling")
-
-
-def _pct(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))] if s else 0.0
 
 
 def _pin(pid: int, core: int) -> bool:
@@ -95,13 +91,13 @@ def run(args: Any, console: Any, progress: Any, voice_dir: Path, out: Path) -> d
         "scenario": "router",
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()},
         "pinned_to_one_core_each": pinned,
-        "direct_p50_ms": _pct(direct, 0.5) * 1000, "direct_p99_ms": _pct(direct, 0.99) * 1000,
-        "routed_p50_ms": _pct(routed, 0.5) * 1000, "routed_p99_ms": _pct(routed, 0.99) * 1000,
-        "added_p50_ms": (_pct(routed, 0.5) - _pct(direct, 0.5)) * 1000,
-        "added_p99_ms": (_pct(routed, 0.99) - _pct(direct, 0.99)) * 1000,
-        "nginx_p50_ms": _pct(proxied, 0.5) * 1000, "nginx_p99_ms": _pct(proxied, 0.99) * 1000,
-        "nginx_added_p50_ms": (_pct(proxied, 0.5) - _pct(direct, 0.5)) * 1000,
-        "nginx_added_p99_ms": (_pct(proxied, 0.99) - _pct(direct, 0.99)) * 1000,
+        "direct_p50_ms": pct(direct, 0.5) * 1000, "direct_p99_ms": pct(direct, 0.99) * 1000,
+        "routed_p50_ms": pct(routed, 0.5) * 1000, "routed_p99_ms": pct(routed, 0.99) * 1000,
+        "added_p50_ms": (pct(routed, 0.5) - pct(direct, 0.5)) * 1000,
+        "added_p99_ms": (pct(routed, 0.99) - pct(direct, 0.99)) * 1000,
+        "nginx_p50_ms": pct(proxied, 0.5) * 1000, "nginx_p99_ms": pct(proxied, 0.99) * 1000,
+        "nginx_added_p50_ms": (pct(proxied, 0.5) - pct(direct, 0.5)) * 1000,
+        "nginx_added_p99_ms": (pct(proxied, 0.99) - pct(direct, 0.99)) * 1000,
         "worker_ceiling_req_per_s": worker_ceiling,
         "router_ceiling_req_per_s": router_ceiling,
     }

