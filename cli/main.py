@@ -37,7 +37,7 @@ def _worker_parser(sub: argparse._SubParsersAction) -> None:
         WorkerSettings,
         "TTSC_",
         short={"bind_addr": "-a", "port": "-p", "tts_config": "-c"},
-        skip=("gpt_sovits_config",),
+        skip=("gpt_sovits_config", "admin_token"),  # secrets never on a command line, where `ps` shows them
     )
     p.set_defaults(func=_run_worker)
 
@@ -72,7 +72,8 @@ def _router_parser(sub: argparse._SubParsersAction) -> None:
         epilog=ROUTER_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_settings_flags(p, RouterSettings, "TTSC_ROUTER_", short={"bind_addr": "-a", "port": "-p"})
+    add_settings_flags(p, RouterSettings, "TTSC_ROUTER_", short={"bind_addr": "-a", "port": "-p"},
+                       skip=("admin_token",))
     p.set_defaults(func=_run_router)
 
 

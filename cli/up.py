@@ -37,7 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="tts_infer.yaml: the seed's enable_concurrent_tts and num_gpus are honoured")
     p.add_argument("--policy", default=None, help="router policy (see tts-cluster router --help)")
     p.add_argument("--voice-dir", type=Path, default=Path("voices"), help="workers' voice directory [default voices]")
-    p.add_argument("--admin-token", default=None, help="admin token for the router and every worker")
+    p.add_argument("--admin-token-file", type=Path, default=None, metavar="PATH",
+                   help="a file holding the admin token for the router and every worker (or set TTSC_ADMIN_TOKEN; "
+                   "a token is never taken from the command line, where ps shows it)")
     p.add_argument("--worker-arg", action="append", default=[], metavar="ARG",
                    help="extra flag for every worker, e.g. --worker-arg=--max-queue-size=20 (repeatable)")
     p.add_argument("--router-arg", action="append", default=[], metavar="ARG", help="extra flag for the router")
@@ -165,8 +167,8 @@ def run(args: argparse.Namespace) -> int:
             cmd += ["--device", "cuda"]
         else:
             cmd += ["--device", "cpu", "--cpu-threads", str(threads)]
-        if args.admin_token:
-            env["TTSC_ADMIN_TOKEN"] = args.admin_token
+        if args.admin_token_file:
+            env["TTSC_ADMIN_TOKEN_FILE"] = str(args.admin_token_file.absolute())
         workers.append(Child(f"worker-{i}", [*cmd, *args.worker_arg], env, f"http://{args.host}:{port}"))
 
     stopping = False
@@ -201,8 +203,11 @@ def run(args: argparse.Namespace) -> int:
     if args.policy:
         router_cmd += ["--policy", args.policy]
     router_env = dict(os.environ)
-    if args.admin_token:
-        router_env["TTSC_ROUTER_ADMIN_TOKEN"] = args.admin_token
+    # One token for the whole local cluster, passed through the environment or a file, never argv.
+    if args.admin_token_file:
+        router_env["TTSC_ROUTER_ADMIN_TOKEN_FILE"] = str(args.admin_token_file.absolute())
+    elif os.environ.get("TTSC_ADMIN_TOKEN") and not os.environ.get("TTSC_ROUTER_ADMIN_TOKEN"):
+        router_env["TTSC_ROUTER_ADMIN_TOKEN"] = os.environ["TTSC_ADMIN_TOKEN"]
     router = Child("router", [*router_cmd, *args.router_arg], router_env, f"http://{args.host}:{args.port}")
     router.start()
     if not _wait_ready([router], 30):

@@ -42,6 +42,13 @@ def configure_logging(level: str = "info", json_lines: bool = True) -> None:
         logging.getLogger(name).propagate = True
     # Our own per-request line replaces uvicorn's access log.
     logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("uvicorn.error").addFilter(_drop_expected_abort)
+
+
+def _drop_expected_abort(record: logging.LogRecord) -> bool:
+    """A stream we cut on purpose (`tts_common.streaming.StreamAborted`) is logged by us with its request id;
+    uvicorn's unattributed line about it would only add noise."""
+    return record.getMessage() != "ASGI callable returned without completing response."
 
 
 def log_fields(logger: logging.Logger, msg: str, level: int = logging.INFO, **fields: Any) -> None:

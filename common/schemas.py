@@ -7,7 +7,7 @@ model must not reject a missing `text` before `ref_audio_path` has been checked.
 
 from __future__ import annotations
 
-from typing import Literal, Optional, Union
+from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,6 +15,11 @@ MEDIA_TYPES = ("wav", "raw", "ogg", "aac")
 TEXT_SPLIT_METHODS = ("cut0", "cut1", "cut2", "cut3", "cut4", "cut5")
 LANGUAGES_V1 = ("auto", "en", "zh", "ja", "all_zh", "all_ja")
 LANGUAGES_V2 = ("auto", "auto_yue", "en", "zh", "ja", "yue", "ko", "all_zh", "all_ja", "all_yue", "all_ko")
+# Bounds on what one request may carry, whatever the engine: a path no filesystem takes, or a list of 300k aux
+# clips (which stalled a worker's event loop for 17 s), is refused by the schema with the field named.
+MAX_PATH_CHARS = 1024
+MAX_AUX_REFS = 32
+MAX_TEXT_CHARS = 100_000
 
 
 class TTSRequest(BaseModel):
@@ -22,13 +27,15 @@ class TTSRequest(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    text: Optional[str] = Field(None, description="Text to speak (required).")
+    text: Optional[str] = Field(None, max_length=MAX_TEXT_CHARS, description="Text to speak (required).")
     text_lang: Optional[str] = Field(None, description="Language of `text` (required), e.g. en, zh, ja.")
     ref_audio_path: Optional[str] = Field(
-        None, description="Reference clip, relative to the worker's voice directory (required)."
+        None, max_length=MAX_PATH_CHARS, description="Reference clip, relative to the worker's voice directory (required)."
     )
-    aux_ref_audio_paths: list[str] = Field(default_factory=list, description="Extra reference clips (tone fusion).")
-    prompt_text: str = Field("", description="Transcript of the reference clip.")
+    aux_ref_audio_paths: list[Annotated[str, Field(max_length=MAX_PATH_CHARS)]] = Field(
+        default_factory=list, max_length=MAX_AUX_REFS, description="Extra reference clips (tone fusion)."
+    )
+    prompt_text: str = Field("", max_length=MAX_TEXT_CHARS, description="Transcript of the reference clip.")
     prompt_lang: Optional[str] = Field(None, description="Language of `prompt_text` (required).")
     top_k: int = Field(15, ge=1, le=1000)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
@@ -71,6 +78,8 @@ class WorkerStats(BaseModel):
         description="Estimated engine seconds of all admitted work: text length x measured seconds per character."
     )
     seconds_per_char: float = Field(description="Moving average of engine seconds per text character.")
+    queued_chars: int = Field(0, description="Characters of text admitted (waiting + running), for pricing a worker "
+                              "that has measured no speed yet.")
     processed: int = Field(description="Requests that produced audio.")
     failed: int = Field(description="Requests admitted that failed in the engine or timed out.")
     rejected: int = Field(description="Requests refused with 503 because the queue was full or draining.")

@@ -1,12 +1,187 @@
-"""uvicorn, minus one behaviour: after a graceful shutdown uvicorn re-raises the signal it caught, which turns a
-clean SIGTERM stop into exit code -15. Kubernetes and supervisors read that as a crash, so ours exit 0."""
+"""uvicorn, with the limits a public server needs and a clean exit code.
+
+- **Exit code.** After a graceful shutdown uvicorn re-raises the signal it caught, which turns a clean SIGTERM stop
+  into exit code -15. Kubernetes and supervisors read that as a crash, so ours exit 0.
+- **Connection limit.** uvicorn accepts every connection (20,000 idle sockets exhausted the router's file
+  descriptors); beyond `max_connections` a new connection gets a `503` JSON answer with `Retry-After` and is closed.
+- **Read timeout.** A request's line, headers and body must arrive within `read_timeout` of its first byte (slow
+  headers or bodies held connections for 40 s and more); past it the connection gets `408` and is closed.
+- **Idle timeout.** A connection that sends nothing is closed after `keepalive_timeout`, from the moment it opens,
+  not only after a first response as uvicorn does.
+- **Sizes.** Request line plus headers are capped at `max_header_bytes` (`431`), bodies at `max_body_bytes` (`413`).
+
+uvicorn has no hook for these, so they live in a subclass of its httptools protocol, the one parser we install.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import resource
+from dataclasses import dataclass
 from types import FrameType
-from typing import Optional
+from typing import Any, Optional
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+log = logging.getLogger("tts_common.serving")
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_connections: int = 1024
+    read_timeout: float = 10.0
+    keepalive_timeout: float = 5.0
+    max_header_bytes: int = 64 * 1024
+    max_body_bytes: int = 1024 * 1024
+
+
+def raw_answer(status: int, reason: str, message: str, retry_after: Optional[int] = None) -> bytes:
+    """A complete HTTP/1.1 answer with a JSON `message`, written straight to a socket, closing it."""
+    body = json.dumps({"message": message}).encode()
+    head = [f"HTTP/1.1 {status} {reason}", "content-type: application/json",
+            f"content-length: {len(body)}", "connection: close"]
+    if retry_after is not None:
+        head.append(f"retry-after: {retry_after}")
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+class GuardedConfig(uvicorn.Config):
+    """uvicorn's Config plus our `Limits`, always on the httptools protocol below."""
+
+    def __init__(self, app: Any, limits: Limits, **kwargs: Any) -> None:
+        kwargs.setdefault("timeout_keep_alive", max(1, round(limits.keepalive_timeout)))
+        super().__init__(app, http=GuardedProtocol, **kwargs)
+        self.limits = limits
+
+
+class GuardedProtocol(HttpToolsProtocol):
+    """One connection: refused beyond the connection limit; timed while a request is being read; size-capped."""
+
+    def __init__(self, config: uvicorn.Config, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        self.limits: Limits = getattr(config, "limits", Limits())
+        self._read_timer: Optional[Any] = None
+        self._header_bytes = 0
+        self._body_bytes = 0
+
+    # -- connection ------------------------------------------------------------------------------------------
+    def connection_made(self, transport: Any) -> None:  # noqa: D102 - uvicorn's interface
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections:
+            self._log_refusal()
+            self._refuse(503, "Service Unavailable",
+                         f"too many connections (limit {self.limits.max_connections}): retry later", retry_after=1)
+            return
+        # uvicorn arms its idle timer only after a first response; a socket that never speaks is closed too.
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.limits.keepalive_timeout, self.timeout_keep_alive_handler
+        )
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:  # noqa: D102
+        self._stop_read_timer()
+        super().connection_lost(exc)
+
+    def _log_refusal(self) -> None:
+        # One line a second at most: a flood of connections must not become a flood of log lines.
+        now = self.loop.time()
+        if now - getattr(self.config, "last_refusal_log", -10.0) >= 1.0:
+            self.config.last_refusal_log = now  # type: ignore[attr-defined]
+            log.warning("connection limit reached: refusing new connections (limit %d)", self.limits.max_connections)
+
+    def _refuse(self, status: int, reason: str, message: str, retry_after: Optional[int] = None) -> None:
+        self._stop_read_timer()
+        if not self.transport.is_closing():
+            self.transport.write(raw_answer(status, reason, message, retry_after))
+            self.transport.close()
+
+    # -- one request being read ------------------------------------------------------------------------------
+    def on_message_begin(self) -> None:  # noqa: D102
+        super().on_message_begin()
+        self._header_bytes = 0
+        self._body_bytes = 0
+        self._stop_read_timer()
+        self._read_timer = self.loop.call_later(self.limits.read_timeout, self._read_timed_out)
+
+    def on_url(self, url: bytes) -> None:  # noqa: D102
+        super().on_url(url)
+        self._count_header(len(url))
+
+    def on_header(self, name: bytes, value: bytes) -> None:  # noqa: D102
+        super().on_header(name, value)
+        self._count_header(len(name) + len(value) + 4)
+
+    def _count_header(self, n: int) -> None:
+        self._header_bytes += n
+        if self._header_bytes > self.limits.max_header_bytes:
+            self._refuse(431, "Request Header Fields Too Large",
+                         f"request line and headers: over the limit of {self.limits.max_header_bytes} bytes")
+
+    def on_headers_complete(self) -> None:  # noqa: D102
+        if self.transport.is_closing():
+            return
+        for name, value in self.headers:
+            if name == b"content-length" and value.isdigit() and int(value) > self.limits.max_body_bytes:
+                self._refuse(413, "Content Too Large", self._body_message())
+                return
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:  # noqa: D102
+        if self.transport.is_closing():  # refused: the parser still runs over the rest of the buffer
+            return
+        self._body_bytes += len(body)
+        if self._body_bytes > self.limits.max_body_bytes:
+            if self.cycle is not None and not self.cycle.response_started:
+                self._refuse(413, "Content Too Large", self._body_message())
+            else:
+                self.transport.close()
+            return
+        super().on_body(body)
+
+    def _body_message(self) -> str:
+        return f"body: over the limit of {self.limits.max_body_bytes} bytes"
+
+    def on_message_complete(self) -> None:  # noqa: D102
+        self._stop_read_timer()
+        if not self.transport.is_closing():
+            super().on_message_complete()
+
+    def _read_timed_out(self) -> None:
+        self._read_timer = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and self.cycle.response_started:
+            self.transport.close()
+            return
+        self._refuse(408, "Request Timeout",
+                     f"the request did not arrive within {self.limits.read_timeout:g} s: closing the connection")
+
+    def _stop_read_timer(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+
+
+def raise_fd_limit(wanted: int) -> int:
+    """Raise the soft open-files limit towards the hard one, so `max_connections` can be reached; return it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return int(soft)
+
+
+def check_fd_budget(limits: Limits, reserve: int) -> None:
+    """Warn when the file-descriptor limit cannot hold `max_connections` plus `reserve` other descriptors."""
+    soft = raise_fd_limit(limits.max_connections + reserve)
+    if soft != resource.RLIM_INFINITY and soft < limits.max_connections + reserve:
+        log.warning("open-files limit %d is below max_connections %d + %d: lower max_connections or raise it",
+                    soft, limits.max_connections, reserve)
 
 
 class Server(uvicorn.Server):

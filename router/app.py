@@ -16,14 +16,11 @@ from .settings import RouterSettings
 
 
 def create_app(settings: RouterSettings) -> FastAPI:
-    holder: dict[str, RouterService] = {}
-
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The HTTP client and the pollers belong to the server's event loop, so they are made here.
         service = RouterService(settings)
         app.state.service = service
-        holder["svc"] = service
         await service.start()
         try:
             yield

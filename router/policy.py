@@ -16,9 +16,6 @@ from typing import Callable, Optional, Sequence
 
 from .pool import WorkerState
 
-Chooser = Callable[[Sequence[WorkerState], int], WorkerState]
-
-
 def _min_random_ties(candidates: Sequence[WorkerState], key: Callable[[WorkerState], float], rng: random.Random) -> WorkerState:
     best = min(key(w) for w in candidates)
     return rng.choice([w for w in candidates if key(w) <= best + 1e-9])
@@ -34,7 +31,8 @@ class Policy:
         self.rng = random.Random(seed)
         self._turn = itertools.count()
 
-    def choose(self, candidates: Sequence[WorkerState], chars: int) -> WorkerState:
+    def choose(self, candidates: Sequence[WorkerState], chars: int, reference: float) -> WorkerState:
+        """`reference`: the peers' seconds per character, for workers that have measured none yet."""
         if not candidates:
             raise ValueError("no candidates")
         if self.name == "round-robin":
@@ -47,5 +45,5 @@ class Policy:
             a, b = self.rng.sample(list(candidates), 2)
             return a if _load(a) <= _load(b) else b
         if self.name == "least-work":
-            return _min_random_ties(candidates, lambda w: w.expected_finish(chars), self.rng)
+            return _min_random_ties(candidates, lambda w: w.expected_finish(chars, reference), self.rng)
         raise ValueError(f"unknown policy {self.name!r}")

@@ -1,20 +1,37 @@
-"""The router's view of its workers: discovered URLs, polled /stats, its own in-flight counts, ejection."""
+"""The router's view of its workers, and the one owner of every per-worker counter.
+
+Discovery tells the pool which URLs exist; the pool polls each one's /stats, hands out a `Lease` for each request
+it routes (`reserve`), and takes the request's outcome back through that lease, so routed, in-flight, completed and
+failed counts, the load added since the last poll, and ejection all change here and nowhere else.
+
+A worker's one identity is its URL: retries exclude by it, and names (the pod's, or the id the worker reports) are
+for logs, metrics and stats only.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Protocol, Sequence
 
 import httpx
 from pydantic import ValidationError
 
 from tts_common.logs import log_fields
+from tts_common.retry_after import retry_after_seconds
 from tts_common.schemas import WorkerStats
 
+from .health import OutlierRules, Outcomes, ejection_reason, ejection_seconds, may_eject
+
 log = logging.getLogger("tts_router.pool")
+
+# Seconds per character assumed while no worker has measured its own: it makes an unmeasured cluster route by
+# admitted text, the best guess there is, rather than treating every fresh worker as free.
+DEFAULT_SECONDS_PER_CHAR = 0.01
+UNREACHABLE = "unreachable"
 
 
 @dataclass
@@ -36,13 +53,18 @@ class WorkerState:
     sent_since_poll: int = 0
     work_since_poll: float = 0.0
     in_flight: int = 0
-    failures: int = 0
+    poll_failures: int = 0
     ejected: bool = False
+    ejected_reason: str = ""
+    ejected_until: float = 0.0
+    times_ejected: int = 0
+    probing: bool = False
     discovery_draining: bool = False
     ever_polled: bool = False
     routed: int = 0
     completed: int = 0
     failed: int = 0
+    outcomes: Outcomes = field(default_factory=Outcomes)
     poller: Optional["asyncio.Task[None]"] = field(default=None, repr=False)
 
     @property
@@ -60,15 +82,18 @@ class WorkerState:
     def draining(self) -> bool:
         return self.discovery_draining or bool(self.stats and self.stats.draining)
 
+    def serving(self, now: float, stale_after: float) -> bool:
+        """Answering polls, ready and not draining (ejected or not)."""
+        return not self.draining and self.fresh(now, stale_after) and self.stats is not None and self.stats.ready
+
     def healthy(self, now: float, stale_after: float) -> bool:
         """Serving now: answering polls, ready, not ejected, not draining."""
-        return (
-            not self.ejected
-            and not self.draining
-            and self.fresh(now, stale_after)
-            and self.stats is not None
-            and self.stats.ready
-        )
+        return not self.ejected and self.serving(now, stale_after)
+
+    def probe_due(self, now: float, stale_after: float) -> bool:
+        """Ejected for its answers, its ejection over, and no probe out: it may take one request to prove itself."""
+        return (self.ejected and self.ejected_reason != UNREACHABLE and now >= self.ejected_until
+                and not self.probing and self.serving(now, stale_after))
 
     @property
     def admitted(self) -> int:
@@ -83,19 +108,65 @@ class WorkerState:
     def has_room(self) -> bool:
         return self.admitted < self.capacity
 
-    def cost(self, chars: int) -> float:
-        """Estimated engine seconds for a text of `chars` characters on this worker."""
+    def seconds_per_char(self, reference: float) -> float:
+        """Its own measured speed; a worker that has measured nothing yet is priced at its peers' (`reference`)."""
         s = self.stats
-        if s is None:
-            return float(chars)
-        per_char = s.seconds_per_char or (s.average_processing_time / 100.0 if s.average_processing_time else 0.0)
-        return chars * per_char
+        own = s.seconds_per_char if s is not None else 0.0
+        return own if own > 0 else reference
 
-    def expected_finish(self, chars: int) -> float:
+    def cost(self, chars: int, reference: float) -> float:
+        """Estimated engine seconds for a text of `chars` characters on this worker."""
+        return chars * self.seconds_per_char(reference)
+
+    def expected_finish(self, chars: int, reference: float) -> float:
         """When a new request would finish here: admitted work, plus what was sent since the poll, plus itself."""
         s = self.stats
-        queued = s.queued_work_seconds if s else 0.0
-        return queued + self.work_since_poll + self.cost(chars)
+        if s is None:
+            queued = 0.0
+        elif s.seconds_per_char > 0:
+            queued = s.queued_work_seconds
+        else:  # a cold worker reports no work it cannot price: price its admitted text at the peers' speed
+            queued = s.queued_chars * reference
+        return queued + self.work_since_poll + self.cost(chars, reference)
+
+
+class Chooser(Protocol):
+    def choose(self, candidates: Sequence[WorkerState], chars: int, reference: float) -> WorkerState: ...
+
+
+class Lease:
+    """One request's hold on one worker. Exactly one outcome settles it; later calls are ignored."""
+
+    def __init__(self, pool: "WorkerPool", worker: WorkerState, probe: bool) -> None:
+        self.pool = pool
+        self.worker = worker
+        self.probe = probe
+        self.settled = False
+
+    def succeeded(self) -> None:
+        """A complete 2xx answer."""
+        self._settle("ok")
+
+    def failed(self, reason: str) -> None:
+        """A gateway failure: connect error, broken connection, 5xx answer or a stream cut by the worker."""
+        self._settle("failed", reason)
+
+    def rejected(self, reason: str) -> None:
+        """A 4xx answer from the worker for a request the router had validated."""
+        self._settle("rejected", reason)
+
+    def refused(self) -> None:
+        """A 503 (full or draining): the worker's slot was not ours; says nothing about its health."""
+        self._settle("refused")
+
+    def abandoned(self) -> None:
+        """The client left, or the worker's own deadline passed: nothing to learn about its health."""
+        self._settle("abandoned")
+
+    def _settle(self, kind: str, reason: str = "") -> None:
+        if not self.settled:
+            self.settled = True
+            self.pool._settle(self, kind, reason)
 
 
 class WorkerPool:
@@ -105,13 +176,15 @@ class WorkerPool:
         poll_interval: float,
         stale_after: float,
         eject_after: int,
+        rules: Optional[OutlierRules] = None,
     ) -> None:
         self.client = client
         self.poll_interval = poll_interval
         self.stale_after = stale_after
         self.eject_after = eject_after
+        self.rules = rules or OutlierRules(consecutive_failures=eject_after)
         self.workers: dict[str, WorkerState] = {}
-        self.changed = asyncio.Event()  # set whenever a poll lands, so waiters for a free slot re-check
+        self.changed = asyncio.Event()  # set whenever a poll lands or a slot frees, so waiters re-check
         self.ejections: dict[str, int] = {}  # by worker name, for ttsc_router_ejections_total
 
     # -- membership (from discovery) -------------------------------------------------------------------------
@@ -126,7 +199,7 @@ class WorkerPool:
         for url, target in wanted.items():
             state = self.workers.get(url)
             if state is None:
-                state = WorkerState(url=url, given_name=target.name)
+                state = WorkerState(url=url, given_name=target.name, outcomes=Outcomes(window=self.rules.window))
                 self.workers[url] = state
                 state.poller = asyncio.create_task(self._poll_forever(state), name=f"poll {url}")
                 log_fields(log, "worker added", worker=url, name=state.name)
@@ -152,33 +225,109 @@ class WorkerPool:
             r.raise_for_status()
             stats = WorkerStats.model_validate(r.json())
         except (httpx.HTTPError, ValueError, ValidationError) as exc:
-            self.record_failure(state, f"poll: {type(exc).__name__}: {exc}")
+            state.poll_failures += 1
+            if state.poll_failures >= self.eject_after:
+                if not state.ejected:
+                    self._eject(state, UNREACHABLE, f"poll: {type(exc).__name__}: {exc}")
+                else:  # down, whatever ejected it first: the first good poll (a restarted process) re-admits it
+                    state.ejected_reason = UNREACHABLE
             return
         state.stats = stats
         state.polled_at = time.monotonic()
         state.ever_polled = True
+        state.poll_failures = 0
         # What was sent while the poll was in flight may not be in it yet: keep only that part.
         state.sent_since_poll = max(0, state.sent_since_poll - sent_before)
         state.work_since_poll = max(0.0, state.work_since_poll - work_before)
-        self.record_success(state)
+        if state.ejected and state.ejected_reason == UNREACHABLE:
+            self._readmit(state, "answering polls again")
+        self.changed.set()
+
+    # -- routing ---------------------------------------------------------------------------------------------
+    def reference_seconds_per_char(self) -> float:
+        """The peers' measured speed (median over workers that measured one), for pricing a cold worker."""
+        measured = [w.stats.seconds_per_char for w in self.workers.values()
+                    if w.stats is not None and w.stats.seconds_per_char > 0]
+        return statistics.median(measured) if measured else DEFAULT_SECONDS_PER_CHAR
+
+    async def reserve(self, chars: int, exclude: set[str], policy: Chooser, wait: float) -> Optional[Lease]:
+        """A lease on a worker with room (URLs in `exclude` are skipped), waiting up to `wait` seconds for a slot
+        to free; None if none does. A worker whose ejection is over gets the request as its probe first."""
+        deadline = time.monotonic() + wait
+        while True:
+            now = time.monotonic()
+            live = [w for w in self.ordered() if w.url not in exclude and w.has_room()]
+            probes = [w for w in live if w.probe_due(now, self.stale_after)]
+            if probes:
+                return self._lease(probes[0], chars, probe=True)
+            found = [w for w in live if w.healthy(now, self.stale_after)]
+            if found:
+                return self._lease(policy.choose(found, chars, self.reference_seconds_per_char()), chars, False)
+            remaining = deadline - now
+            if remaining <= 0:
+                return None
+            self.changed.clear()
+            try:
+                await asyncio.wait_for(self.changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                return None
+
+    def _lease(self, worker: WorkerState, chars: int, probe: bool) -> Lease:
+        worker.routed += 1
+        worker.in_flight += 1
+        worker.sent_since_poll += 1
+        worker.work_since_poll += worker.cost(chars, self.reference_seconds_per_char())
+        if probe:
+            worker.probing = True
+            log_fields(log, "probing ejected worker", worker=worker.url, name=worker.name)
+        return Lease(self, worker, probe)
+
+    def _settle(self, lease: Lease, kind: str, reason: str) -> None:
+        w = lease.worker
+        w.in_flight -= 1
+        if lease.probe:
+            w.probing = False
+        if kind == "ok":
+            w.completed += 1
+            w.outcomes.add(error=False, gateway_failure=False)
+            if lease.probe and w.ejected:
+                self._readmit(w, "probe succeeded")
+        elif kind in ("failed", "rejected"):
+            if kind == "failed":
+                w.failed += 1
+            w.outcomes.add(error=True, gateway_failure=kind == "failed")
+            if lease.probe and w.ejected:
+                self._eject(w, "probe failed", reason, force=True)
+            elif not w.ejected:
+                peers = [p.outcomes for p in self.workers.values() if p is not w and not p.ejected]
+                why = ejection_reason(w.outcomes, peers, self.rules)
+                if why is not None:
+                    self._eject(w, why, reason)
         self.changed.set()
 
     # -- health ----------------------------------------------------------------------------------------------
-    def record_failure(self, state: WorkerState, reason: str) -> None:
-        state.failures += 1
-        if not state.ejected and state.failures >= self.eject_after:
-            state.ejected = True
-            self.ejections[state.name] = self.ejections.get(state.name, 0) + 1
-            log_fields(log, "worker ejected", logging.WARNING, worker=state.url, reason=reason,
-                       failures=state.failures)
-            self.changed.set()
+    def _eject(self, w: WorkerState, why: str, last_error: str, force: bool = False) -> None:
+        if why != UNREACHABLE and not force:
+            ejected_now = sum(1 for p in self.workers.values() if p.ejected)
+            if not may_eject(ejected_now, len(self.workers), self.rules):
+                log_fields(log, "worker not ejected: ejection cap reached", logging.WARNING, worker=w.url,
+                           reason=why, ejected=ejected_now, workers=len(self.workers))
+                return
+        seconds = ejection_seconds(w.times_ejected, self.rules)
+        w.ejected, w.ejected_reason = True, why
+        w.ejected_until = time.monotonic() + seconds
+        w.times_ejected += 1
+        self.ejections[w.name] = self.ejections.get(w.name, 0) + 1
+        log_fields(log, "worker ejected", logging.WARNING, worker=w.url, name=w.name, reason=why,
+                   last_error=last_error, seconds=None if why == UNREACHABLE else seconds)
+        self.changed.set()
 
-    def record_success(self, state: WorkerState) -> None:
-        state.failures = 0
-        if state.ejected:
-            state.ejected = False
-            log_fields(log, "worker re-admitted", worker=state.url)
-            self.changed.set()
+    def _readmit(self, w: WorkerState, why: str) -> None:
+        w.ejected, w.ejected_reason, w.probing = False, "", False
+        w.times_ejected = max(0, w.times_ejected - 1)
+        w.outcomes.clear()
+        log_fields(log, "worker re-admitted", worker=w.url, name=w.name, reason=why)
+        self.changed.set()
 
     # -- views -----------------------------------------------------------------------------------------------
     def ordered(self) -> list[WorkerState]:
@@ -192,3 +341,9 @@ class WorkerPool:
         """A healthy worker's stats, for the engine-dependent checks; None when none is known."""
         healthy = self.healthy()
         return healthy[0].stats if healthy else None
+
+    def retry_after(self) -> int:
+        """When a slot is likely free on the soonest worker, by the workers' own policy (`tts_common`)."""
+        waits = [retry_after_seconds(w.admitted, w.capacity, w.stats.average_processing_time)
+                 for w in self.healthy() if w.stats is not None]
+        return min(waits) if waits else 1

@@ -1,23 +1,31 @@
-"""Forward one /tts request: choose a worker, retry elsewhere before the first byte, stream bytes through."""
+"""Forward one /tts request: lease a worker, retry elsewhere before the first byte, stream bytes through.
+
+What is retried on another worker, while nothing has reached the client: a refused connection, a broken one, a
+timeout, a 503 (full or draining), a 500 or 502, and any refusal from a worker on probation. A request whose
+connection broke after it was sent is retried once; when it has broken two workers (now, or within the poison
+memory's window) it is answered 502 naming them and refused at once from then on. A stream that breaks after bytes
+went out is never retried: the client's answer is cut, visibly (no clean end).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from typing import AsyncIterator, Awaitable, Callable, Optional
+from dataclasses import dataclass
+from typing import AsyncIterator, Optional
 
 import aiohttp
 from fastapi import Request
 from fastapi.responses import Response
-from starlette.types import Receive, Scope, Send
 from yarl import URL
 
 from tts_common.http_errors import error
 from tts_common.logs import log_fields
 from tts_common.request_id import request_id_of
+from tts_common.streaming import ChunkStream, ClientGone, StreamAborted, wait_disconnect
 
-from .pool import WorkerState
+from .pool import Lease, WorkerState
 from .service import RouterService
 
 log = logging.getLogger("tts_router.request")
@@ -26,61 +34,45 @@ log = logging.getLogger("tts_router.request")
 PASS_HEADERS = ("content-type", "content-length", "x-sample-rate", "x-worker-id", "server-timing", "retry-after")
 # What a failed hop to a worker raises: connection errors, a cut body, a read timeout.
 UPSTREAM_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
+# Complete answers that say the worker failed, not the request: another worker may well succeed.
+RETRIED_STATUSES = (500, 502)
+# The most of a refusal's body kept to pass on if every worker refuses (they are short JSON messages).
+REFUSAL_BODY_LIMIT = 64 * 1024
 
 
-class _ClientGone(Exception):
-    pass
+def broke_after_send(exc: BaseException) -> bool:
+    """The worker accepted the connection and it broke under the request (the worker died, or reset it): unlike
+    a refused connection or a timeout, the request itself may be what broke it."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return False
+    return isinstance(exc, (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, aiohttp.ClientPayloadError))
 
 
-async def _wait_disconnect(receive: Receive) -> None:
-    while True:
-        if (await receive())["type"] == "http.disconnect":
-            return
+def describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-class _Passthrough(Response):
-    """Sends a worker's body as it arrives and always settles the request when it ends, however it ends.
+@dataclass
+class _Held:
+    """A complete error answer from a worker, kept in case no other worker does better."""
 
-    Starlette's StreamingResponse watches for a client disconnect with a task group of its own on every request;
-    the forwarder already has a watcher (`gone`), which closes the upstream response when the client leaves, so the
-    read below ends at once and the worker stops synthesising."""
-
-    def __init__(self, body: AsyncIterator[bytes], on_close: Callable[[], Awaitable[None]], status_code: int,
-                 headers: dict[str, str]) -> None:
-        # No Response.__init__: it would render an empty body and add `content-length: 0` to a streamed answer.
-        self.status_code = status_code
-        self.background = None
-        self.init_headers(headers)  # only the worker's headers: its content-length when it gave one
-        self._body = body
-        self._on_close = on_close
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-            async for chunk in self._body:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        finally:
-            await self._on_close()
+    status: int
+    body: bytes
+    content_type: Optional[str]
+    retry_after: Optional[int]
 
 
 class Forwarder:
-    def __init__(self, svc: RouterService, request: Request, chars: int, body: Optional[bytes]) -> None:
+    def __init__(self, svc: RouterService, request: Request, chars: int, body: Optional[bytes], fp: str) -> None:
         self.svc = svc
         self.request = request
         self.chars = chars
         self.body = body
+        self.fp = fp
         self.rid = request_id_of(request.scope)
         self.t0 = time.monotonic()
-        self.tried: list[str] = []
-
-    def _log(self, status: int, worker: Optional[WorkerState], **extra: object) -> None:
-        log_fields(
-            log, "tts request", request_id=self.rid, method=self.request.method, status=status,
-            worker=worker.name if worker else None, worker_url=worker.url if worker else None,
-            attempts=len(self.tried), tried=self.tried,
-            total_s=round(time.monotonic() - self.t0, 4), chars=self.chars, **extra,
-        )
+        self.tried: list[WorkerState] = []
 
     def finish(self, status: int, worker: Optional[WorkerState], **extra: object) -> None:
         svc = self.svc
@@ -90,7 +82,12 @@ class Forwarder:
             svc.counters.failed += 1
         svc.metrics.requests.labels(status=str(status), worker=worker.name if worker else "none").inc()
         svc.metrics.latency.observe(time.monotonic() - self.t0)
-        self._log(status, worker, **extra)
+        log_fields(
+            log, "tts request", request_id=self.rid, method=self.request.method, status=status,
+            worker=worker.name if worker else None, worker_url=worker.url if worker else None,
+            attempts=len(self.tried), tried=[w.name for w in self.tried],
+            total_s=round(time.monotonic() - self.t0, 4), chars=self.chars, fingerprint=self.fp, **extra,
+        )
 
     async def _upstream(self, worker: WorkerState) -> aiohttp.ClientResponse:
         headers = {"x-request-id": self.rid}
@@ -111,77 +108,106 @@ class Forwarder:
             await sender
         except (asyncio.CancelledError, Exception):
             pass
-        raise _ClientGone()
+        raise ClientGone()
+
+    def _condemned(self, workers: list[str]) -> Response:
+        minutes = self.svc.poison.ttl / 60
+        message = (f"this request broke the connection of {len(workers)} workers ({', '.join(workers)}) within "
+                   f"{minutes:g} minutes: refused without trying another (fingerprint {self.fp})")
+        self.finish(502, None, note="request condemned: it broke workers")
+        return error(502, message)
 
     async def run(self) -> Response:
         svc = self.svc
+        condemned = svc.poison.condemned(self.fp)
+        if condemned is not None:
+            return self._condemned(condemned)
         svc.retry_budget.deposit()
-        gone: Optional[asyncio.Task[None]] = asyncio.ensure_future(_wait_disconnect(self.request.receive))
-        last_refusal: Optional[aiohttp.ClientResponse] = None
-        last_body = b""
+        gone: Optional[asyncio.Task[None]] = asyncio.ensure_future(wait_disconnect(self.request.receive))
+        held: Optional[_Held] = None
         try:
             for attempt in range(svc.settings.max_retries + 1):
                 if attempt > 0:
                     if not svc.retry_budget.withdraw():
                         break
                     svc.metrics.retries.inc()
-                worker = await svc.choose(self.chars, set(self.tried))
-                if worker is None:
+                lease = await svc.pool.reserve(self.chars, {w.url for w in self.tried}, svc.policy,
+                                               svc.settings.capacity_wait)
+                if lease is None:
                     break
-                self.tried.append(worker.name)
-                worker.routed += 1
-                worker.in_flight += 1
+                worker = lease.worker
+                self.tried.append(worker)
                 sent_at = time.monotonic()
                 try:
-                    upstream = await self._send(worker, gone)  # type: ignore[arg-type]
-                except _ClientGone:
-                    worker.in_flight -= 1
+                    assert gone is not None
+                    upstream = await self._send(worker, gone)
+                except ClientGone:
+                    lease.abandoned()
                     raise
                 except UPSTREAM_ERRORS as exc:
                     # Nothing reached the client yet: count it against the worker and try another one.
-                    worker.in_flight -= 1
-                    worker.failed += 1
-                    self._record_failure(worker, f"{type(exc).__name__}: {exc}")
+                    lease.failed(describe(exc))
+                    if broke_after_send(exc):
+                        broken = svc.poison.record_break(self.fp, worker.name)
+                        if len(broken) >= svc.poison.condemn_after:
+                            return self._condemned(broken)
                     continue
                 svc.metrics.upstream.labels(worker=worker.name).observe(time.monotonic() - sent_at)
-                if upstream.status == 503:
-                    # Full or draining: its slot is not ours. Try elsewhere; keep its answer in case all refuse.
-                    try:
-                        last_body = await upstream.read()
-                    except UPSTREAM_ERRORS:
-                        last_body = b""
-                    upstream.release()
-                    worker.in_flight -= 1
-                    last_refusal = upstream
+                status = upstream.status
+                if status == 503 or status in RETRIED_STATUSES or (lease.probe and status >= 400):
+                    held = await self._hold(upstream, lease, held)
                     continue
-                response = self._stream(worker, upstream, gone)
+                response = self._stream(lease, upstream, gone)
                 gone = None  # the stream owns the watcher now
                 return response
-        except _ClientGone:
+        except ClientGone:
             self.finish(499, None, note="client disconnected before a worker answered")
             return Response(status_code=499)
         finally:
             if gone is not None:
                 gone.cancel()
+        return self._no_answer(held)
 
-        if last_refusal is not None:
-            self.finish(503, None, note="every worker tried refused")
-            headers = {"Retry-After": last_refusal.headers.get("retry-after", str(svc.retry_after()))}
-            return Response(last_body, status_code=503, headers=headers,
-                            media_type=last_refusal.headers.get("content-type"))
+    async def _hold(self, upstream: aiohttp.ClientResponse, lease: Lease, held: Optional[_Held]) -> _Held:
+        """Read a worker's error answer, settle its lease, and keep the answer to pass on if no one does better."""
+        status = upstream.status
+        try:
+            body = await upstream.content.read(REFUSAL_BODY_LIMIT)
+        except UPSTREAM_ERRORS:
+            body = b""
+        upstream.release()
+        if status == 503:
+            lease.refused()
+        elif status >= 500:
+            lease.failed(f"answered {status}")
+        else:
+            lease.rejected(f"answered {status} on probation")
+        given = upstream.headers.get("retry-after", "")
+        retry_after = int(given) if given.isdigit() else None
+        if held is not None and held.retry_after is not None and status == held.status == 503:
+            # The soonest of the workers' own estimates: one policy, passed on (tts_common.retry_after).
+            retry_after = min(held.retry_after, retry_after) if retry_after is not None else held.retry_after
+        return _Held(status, body, upstream.headers.get("content-type"), retry_after)
+
+    def _no_answer(self, held: Optional[_Held]) -> Response:
+        svc = self.svc
+        if held is not None:
+            self.finish(held.status, None, note=f"every worker tried answered an error: {held.status}")
+            headers = {}
+            if held.status == 503:
+                headers["Retry-After"] = str(held.retry_after or svc.pool.retry_after())
+            return Response(held.body, status_code=held.status, headers=headers, media_type=held.content_type)
         if self.tried:
             self.finish(502, None, note="every worker tried failed")
-            return error(502, f"no worker could answer: tried {', '.join(self.tried)}",
-                         headers={"Retry-After": str(svc.retry_after())})
+            names = ", ".join(w.name for w in self.tried)
+            return error(502, f"no worker could answer: tried {names}",
+                         headers={"Retry-After": str(svc.pool.retry_after())})
         self.finish(503, None, note="no worker with room")
         message = "every worker is full: retry later" if svc.pool.healthy() else "no healthy worker"
-        return error(503, message, headers={"Retry-After": str(svc.retry_after())})
+        return error(503, message, headers={"Retry-After": str(svc.pool.retry_after())})
 
-    def _record_failure(self, worker: WorkerState, reason: str) -> None:
-        self.svc.pool.record_failure(worker, reason)
-
-    def _stream(self, worker: WorkerState, upstream: aiohttp.ClientResponse, gone: "asyncio.Task[None]") -> Response:
-        svc = self.svc
+    def _stream(self, lease: Lease, upstream: aiohttp.ClientResponse, gone: "asyncio.Task[None]") -> Response:
+        svc, worker = self.svc, lease.worker
         headers = {k: v for k, v in upstream.headers.items() if k.lower() in PASS_HEADERS}
         headers["x-retries"] = str(len(self.tried) - 1)  # how many workers refused or failed before this one
         sent = 0
@@ -209,9 +235,11 @@ class Forwarder:
             except UPSTREAM_ERRORS as exc:
                 if left:
                     return
-                # Bytes already reached the client: never retried. Abort so the client sees the cut.
-                broken = f"{type(exc).__name__}: {exc}"
-                raise
+                # Bytes may already have reached the client: never retried. Cut the answer so the client sees it.
+                broken = describe(exc)
+                if broke_after_send(exc):
+                    svc.poison.record_break(self.fp, worker.name)
+                raise StreamAborted(broken) from exc
 
         async def on_close() -> None:
             gone.remove_done_callback(client_left)
@@ -220,20 +248,28 @@ class Forwarder:
                 upstream.release()  # the connection goes back to the pool
             else:
                 upstream.close()  # the worker sees the disconnect and stops synthesising
-            worker.in_flight -= 1
-            status = upstream.status
-            if complete and status < 500:
-                worker.completed += 1
-                svc.pool.record_success(worker)
-                self.finish(status, worker, bytes=sent)
-            elif broken is None:  # the client left mid-stream; closing upstream stopped the worker's engine
-                self.finish(499, worker, bytes=sent, note="client disconnected mid-stream")
-            else:
-                worker.failed += 1
-                svc.metrics.truncated.inc()
-                if broken:
-                    self._record_failure(worker, broken)
-                self.finish(502 if broken else status, worker, bytes=sent,
-                             note=f"stream cut: {broken}" if broken else "")
+            self._settle(lease, upstream.status, complete, broken, sent)
 
-        return _Passthrough(body(), on_close, status_code=upstream.status, headers=headers)
+        return ChunkStream(body(), on_close, status_code=upstream.status, headers=headers)
+
+    def _settle(self, lease: Lease, status: int, complete: bool, broken: Optional[str], sent: int) -> None:
+        worker = lease.worker
+        if broken is not None:
+            lease.failed(broken)
+            self.svc.metrics.truncated.inc()
+            self.finish(502, worker, bytes=sent, note=f"stream cut: {broken}")
+        elif not complete:  # the client left mid-stream; closing upstream stopped the worker's engine
+            lease.abandoned()
+            self.finish(499, worker, bytes=sent, note="client disconnected mid-stream")
+        elif status < 400:
+            lease.succeeded()
+            self.finish(status, worker, bytes=sent)
+        elif status < 500:
+            lease.rejected(f"answered {status}")
+            self.finish(status, worker, bytes=sent)
+        elif status == 504:  # the worker's deadline: a sign of load, not of a broken worker
+            lease.abandoned()
+            self.finish(status, worker, bytes=sent)
+        else:
+            lease.failed(f"answered {status}")
+            self.finish(status, worker, bytes=sent)

@@ -13,9 +13,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tts_common.auth import admin_refusal
 from tts_common.http_errors import error
 from tts_common.logs import log_fields
+from tts_common.request_id import request_id_of
 from tts_common.schemas import Health, MessageBody, TTSRequest
 from tts_common.validation import InvalidRequest, check_request
 
+from .poison import fingerprint
 from .proxy import Forwarder, log
 from .service import RouterService
 from .stats import ConcurrentStats, concurrent_stats
@@ -41,10 +43,12 @@ async def _tts(request: Request, req: TTSRequest, body: Optional[bytes]) -> Resp
         else:
             check_request(req, None, None, "", None)
     except InvalidRequest as exc:
-        fwd = Forwarder(svc, request, len(req.text or ""), body)
-        fwd.finish(400, None, note=exc.message)
+        log_fields(log, "tts request", request_id=request_id_of(request.scope), method=request.method, status=400,
+                   worker=None, attempts=0, chars=len(req.text or ""), note=exc.message)
+        svc.metrics.requests.labels(status="400", worker="none").inc()
         return error(400, exc.message, exc.field)
-    return await Forwarder(svc, request, len(req.text or ""), body).run()
+    fp = fingerprint(req.model_dump_json())
+    return await Forwarder(svc, request, len(req.text or ""), body, fp).run()
 
 
 TTS_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import logging
 
-import uvicorn
-
 from tts_common.logs import configure_logging, log_fields
-from tts_common.serving import Server
+from tts_common.serving import GuardedConfig, Server, check_fd_budget
 
 from .app import create_app
 from .settings import RouterSettings
@@ -21,8 +19,11 @@ def run(settings: RouterSettings) -> int:
         log, "starting router", port=settings.port, discovery=settings.discovery, policy=settings.policy,
         workers=settings.worker, workers_file=str(settings.workers_file) if settings.workers_file else None,
     )
-    config = uvicorn.Config(
+    # Each client connection may hold one to a worker too, plus the pollers' and discovery's.
+    check_fd_budget(settings.limits(), reserve=settings.max_connections + 256)
+    config = GuardedConfig(
         create_app(settings),
+        settings.limits(),
         host=settings.bind_addr,
         port=settings.port,
         log_config=None,

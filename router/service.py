@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-import math
-import time
 from typing import Optional, Union
 
 import aiohttp
 import httpx
 
 from .discovery import KubernetesDiscovery, StaticDiscovery
+from .health import OutlierRules
 from .metrics import RouterMetrics
+from .poison import PoisonMemory
 from .policy import Policy
-from .pool import WorkerPool, WorkerState
+from .pool import WorkerPool
 from .settings import RouterSettings
 from .stats import RequestCounters
+
+
+UPSTREAM_KEEPALIVE_SECONDS = 3.0
 
 
 class RetryBudget:
@@ -49,11 +51,14 @@ class RouterService:
         )
         # The data path gets its own client: see `forward_session`.
         self._forward_session: Optional[aiohttp.ClientSession] = None
-        self.pool = WorkerPool(self.client, settings.poll_interval, settings.stale_after, settings.eject_after)
+        rules = OutlierRules(consecutive_failures=settings.eject_after, base_ejection_seconds=settings.ejection_seconds,
+                             max_ejected_share=settings.max_ejected_share)
+        self.pool = WorkerPool(self.client, settings.poll_interval, settings.stale_after, settings.eject_after, rules)
         self.policy = Policy(settings.policy)
         self.metrics = RouterMetrics(self.pool)
         self.counters = RequestCounters()
         self.retry_budget = RetryBudget(settings.retry_budget)
+        self.poison = PoisonMemory()
         self.discovery: Union[StaticDiscovery, KubernetesDiscovery]
         if settings.discovery == "kubernetes":
             self.discovery = KubernetesDiscovery(settings, self.pool.sync)
@@ -69,7 +74,9 @@ class RouterService:
         is most of what the router adds to a request's latency. Bodies pass through as sent (no decompression)."""
         if self._forward_session is None:  # made on first use, so it belongs to the serving loop
             self._forward_session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30),
+                # Idle connections are dropped before the workers' own keep-alive timeout (5 s by default)
+                # closes them, so a request is never sent on a socket the worker is closing at that moment.
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=UPSTREAM_KEEPALIVE_SECONDS),
                 timeout=aiohttp.ClientTimeout(
                     total=None, sock_connect=self.settings.connect_timeout, sock_read=self.settings.request_timeout
                 ),
@@ -88,34 +95,3 @@ class RouterService:
     @property
     def ready(self) -> bool:
         return bool(self.pool.healthy())
-
-    def candidates(self, exclude: set[str]) -> list[WorkerState]:
-        return [w for w in self.pool.healthy() if w.url not in exclude and w.has_room()]
-
-    async def choose(self, chars: int, exclude: set[str]) -> Optional[WorkerState]:
-        """A worker with room, waiting up to `capacity_wait` for one to free up; None if none does."""
-        deadline = time.monotonic() + self.settings.capacity_wait
-        while True:
-            found = self.candidates(exclude)
-            if found:
-                worker = self.policy.choose(found, chars)
-                worker.sent_since_poll += 1
-                worker.work_since_poll += worker.cost(chars)
-                return worker
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return None
-            self.pool.changed.clear()
-            try:
-                await asyncio.wait_for(self.pool.changed.wait(), remaining)
-            except asyncio.TimeoutError:
-                return None
-
-    def retry_after(self) -> int:
-        """When a slot is likely free anywhere: the soonest worker's admitted work, at least 1 s."""
-        waits = []
-        for w in self.pool.healthy():
-            s = w.stats
-            if s is not None:
-                waits.append(w.admitted * (s.average_processing_time or 1.0) / max(1, s.capacity))
-        return max(1, math.ceil(min(waits))) if waits else 1

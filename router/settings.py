@@ -6,13 +6,15 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from tts_common.settings_base import ServingSettings
 
 Policy = Literal["least-work", "least-loaded", "power-of-two", "round-robin"]
 
 
-class RouterSettings(BaseSettings):
+class RouterSettings(ServingSettings):
     model_config = SettingsConfigDict(env_prefix="TTSC_ROUTER_", extra="ignore")
 
     bind_addr: str = Field("127.0.0.1", description="Address to listen on.")
@@ -38,15 +40,18 @@ class RouterSettings(BaseSettings):
     retry_budget: float = Field(
         0.2, ge=0, le=1, description="Retries allowed per request on average (token bucket), beyond a floor of 10."
     )
-    eject_after: int = Field(3, ge=1, description="Consecutive failed polls or requests that eject a worker.")
+    eject_after: int = Field(3, ge=1, description="Consecutive failed polls, or gateway failures, that eject a worker.")
+    ejection_seconds: float = Field(
+        5.0, gt=0, le=3600, description="First ejection for failed requests; doubles each time, then a probe."
+    )
+    max_ejected_share: float = Field(
+        0.5, ge=0, le=1, description="Most workers ejected at once for failing requests, as a share of all."
+    )
     capacity_wait: float = Field(
         0.5, ge=0, le=30, description="Seconds a request may wait for a free worker slot before 503."
     )
     connect_timeout: float = Field(2.0, gt=0, description="Seconds to connect to a worker.")
     request_timeout: float = Field(300.0, gt=0, description="Seconds to wait for a worker's answer.")
-    admin_token: Optional[SecretStr] = Field(
-        None, description="Bearer token for /control and /set_* (forwarded to every worker); unset: 403."
-    )
     log_level: str = Field("info", description="debug, info, warning or error.")
     log_json: bool = Field(True, description="One JSON object per log line.")
 

@@ -41,8 +41,8 @@ def piper_worker(voice_dir: Path, logs_dir: Path) -> Iterator[WorkerProcess]:
     """The default engine with the bundled voice; deterministic so equal requests give equal audio."""
     worker = start_worker(
         ["--engine", "piper", "--piper-deterministic", "--voice-dir", str(voice_dir), "--num-warmup", "1",
-         "--admin-token", ADMIN_TOKEN, "--max-text-length", "600"],
-        logs_dir,
+         "--max-text-length", "600"],
+        logs_dir, env={"TTSC_ADMIN_TOKEN": ADMIN_TOKEN},
     )
     yield worker
     worker.stop()
@@ -68,9 +68,10 @@ def spawn_router(logs_dir: Path) -> Iterator[Callable[..., WorkerProcess]]:
     """Start routers in front of the given workers for one test; all stopped afterwards."""
     started: list[WorkerProcess] = []
 
-    def spawn(*workers: WorkerProcess, args: tuple[str, ...] = (), wait_ready: bool = True) -> WorkerProcess:
+    def spawn(*workers: WorkerProcess, args: tuple[str, ...] = (), wait_ready: bool = True,
+              env: dict[str, str] | None = None) -> WorkerProcess:
         flags = [f for w in workers for f in ("--worker", w.url)]
-        router = start_router(["--poll-interval", "0.05", *flags, *args], logs_dir, wait_ready=wait_ready)
+        router = start_router(["--poll-interval", "0.05", *flags, *args], logs_dir, wait_ready=wait_ready, env=env)
         started.append(router)
         return router
 
@@ -108,8 +109,10 @@ def gpt_sovits_worker(gpt_sovits_weights: Path, voice_dir: Path, logs_dir: Path)
     shutil.copy(gpt_sovits_weights / "w0" / "ref.wav", voice_dir / "gsv-ref.wav")
     worker = start_worker(
         ["--engine", "gpt-sovits", "--tts-config", str(gpt_sovits_weights / "w0" / "tts_infer.yaml"),
-         "--voice-dir", str(voice_dir), "--num-warmup", "1", "--max-queue-size", "2", "--admin-token", ADMIN_TOKEN],
-        logs_dir, env={"NLTK_DATA": str(gpt_sovits_weights / "nltk_data")}, ready_timeout=300,
+         "--voice-dir", str(voice_dir), "--num-warmup", "1", "--max-queue-size", "2",
+         "--models-dir", str(gpt_sovits_weights)],
+        logs_dir, env={"NLTK_DATA": str(gpt_sovits_weights / "nltk_data"), "TTSC_ADMIN_TOKEN": ADMIN_TOKEN},
+        ready_timeout=300,
     )
     yield worker
     worker.stop()

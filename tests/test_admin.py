@@ -61,7 +61,8 @@ def test_control_needs_a_known_command(piper_worker):
 
 
 def test_weight_switch_waits_for_the_running_request(spawn_worker, tmp_path):
-    worker = spawn_worker("--admin-token", ADMIN_TOKEN, "--synthetic-base-seconds", "1.0")
+    worker = spawn_worker("--synthetic-base-seconds", "1.0", "--models-dir", str(tmp_path),
+                          env={"TTSC_ADMIN_TOKEN": ADMIN_TOKEN})
     weights = tmp_path / "s1.ckpt"
     weights.write_bytes(b"weights")
     with httpx.Client(timeout=30) as client:
@@ -95,14 +96,14 @@ def test_weight_switch_waits_for_the_running_request(spawn_worker, tmp_path):
 
 
 def test_control_exit_drains_and_exits_zero(spawn_worker):
-    worker = spawn_worker("--admin-token", ADMIN_TOKEN)
+    worker = spawn_worker(env={"TTSC_ADMIN_TOKEN": ADMIN_TOKEN})
     r = httpx.get(f"{worker.url}/control", params={"command": "exit"}, headers=AUTH)
     assert r.status_code == 200
     assert worker.proc.wait(30) == 0
 
 
 def test_control_restart_comes_back_as_a_new_process_image(spawn_worker):
-    worker = spawn_worker("--admin-token", ADMIN_TOKEN)
+    worker = spawn_worker(env={"TTSC_ADMIN_TOKEN": ADMIN_TOKEN})
     before = httpx.get(f"{worker.url}/stats").json()["uptime_seconds"]
     time.sleep(0.5)
     r = httpx.get(f"{worker.url}/control", params={"command": "restart"}, headers=AUTH)

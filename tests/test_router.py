@@ -22,7 +22,7 @@ def stats_schema() -> dict:
 
 @pytest.fixture
 def routed(piper_worker, spawn_router):
-    return spawn_router(piper_worker, args=("--admin-token", ADMIN_TOKEN))
+    return spawn_router(piper_worker, env={"TTSC_ROUTER_ADMIN_TOKEN": ADMIN_TOKEN})
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
@@ -104,13 +104,14 @@ def test_router_metrics(routed):
 
 
 def test_admin_fans_out_only_with_the_token(piper_worker, routed, spawn_worker):
-    second = spawn_worker("--admin-token", ADMIN_TOKEN)
+    second = spawn_worker(env={"TTSC_ADMIN_TOKEN": ADMIN_TOKEN})
     router = routed
     # a router in front of two workers
     from tts_bench.procs import start_router
 
     both = start_router(
-        ["--worker", piper_worker.url, "--worker", second.url, "--admin-token", ADMIN_TOKEN], Path(router.log_path).parent
+        ["--worker", piper_worker.url, "--worker", second.url], Path(router.log_path).parent,
+        env={"TTSC_ROUTER_ADMIN_TOKEN": ADMIN_TOKEN},
     )
     try:
         r = httpx.get(f"{both.url}/set_refer_audio", params={"refer_audio_path": "reference.wav"})

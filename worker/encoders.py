@@ -1,7 +1,8 @@
 """int16 mono PCM -> wav / raw / ogg (Vorbis) / aac (ADTS), whole bodies or per streamed chunk.
 
 libsndfile (in soundfile's wheel) writes Ogg/Vorbis and ffmpeg's libraries (in PyAV's wheel) write ADTS AAC, so no
-ffmpeg binary or subprocess is involved.
+ffmpeg binary or subprocess is involved. Both codecs are fed in blocks of `BLOCK_SAMPLES`: libsndfile's Vorbis
+writer segfaults on one `write` of about 2.1 M samples or more (65 s at 32 kHz), which took the worker down with it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ import io
 import struct
 
 import numpy as np
+
+# Samples handed to a codec per call: far below the size that crashes libsndfile, large enough to cost nothing.
+BLOCK_SAMPLES = 1 << 16
 
 CONTENT_TYPES = {"wav": "audio/wav", "raw": "audio/raw", "ogg": "audio/ogg", "aac": "audio/aac"}
 
@@ -39,7 +43,8 @@ def _ogg(pcm: np.ndarray, sample_rate: int) -> bytes:
 
     buf = io.BytesIO()
     with sf.SoundFile(buf, mode="w", samplerate=sample_rate, channels=1, format="OGG", subtype="VORBIS") as f:
-        f.write(pcm)
+        for start in range(0, len(pcm), BLOCK_SAMPLES):
+            f.write(pcm[start : start + BLOCK_SAMPLES])
     return buf.getvalue()
 
 
@@ -50,10 +55,13 @@ def _aac(pcm: np.ndarray, sample_rate: int) -> bytes:
     with av.open(buf, mode="w", format="adts") as container:
         stream = container.add_stream("aac", rate=sample_rate)
         stream.layout = "mono"
-        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = sample_rate
-        for packet in stream.encode(frame):
-            container.mux(packet)
+        for start in range(0, len(pcm), BLOCK_SAMPLES):
+            block = np.ascontiguousarray(pcm[start : start + BLOCK_SAMPLES])
+            frame = av.AudioFrame.from_ndarray(block.reshape(1, -1), format="s16", layout="mono")
+            frame.sample_rate = sample_rate
+            frame.pts = start
+            for packet in stream.encode(frame):
+                container.mux(packet)
         for packet in stream.encode(None):
             container.mux(packet)
     return buf.getvalue()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 from fastapi import APIRouter, Depends, Request
@@ -14,7 +13,7 @@ from tts_common.schemas import MessageBody
 
 from .engines.base import EngineError
 from .service import WorkerService, service_of
-from .voices import PathRejected, resolve_voice_path
+from .voices import PathRejected, resolve_inside, resolve_voice_path
 
 
 class _Forbidden(Exception):
@@ -69,10 +68,16 @@ async def set_refer_audio(
 async def _switch(svc: WorkerService, kind: str, weights_path: Optional[str]) -> JSONResponse:
     if weights_path in (None, ""):
         return error(400, f"{kind} weight path is required", "weights_path")
-    if "\x00" in weights_path:
-        return error(400, f"change {kind} weight failed", "weights_path", "weights_path: path contains a NUL byte")
-    path = Path(weights_path)
+    if not svc.engine.switches_weights:
+        label = "GPT" if kind == "gpt" else "SoVITS"
+        return error(400, f"change {kind} weight failed", "weights_path",
+                     f"engine {svc.engine.name} cannot switch {label} weights")
     switch = svc.engine.set_gpt_weights if kind == "gpt" else svc.engine.set_sovits_weights
+    assert svc.settings.models_dir is not None  # set at start-up
+    try:
+        path = resolve_inside(svc.settings.models_dir, weights_path, "weights_path", "models directory")
+    except PathRejected as exc:
+        return error(400, f"change {kind} weight failed", exc.field, str(exc))
     try:
         # Runs between requests on the engine thread: the current synthesis finishes first.
         await svc.scheduler.run_in_engine_thread(lambda: switch(path))

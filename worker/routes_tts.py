@@ -5,21 +5,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Annotated, AsyncIterator, Callable, Optional
+from typing import Annotated, AsyncIterator, Optional
 
 import numpy as np
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import Response, StreamingResponse
-from starlette.types import Receive, Scope, Send
+from fastapi.responses import Response
 
 from tts_common.http_errors import error
 from tts_common.logs import log_fields
 from tts_common.request_id import request_id_of
 from tts_common.schemas import TTSRequest
+from tts_common.streaming import ChunkStream, ClientGone, StreamAborted, wait_disconnect
 from tts_common.validation import InvalidRequest
 
 from .encoders import CONTENT_TYPES, encode, encode_chunk, wav_header
-from .engines.base import Cancelled, EngineError, StreamMode
+from .engines.base import AudioTooLong, Cancelled, EngineError, StreamMode
 from .scheduler import END, Job, QueueFull
 from .service import WorkerService, service_of
 from .validation import check_request
@@ -39,17 +39,6 @@ class _Timeout(Exception):
     pass
 
 
-class _ClientGone(Exception):
-    pass
-
-
-async def _wait_disconnect(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
 async def _next_item(job: Job, deadline: float, gone: "asyncio.Task[None]") -> object:
     """The job's next chunk, END or error, unless the deadline passes or the client leaves first."""
     remaining = deadline - time.monotonic()
@@ -61,7 +50,7 @@ async def _next_item(job: Job, deadline: float, gone: "asyncio.Task[None]") -> o
         return getter.result()
     getter.cancel()
     if gone in done:
-        raise _ClientGone()
+        raise ClientGone()
     raise _Timeout()
 
 
@@ -106,20 +95,6 @@ class _Outcome:
         log_fields(log, "tts request", **fields)
 
 
-class _JobStream(StreamingResponse):
-    """A streamed answer that always settles its job: a client that leaves mid-stream stops the engine."""
-
-    def __init__(self, body: AsyncIterator[bytes], on_close: Callable[[], None], **kw: object) -> None:
-        super().__init__(body, **kw)  # type: ignore[arg-type]
-        self._on_close = on_close
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self._on_close()
-
-
 async def _encode(pcm: np.ndarray, rate: int, media_type: str, whole: bool) -> bytes:
     if media_type in ("wav", "raw"):  # a copy of bytes: not worth a thread hop
         return encode(pcm, rate, media_type) if whole else encode_chunk(pcm, rate, media_type)
@@ -131,18 +106,17 @@ async def handle_tts(request: Request, req: TTSRequest) -> Response:
     settings = svc.settings
     outcome = _Outcome(svc, request, len(req.text or ""), req.media_type, 0)
     try:
-        params = check_request(req, svc.engine, settings.voice_dir, settings.max_text_length)
+        params = check_request(req, svc.engine, settings.voice_dir, settings.max_text_length,
+                               settings.max_audio_seconds)
     except InvalidRequest as exc:
         outcome.log(400, note=exc.message)
         return error(400, exc.message, exc.field)
     outcome.mode = int(params.mode)
-    rate = svc.engine.output_rate(params)
-    audio_headers = {"X-Sample-Rate": str(rate), "X-Worker-ID": settings.name}
 
     if svc.draining:
         svc.scheduler.reject()
         outcome.log(503, note="draining")
-        return error(503, "worker is draining: retry on another worker", headers={"Retry-After": "1"})
+        return _draining()
     job = Job(id=outcome.rid, params=params)
     try:
         svc.scheduler.submit(job)
@@ -155,71 +129,112 @@ async def handle_tts(request: Request, req: TTSRequest) -> Response:
         )
 
     deadline = outcome.t0 + settings.request_timeout
-    gone = asyncio.ensure_future(_wait_disconnect(request.receive))
+    gone = asyncio.ensure_future(wait_disconnect(request.receive))
     try:
         first = await _next_item(job, deadline, gone)
         if isinstance(first, BaseException):
             raise first
         if params.mode == StreamMode.OFF:
-            chunks = [first]
-            while (item := await _next_item(job, deadline, gone)) is not END:
-                if isinstance(item, BaseException):
-                    raise item
-                chunks.append(item)
-            pcm = np.concatenate([c for c in chunks if isinstance(c, np.ndarray)])
-            body = await _encode(pcm, rate, req.media_type, whole=True)
-            outcome.log(200, job, nbytes=len(body))
-            # Lets callers (router, benchmarks) split latency into queueing, engine and transport.
-            timing = f"queue;dur={job.queue_wait * 1000:.1f}, engine;dur={job.processing * 1000:.1f}"
-            return Response(
-                body, media_type=CONTENT_TYPES[req.media_type], headers={**audio_headers, "Server-Timing": timing}
-            )
-    except _Timeout:
+            return await _whole(svc, job, first, deadline, gone, outcome)
+    except BaseException as exc:
+        gone.cancel()
+        if isinstance(exc, (_Timeout, ClientGone, Cancelled, EngineError)):
+            return _refusal(svc, job, exc, outcome)
+        raise
+    # Streaming: the first chunk exists, so from here on an error can only cut the stream (visibly).
+    return _stream(svc, job, first, deadline, gone, outcome)
+
+
+def _draining() -> Response:
+    return error(503, "worker is draining: retry on another worker", headers={"Retry-After": "1"})
+
+
+def _refusal(svc: WorkerService, job: Job, exc: BaseException, outcome: "_Outcome") -> Response:
+    """The answer for a job that ended before any byte was sent."""
+    settings = svc.settings
+    if isinstance(exc, _Timeout):
         svc.scheduler.cancel(job, "timeout")
         outcome.log(504, job)
         return error(504, f"request timed out after {settings.request_timeout:g} s (queue wait + synthesis)")
-    except _ClientGone:
+    if isinstance(exc, ClientGone):
         svc.scheduler.cancel(job, "cancelled")
         outcome.log(499, job, note="client disconnected")
         return Response(status_code=499)
-    except Cancelled:
+    if isinstance(exc, Cancelled):
+        if job.cancel_reason == "draining":  # the drain ran out of time before this job finished
+            outcome.log(503, job, note="drain timeout: answered before any byte")
+            return _draining()
         outcome.log(499, job, note="cancelled")
         return Response(status_code=499)
-    except EngineError as exc:
+    if isinstance(exc, AudioTooLong):
         outcome.log(400, job, note=str(exc))
-        return error(400, "tts failed", exception=str(exc))
-    finally:
-        gone.cancel()
+        return error(400, str(exc), "text")
+    outcome.log(400, job, note=str(exc))
+    return error(400, "tts failed", exception=str(exc))
 
-    # Streaming: the first chunk exists, so errors from here on can only truncate the stream.
+
+async def _whole(svc: WorkerService, job: Job, first: object, deadline: float, gone: "asyncio.Task[None]",
+                 outcome: "_Outcome") -> Response:
+    req, rate = job.params.request, svc.engine.output_rate(job.params)
+    chunks = [first]
+    while (item := await _next_item(job, deadline, gone)) is not END:
+        if isinstance(item, BaseException):
+            raise item
+        chunks.append(item)
+    gone.cancel()
+    pcm = np.concatenate([c for c in chunks if isinstance(c, np.ndarray)])
+    body = await _encode(pcm, rate, req.media_type, whole=True)
+    outcome.log(200, job, nbytes=len(body))
+    # Lets callers (router, benchmarks) split latency into queueing, engine and transport.
+    timing = f"queue;dur={job.queue_wait * 1000:.1f}, engine;dur={job.processing * 1000:.1f}"
+    headers = {**_audio_headers(svc, rate), "Server-Timing": timing}
+    return Response(body, media_type=CONTENT_TYPES[req.media_type], headers=headers)
+
+
+def _audio_headers(svc: WorkerService, rate: int) -> dict[str, str]:
+    return {"X-Sample-Rate": str(rate), "X-Worker-ID": svc.settings.name}
+
+
+def _stream(svc: WorkerService, job: Job, first: object, deadline: float, gone: "asyncio.Task[None]",
+            outcome: "_Outcome") -> Response:
+    req, rate = job.params.request, svc.engine.output_rate(job.params)
     sent = 0
+    cut = ""
 
     async def body() -> AsyncIterator[bytes]:
-        nonlocal sent
-        never = asyncio.get_running_loop().create_future()  # Starlette watches for disconnects itself now
+        nonlocal sent, cut
         if req.media_type == "wav":
             yield wav_header(rate, 0)
         item: object = first
         while item is not END:
             if isinstance(item, BaseException):
-                log_fields(log, "stream ended early", logging.WARNING, request_id=outcome.rid, error=str(item))
-                return
+                cut = f"{type(item).__name__}: {item}" if str(item) else type(item).__name__
+                raise StreamAborted(cut)
             assert isinstance(item, np.ndarray)
             data = await _encode(item, rate, req.media_type, whole=False)
             sent += len(data)
             yield data
             try:
-                item = await _next_item(job, deadline, never)  # type: ignore[arg-type]
+                item = await _next_item(job, deadline, gone)
             except _Timeout:
                 svc.scheduler.cancel(job, "timeout")
+                cut = f"deadline of {svc.settings.request_timeout:g} s passed mid-stream"
+                raise StreamAborted(cut) from None
+            except ClientGone:
+                svc.scheduler.cancel(job, "cancelled")
                 return
 
-    def on_close() -> None:
+    async def on_close() -> None:
+        gone.cancel()
         if job.outcome in ("queued", "running"):
             svc.scheduler.cancel(job, "cancelled")
-        outcome.log(200, job, nbytes=sent, note="" if job.outcome == "ok" else "stream truncated")
+        if cut:
+            log_fields(log, "stream aborted", logging.WARNING, request_id=outcome.rid, reason=cut, bytes=sent)
+        note = f"stream aborted: {cut}" if cut else ("" if job.outcome == "ok" else "client left mid-stream")
+        outcome.log(200, job, nbytes=sent, note=note)
 
-    return _JobStream(body(), on_close, media_type=CONTENT_TYPES[req.media_type], headers=audio_headers)
+    return ChunkStream(body(), on_close, status_code=200, headers=_audio_headers(svc, rate),
+                       media_type=CONTENT_TYPES[req.media_type])
 
 
 @router.get("/tts", responses=AUDIO_RESPONSES, summary="Synthesize speech (query parameters)")

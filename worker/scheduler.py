@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +17,9 @@ from typing import Any, Callable, Optional, TypeVar, Union
 
 import numpy as np
 
-from .engines.base import Cancelled, CancelToken, Engine, EngineError, SynthesisParams
+from tts_common.retry_after import retry_after_seconds
+
+from .engines.base import AudioTooLong, Cancelled, CancelToken, Engine, EngineError, SynthesisParams
 from .metrics import WorkerMetrics
 
 log = logging.getLogger("tts_worker.scheduler")
@@ -46,7 +47,7 @@ class Job:
     finished_at: Optional[float] = None
     first_chunk_at: Optional[float] = None
     samples: int = 0
-    outcome: str = "queued"  # queued | running | ok | failed | cancelled | timeout
+    outcome: str = "queued"  # queued | running | ok | failed | cancelled | timeout | draining
     cancel_reason: str = "cancelled"
 
     @property
@@ -151,6 +152,9 @@ class Scheduler:
         c = self.counters
         return c.processing_total / c.processed if c.processed else 0.0
 
+    def queued_chars(self) -> int:
+        return sum(j.chars for j in self._pending) + (self._running.chars if self._running is not None else 0)
+
     def queued_work_seconds(self) -> float:
         """Expected engine seconds for everything admitted: what `least-work` routing compares."""
         chars = sum(j.chars for j in self._pending)
@@ -160,9 +164,9 @@ class Scheduler:
         return work
 
     def retry_after(self) -> int:
-        """Seconds until a slot is likely free: admitted requests x average processing time, at least 1."""
-        per = self._per_request.value or self.average_processing_time or 1.0
-        return max(1, math.ceil(self.admitted * per))
+        """Seconds until a slot is likely free (the policy the router applies to its own 503s too)."""
+        per = self._per_request.value or self.average_processing_time
+        return retry_after_seconds(self.admitted, self.max_queue_size, per)
 
     # -- admission -------------------------------------------------------------------------------------------
     def submit(self, job: Job) -> Job:
@@ -180,7 +184,7 @@ class Scheduler:
 
     def cancel(self, job: Job, outcome: str = "cancelled") -> None:
         """The client left or its deadline passed: drop it if still waiting, else stop the engine between chunks."""
-        if job.outcome in ("ok", "failed", "cancelled", "timeout"):
+        if job.outcome in ("ok", "failed", "cancelled", "timeout", "draining"):
             return
         job.cancel_reason = outcome
         job.cancel.cancel()
@@ -192,6 +196,15 @@ class Scheduler:
             else:
                 self._finish(job, outcome)
                 self._update_idle()
+
+    def abort_all(self) -> int:
+        """The drain ran out of time: end every admitted job now, so each route answers (503 before its first byte,
+        a cut stream after) instead of uvicorn's plain 500 at exit. The engine stops at its next chunk."""
+        jobs = list(self._pending) + ([self._running] if self._running is not None else [])
+        for job in jobs:
+            self.cancel(job, "draining")
+            job.out.put_nowait(Cancelled("draining"))  # the route is waiting on this job's stream
+        return len(jobs)
 
     async def wait_idle(self, timeout: float) -> bool:
         try:
@@ -245,6 +258,8 @@ class Scheduler:
         def settle(outcome: str, last: Any) -> None:
             loop.call_soon_threadsafe(self._settle, job, outcome, last)
 
+        seconds = job.params.max_audio_seconds
+        limit = float("inf") if seconds is None else seconds * self.engine.output_rate(job.params)
         try:
             for chunk in self.engine.synthesize(job.params, job.cancel):
                 job.cancel.check()
@@ -253,6 +268,8 @@ class Scheduler:
                 if job.first_chunk_at is None:
                     job.first_chunk_at = time.monotonic()
                 job.samples += len(chunk)
+                if job.samples > limit:
+                    raise AudioTooLong(job.params.max_audio_seconds or 0.0)
                 put(chunk)
             if job.samples == 0:
                 raise EngineError("the text produced no audio")

@@ -21,7 +21,7 @@ from typing import Optional
 import uvicorn
 
 from tts_common.logs import configure_logging, log_fields
-from tts_common.serving import Server
+from tts_common.serving import GuardedConfig, Server, check_fd_budget
 
 from .app import create_app
 from .engines import create_engine
@@ -63,13 +63,20 @@ class DrainingServer(Server):
         timeout = self.service.settings.drain_timeout
         t0 = time.monotonic()
         finished = await self.service.drain(timeout)
+        scheduler = self.service.scheduler
         log_fields(
             log,
-            "drained" if finished else "drain timeout: stopping with work left",
+            "drained" if finished else "drain timeout: answering what is left with 503, cutting open streams",
+            logging.INFO if finished else logging.WARNING,
             seconds=round(time.monotonic() - t0, 3),
-            queue_depth=self.service.scheduler.queue_depth,
-            in_flight=self.service.scheduler.in_flight,
+            queue_depth=scheduler.queue_depth,
+            in_flight=scheduler.in_flight,
         )
+        if not finished:
+            # Every admitted request gets an answer of ours (503 + Retry-After before its first byte, which the
+            # router retries elsewhere) rather than uvicorn's plain-text 500 when it cancels the tasks at exit.
+            scheduler.abort_all()
+            await asyncio.sleep(0)  # let the routes take their jobs' last item
         self.should_exit = True
 
 
@@ -118,8 +125,10 @@ def run(settings: WorkerSettings) -> int:
         print(f"tts-cluster worker: {exc}", file=sys.stderr)
         return 2
     app = create_app(settings, engine)
-    config = uvicorn.Config(
+    check_fd_budget(settings.limits(), reserve=64)
+    config = GuardedConfig(
         app,
+        settings.limits(),
         host=settings.bind_addr,
         port=settings.port,
         log_config=None,

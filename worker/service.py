@@ -67,6 +67,7 @@ class WorkerService:
             capacity=self.settings.max_queue_size,
             queued_work_seconds=round(s.queued_work_seconds(), 4),
             seconds_per_char=s.seconds_per_char,
+            queued_chars=s.queued_chars(),
             processed=c.processed,
             failed=c.failed,
             rejected=c.rejected,

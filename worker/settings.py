@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any, Literal, Optional
 
 import yaml
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from tts_common.settings_base import ServingSettings
 
 DEFAULT_TTS_CONFIG = "GPT_SoVITS/configs/tts_infer.yaml"
 EngineName = Literal["piper", "synthetic", "gpt-sovits"]
@@ -53,7 +55,7 @@ class _TTSInferYamlSource(PydanticBaseSettingsSource):
         return {k: v for k, v in self._values.items() if k in self.settings_cls.model_fields}
 
 
-class WorkerSettings(BaseSettings):
+class WorkerSettings(ServingSettings):
     model_config = SettingsConfigDict(env_prefix="TTSC_", extra="ignore")
 
     bind_addr: str = Field("127.0.0.1", description="Address to listen on (api_v2: -a).")
@@ -68,9 +70,15 @@ class WorkerSettings(BaseSettings):
     max_queue_size: int = Field(10, ge=1, le=10000, description="Most requests admitted at once (waiting+running).")
     request_timeout: float = Field(120.0, gt=0, description="Seconds a request may wait plus synthesize.")
     max_text_length: int = Field(1000, ge=1, description="Longest accepted text, in characters.")
+    max_audio_seconds: float = Field(
+        600.0, gt=0, le=86400, description="Most seconds of audio one request may produce; beyond: 400."
+    )
+    models_dir: Optional[Path] = Field(
+        None, description="Directory that /set_gpt_weights and /set_sovits_weights paths must lie in; default: "
+        "the GPT-SoVITS checkout (--gpt-sovits-root), else the directory the worker starts in."
+    )
     num_warmup: int = Field(3, ge=0, le=100, description="Warm-up syntheses before /readyz turns ready.")
     drain_timeout: float = Field(30.0, ge=0, description="Seconds SIGTERM waits for admitted requests.")
-    admin_token: Optional[SecretStr] = Field(None, description="Bearer token for /control and /set_*; unset: 403.")
     log_level: str = Field("info", description="debug, info, warning or error.")
     log_json: bool = Field(True, description="One JSON object per log line.")
     # piper engine
@@ -97,7 +105,7 @@ class WorkerSettings(BaseSettings):
     enable_concurrent_tts: bool = Field(True, description="Seed key: one worker per GPU (logged at start-up).")
     num_gpus: Optional[int] = Field(None, ge=0, description="Seed key: GPUs to use (logged at start-up).")
 
-    @field_validator("voice_dir", "tts_config", "gpt_sovits_root", "piper_voice")
+    @field_validator("voice_dir", "tts_config", "gpt_sovits_root", "piper_voice", "models_dir")
     @classmethod
     def _absolute(cls, v: Optional[Path]) -> Optional[Path]:
         # Absolute from the start: the gpt-sovits engine may move the working directory to its checkout.
@@ -130,6 +138,13 @@ class WorkerSettings(BaseSettings):
     @property
     def name(self) -> str:
         return self.worker_id or f"{socket.gethostname()}:{self.port}"
+
+    @model_validator(mode="after")
+    def _default_models_dir(self) -> "WorkerSettings":
+        # Fixed at start-up: the gpt-sovits engine may move the working directory to its checkout later.
+        if self.models_dir is None:
+            self.models_dir = self.gpt_sovits_root or Path.cwd()
+        return self
 
     def resolved_device(self) -> str:
         """Explicit device wins; gpt-sovits falls back to its yaml block; everything else runs on the CPU."""

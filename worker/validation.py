@@ -12,7 +12,9 @@ from .engines.base import Engine, StreamMode, SynthesisParams
 from .voices import PathRejected, resolve_voice_path
 
 
-def check_request(req: TTSRequest, engine: Engine, voice_dir: Path, max_text_length: int) -> SynthesisParams:
+def check_request(
+    req: TTSRequest, engine: Engine, voice_dir: Path, max_text_length: int, max_audio_seconds: float
+) -> SynthesisParams:
     """Return what the engine needs, or raise InvalidRequest with the first failing check's message."""
     mode = check_api_v2(req, engine.languages, engine.prompt_languages, engine.version, max_text_length)
     try:
@@ -24,4 +26,5 @@ def check_request(req: TTSRequest, engine: Engine, voice_dir: Path, max_text_len
     normalized = req.model_copy(
         update={"text_lang": (req.text_lang or "").lower(), "prompt_lang": (req.prompt_lang or "").lower()}
     )
-    return SynthesisParams(request=normalized, mode=StreamMode(mode), ref_audio=ref, aux_ref_audio=aux)
+    return SynthesisParams(request=normalized, mode=StreamMode(mode), ref_audio=ref, aux_ref_audio=aux,
+                           max_audio_seconds=max_audio_seconds)

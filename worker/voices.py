@@ -1,4 +1,4 @@
-"""Client-supplied reference audio paths, confined to the configured voice directory."""
+"""Client-supplied paths (reference audio, weights), confined to their configured directory."""
 
 from __future__ import annotations
 
@@ -11,24 +11,30 @@ class PathRejected(ValueError):
         self.field = field
 
 
-def resolve_voice_path(voice_dir: Path, raw: str, field: str) -> Path:
-    """Resolve `raw` inside `voice_dir`, following symlinks, or raise PathRejected naming the field.
+def resolve_inside(root_dir: Path, raw: str, field: str, where: str) -> Path:
+    """Resolve `raw` inside `root_dir`, following symlinks, or raise PathRejected naming the field.
 
-    Relative paths are taken from the voice directory; an absolute path is allowed only when it lies inside it.
-    `..`, NUL bytes and symlinks that lead outside are refused, and the file must exist.
+    Relative paths are taken from the directory; an absolute path is allowed only when it lies inside it. `..`,
+    NUL bytes and symlinks that lead outside are refused, and the file must exist. Every OS error (a name too long,
+    a symlink loop, no permission) is the caller's 400, never a 500.
     """
     if "\x00" in raw:
         raise PathRejected(field, "path contains a NUL byte")
-    root = voice_dir.resolve()
-    candidate = Path(raw)
-    if not candidate.is_absolute():
-        candidate = root / candidate
+    shown = raw if len(raw) <= 80 else raw[:77] + "..."
     try:
+        root = root_dir.resolve()
+        candidate = Path(raw)
+        if not candidate.is_absolute():
+            candidate = root / candidate
         resolved = candidate.resolve(strict=False)
+        if resolved != root and not resolved.is_relative_to(root):
+            raise PathRejected(field, f"{shown!r} is outside the {where}")
+        if not resolved.is_file():
+            raise PathRejected(field, f"{shown!r} not found in the {where}")
     except (OSError, RuntimeError) as exc:  # symlink loops, names too long
-        raise PathRejected(field, f"cannot resolve {raw!r}: {exc}") from exc
-    if resolved != root and not resolved.is_relative_to(root):
-        raise PathRejected(field, f"{raw!r} is outside the voice directory")
-    if not resolved.is_file():
-        raise PathRejected(field, f"{raw!r} not found in the voice directory")
+        raise PathRejected(field, f"cannot resolve {shown!r}: {getattr(exc, 'strerror', None) or exc}") from exc
     return resolved
+
+
+def resolve_voice_path(voice_dir: Path, raw: str, field: str) -> Path:
+    return resolve_inside(voice_dir, raw, field, "voice directory")

@@ -27,6 +27,16 @@ class EngineError(Exception):
     """Synthesis failed; answered as api_v2's 400 `tts failed` with the message as `Exception`."""
 
 
+class AudioTooLong(EngineError):
+    """The request's audio passed `max_audio_seconds`: a clear 400 naming the limit, before memory runs out."""
+
+    def __init__(self, limit_seconds: float) -> None:
+        super().__init__(
+            f"text: the audio would be longer than the limit of {limit_seconds:g} s per request "
+            "(max_audio_seconds): send a shorter text or a smaller fragment_interval"
+        )
+
+
 class EngineUnsupported(EngineError):
     """The engine cannot do this (e.g. switch GPT weights); answered as a clear 400."""
 
@@ -47,6 +57,8 @@ class SynthesisParams:
     mode: StreamMode
     ref_audio: Path
     aux_ref_audio: tuple[Path, ...] = ()
+    #: most seconds of audio this request may produce (None: no limit, as in warm-up)
+    max_audio_seconds: Optional[float] = None
 
 
 @dataclass
@@ -77,6 +89,8 @@ class Engine(ABC):
     version: str = ""
     sample_rate: int = 0
     device: str = "cpu"
+    #: whether set_gpt_weights / set_sovits_weights do anything (the admin routes refuse early otherwise)
+    switches_weights: bool = False
 
     def __init__(self) -> None:
         self.refer_audio: Optional[Path] = None
@@ -133,13 +147,18 @@ def shape_stream(
     for engines that cannot stream below a segment.
     """
     gap = silence(params.request.fragment_interval, sample_rate)
+    limit = None if params.max_audio_seconds is None else int(params.max_audio_seconds * sample_rate)
     if params.mode == StreamMode.OFF:
         parts: list[np.ndarray] = []
+        total = 0
         for seg in segments:
             cancel.check()
             if parts:
                 parts.append(gap)
             parts.append(seg)
+            total += len(seg) + (len(gap) if len(parts) > 1 else 0)
+            if limit is not None and total > limit:  # checked while joining: the joined whole is never made
+                raise AudioTooLong(params.max_audio_seconds or 0.0)
         if parts:
             yield np.concatenate(parts)
         return

@@ -124,6 +124,7 @@ def _described(exc: BaseException) -> str:
 
 class GPTSoVITSEngine(Engine):
     name = "gpt-sovits"
+    switches_weights = True
 
     def __init__(self, block: dict[str, Any], device: str, root: Optional[Path] = None,
                  warmup_reference: Optional[Path] = None, cpu_threads: int = 0) -> None:

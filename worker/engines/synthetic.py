@@ -28,6 +28,7 @@ def split_segments(text: str) -> list[str]:
 
 class SyntheticEngine(Engine):
     name = "synthetic"
+    switches_weights = True
     languages = LANGUAGES_V2
     prompt_languages = LANGUAGES_V2
     version = "synthetic"

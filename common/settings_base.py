@@ -1,0 +1,49 @@
+"""What every server's settings share: connection limits and timeouts, and the admin token (never from argv)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings
+
+from .serving import Limits
+
+
+class ServingSettings(BaseSettings):
+    """Fields of the worker's and the router's settings objects (each sets its own env prefix)."""
+
+    max_connections: int = Field(1024, ge=1, le=1_000_000,
+                                 description="Most open client connections; beyond: 503 and closed.")
+    read_timeout: float = Field(10.0, gt=0, le=3600,
+                                description="Seconds a request's headers and body may take to arrive; then 408.")
+    keepalive_timeout: float = Field(5.0, gt=0, le=3600, description="Seconds an idle connection stays open.")
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, le=1 << 30, description="Largest request body; beyond: 413.")
+    admin_token: Optional[SecretStr] = Field(
+        None, description="Bearer token for /control and /set_*, from the environment only (never a flag); "
+        "unset: 403."
+    )
+    admin_token_file: Optional[Path] = Field(
+        None, description="A file holding the admin token (a mounted Secret); wins over the env var."
+    )
+
+    @model_validator(mode="after")
+    def _read_token_file(self) -> "ServingSettings":
+        if self.admin_token_file is not None:
+            try:
+                token = self.admin_token_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ValueError(f"admin_token_file: cannot read {self.admin_token_file}: {exc.strerror}") from exc
+            if not token:
+                raise ValueError(f"admin_token_file: {self.admin_token_file} is empty")
+            self.admin_token = SecretStr(token)
+        return self
+
+    def limits(self) -> Limits:
+        return Limits(
+            max_connections=self.max_connections,
+            read_timeout=self.read_timeout,
+            keepalive_timeout=self.keepalive_timeout,
+            max_body_bytes=self.max_body_bytes,
+        )
