@@ -78,6 +78,8 @@ class WorkerStats(BaseModel):
         description="Estimated engine seconds of all admitted work: text length x measured seconds per character."
     )
     seconds_per_char: float = Field(description="Moving average of engine seconds per text character.")
+    retry_after_seconds: int = Field(1, description="When a slot is likely free here: what this worker answers in "
+                                     "Retry-After, and what the router passes on (tts_common.retry_after).")
     queued_chars: int = Field(0, description="Characters of text admitted (waiting + running), for pricing a worker "
                               "that has measured no speed yet.")
     processed: int = Field(description="Requests that produced audio.")

@@ -26,6 +26,8 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = logging.getLogger("tts_common.serving")
+# How long a refused connection stays half-open so its answer is read before the socket closes.
+REFUSAL_LINGER_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._read_timer: Optional[Any] = None
         self._header_bytes = 0
         self._body_bytes = 0
+        self._refused = False
 
     # -- connection ------------------------------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:  # noqa: D102 - uvicorn's interface
@@ -91,10 +94,24 @@ class GuardedProtocol(HttpToolsProtocol):
             log.warning("connection limit reached: refusing new connections (limit %d)", self.limits.max_connections)
 
     def _refuse(self, status: int, reason: str, message: str, retry_after: Optional[int] = None) -> None:
+        """Answer and close. Closing at once would reset the connection if the client is still sending (a body,
+        or the request we refuse before reading it), and a reset can destroy the answer before the client reads
+        it; so the answer is followed by a FIN, what still arrives is discarded, and the socket closes shortly."""
         self._stop_read_timer()
-        if not self.transport.is_closing():
-            self.transport.write(raw_answer(status, reason, message, retry_after))
+        self._unset_keepalive_if_required()
+        if self.transport.is_closing() or self._refused:
+            return
+        self._refused = True
+        self.transport.write(raw_answer(status, reason, message, retry_after))
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+            self.loop.call_later(REFUSAL_LINGER_SECONDS, self.transport.close)
+        else:
             self.transport.close()
+
+    def data_received(self, data: bytes) -> None:  # noqa: D102
+        if not self._refused:
+            super().data_received(data)
 
     # -- one request being read ------------------------------------------------------------------------------
     def on_message_begin(self) -> None:  # noqa: D102
@@ -119,7 +136,7 @@ class GuardedProtocol(HttpToolsProtocol):
                          f"request line and headers: over the limit of {self.limits.max_header_bytes} bytes")
 
     def on_headers_complete(self) -> None:  # noqa: D102
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self._refused:
             return
         for name, value in self.headers:
             if name == b"content-length" and value.isdigit() and int(value) > self.limits.max_body_bytes:
@@ -128,7 +145,7 @@ class GuardedProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:  # noqa: D102
-        if self.transport.is_closing():  # refused: the parser still runs over the rest of the buffer
+        if self.transport.is_closing() or self._refused:  # the parser still runs over the rest of the buffer
             return
         self._body_bytes += len(body)
         if self._body_bytes > self.limits.max_body_bytes:
@@ -144,12 +161,12 @@ class GuardedProtocol(HttpToolsProtocol):
 
     def on_message_complete(self) -> None:  # noqa: D102
         self._stop_read_timer()
-        if not self.transport.is_closing():
+        if not self.transport.is_closing() and not self._refused:
             super().on_message_complete()
 
     def _read_timed_out(self) -> None:
         self._read_timer = None
-        if self.transport.is_closing():
+        if self.transport.is_closing() or self._refused:
             return
         if self.cycle is not None and self.cycle.response_started:
             self.transport.close()

@@ -8,6 +8,9 @@ Two detectors, both per worker and both on requests (polls have their own rule i
   share. The router validates every request before sending it, so a worker that refuses what its peers serve
   (misconfigured, a broken model) stands out, while a client's bad request fails everywhere and ejects nobody.
 
+A worker with that error share whose peers have answered too little to compare with is a *suspect*: requests go to
+its peers while they gather the evidence either way.
+
 Ejection is capped at `max_ejected_share` of the known workers, so a cluster-wide failure never empties the pool,
 and lasts `base_ejection_seconds x 2^(times ejected before)`, capped at `max_ejection_seconds`. After it the
 worker gets one probe request at a time: a success re-admits it, a failure ejects it again for longer.
@@ -71,6 +74,14 @@ def ejection_reason(me: Outcomes, peers: Sequence[Outcomes], rules: OutlierRules
     if rate - peer_rate >= rules.rate_margin:
         return f"error rate {rate:.0%} over its last {len(me.recent)} requests against its peers' {peer_rate:.0%}"
     return None
+
+
+def suspect(me: Outcomes, peers: Sequence[Outcomes], rules: OutlierRules) -> bool:
+    """Errors enough to eject, but too few peer answers to compare with: the typical broken worker that looks the
+    fastest and so drew all traffic. Routing prefers its peers until they have answered enough to judge."""
+    if len(me.recent) < rules.min_volume or me.errors / len(me.recent) < rules.min_error_rate:
+        return False
+    return sum(len(p.recent) for p in peers) < rules.peer_min_volume
 
 
 def may_eject(ejected_now: int, known: int, rules: OutlierRules) -> bool:

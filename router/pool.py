@@ -21,10 +21,9 @@ import httpx
 from pydantic import ValidationError
 
 from tts_common.logs import log_fields
-from tts_common.retry_after import retry_after_seconds
 from tts_common.schemas import WorkerStats
 
-from .health import OutlierRules, Outcomes, ejection_reason, ejection_seconds, may_eject
+from .health import OutlierRules, Outcomes, ejection_reason, ejection_seconds, may_eject, suspect
 
 log = logging.getLogger("tts_router.pool")
 
@@ -261,6 +260,8 @@ class WorkerPool:
             if probes:
                 return self._lease(probes[0], chars, probe=True)
             found = [w for w in live if w.healthy(now, self.stale_after)]
+            trusted = [w for w in found if not suspect(w.outcomes, self._peer_outcomes(w), self.rules)]
+            found = trusted or found
             if found:
                 return self._lease(policy.choose(found, chars, self.reference_seconds_per_char()), chars, False)
             remaining = deadline - now
@@ -298,14 +299,19 @@ class WorkerPool:
             w.outcomes.add(error=True, gateway_failure=kind == "failed")
             if lease.probe and w.ejected:
                 self._eject(w, "probe failed", reason, force=True)
-            elif not w.ejected:
-                peers = [p.outcomes for p in self.workers.values() if p is not w and not p.ejected]
-                why = ejection_reason(w.outcomes, peers, self.rules)
-                if why is not None:
-                    self._eject(w, why, reason)
+        if kind in ("ok", "failed", "rejected"):
+            # Any outcome can make a worker stand out, its own or a peer's (a suspect's peers answering well).
+            for other in self.ordered():
+                if not other.ejected:
+                    why = ejection_reason(other.outcomes, self._peer_outcomes(other), self.rules)
+                    if why is not None:
+                        self._eject(other, why, reason if other is w else "its peers answer well")
         self.changed.set()
 
     # -- health ----------------------------------------------------------------------------------------------
+    def _peer_outcomes(self, w: WorkerState) -> list[Outcomes]:
+        return [p.outcomes for p in self.workers.values() if p is not w and not p.ejected]
+
     def _eject(self, w: WorkerState, why: str, last_error: str, force: bool = False) -> None:
         if why != UNREACHABLE and not force:
             ejected_now = sum(1 for p in self.workers.values() if p.ejected)
@@ -343,7 +349,7 @@ class WorkerPool:
         return healthy[0].stats if healthy else None
 
     def retry_after(self) -> int:
-        """When a slot is likely free on the soonest worker, by the workers' own policy (`tts_common`)."""
-        waits = [retry_after_seconds(w.admitted, w.capacity, w.stats.average_processing_time)
-                 for w in self.healthy() if w.stats is not None]
+        """When a slot is likely free on the soonest worker: the estimate that worker itself last reported, so a
+        client hears the same policy (`tts_common.retry_after`) from the router as from a worker."""
+        waits = [w.stats.retry_after_seconds for w in self.healthy() if w.stats is not None]
         return min(waits) if waits else 1

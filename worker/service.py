@@ -68,6 +68,7 @@ class WorkerService:
             queued_work_seconds=round(s.queued_work_seconds(), 4),
             seconds_per_char=s.seconds_per_char,
             queued_chars=s.queued_chars(),
+            retry_after_seconds=s.retry_after(),
             processed=c.processed,
             failed=c.failed,
             rejected=c.rejected,
