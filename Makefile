@@ -17,12 +17,13 @@ TORCH_VERSION ?= 2.13.0
 GPT_SOVITS_DIST ?= gpt-sovits-cpufast==0.1.0 g2p_en==2.1.0 tokenizers==0.23.3
 GSV_STAMP := $(VENV)/.gpt-sovits-$(shell echo "$(TORCH_VERSION) $(GPT_SOVITS_DIST)" | cat - pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: help setup setup-gpt-sovits test demo bench voices manifests clean nginx
+.PHONY: help setup setup-gpt-sovits test demo bench chaos voices manifests clean nginx
 
 help:
 	@echo "make demo   - set up .venv, then a router and $(WORKERS) workers with the bundled voice on http://$(HOST):$(PORT)"
 	@echo "make test   - set up .venv, then run every test"
 	@echo "make bench  - set up .venv, then run the benchmarks (table + JSON in bench/results/)"
+	@echo "make chaos  - set up .venv, then inject faults into real processes; fails if any request is lost"
 	@echo "make manifests - regenerate manifests/ (and the chart's synced copies) from helm/tts-cluster"
 	@echo "make clean  - remove .venv and caches"
 
@@ -62,6 +63,10 @@ bench: setup nginx
 	$(VENV)/bin/tts-cluster bench worker
 	$(VENV)/bin/tts-cluster bench router
 	$(VENV)/bin/tts-cluster bench cluster
+
+# Faults injected into real workers, routers and the operator (bench/chaos.py): exits 1 if any request was lost.
+chaos: setup
+	$(VENV)/bin/tts-cluster bench chaos
 
 # nginx is the peer balancer the cluster benchmark compares against (Debian's nginx-light).
 nginx:

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import cluster_bench, router_bench, worker_bench
+from . import chaos, cluster_bench, router_bench, worker_bench
 
 RESULTS = Path(__file__).with_name("results")
 
@@ -23,12 +23,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     rt = sub.add_parser("router", help="what the router adds: latency of a tiny request, req/s ceiling on one core")
     router_bench.add_arguments(rt)
     rt.set_defaults(func=_run_router)
-    for scenario in (w, cl, rt):
+    ch = sub.add_parser("chaos", help="faults injected into real workers, routers and the operator: every request "
+                        "succeeded, failed visibly or was lost (lost must be 0); recovery, peak RSS and fds")
+    chaos.add_arguments(ch)
+    ch.set_defaults(func=_run_chaos)
+    for scenario in (w, cl, rt, ch):
         scenario.add_argument("--voice-dir", type=Path, default=Path("voices"), help="holds reference.wav")
         scenario.add_argument("--out", type=Path, default=RESULTS, help="where JSON goes [default bench/results]")
 
 
 def _with_progress(run) -> int:  # type: ignore[no-untyped-def]
+    """Runs a scenario with a progress display; its exit code is its return value when that is an int."""
+
     def runner(args: argparse.Namespace) -> int:
         from rich.console import Console
         from rich.progress import Progress
@@ -39,11 +45,12 @@ def _with_progress(run) -> int:  # type: ignore[no-untyped-def]
         console = Console(width=None if sys.stdout.isatty() else 132)
         write_reference_clip(args.voice_dir)
         with Progress(console=console) as progress:
-            run(args, console, progress, args.voice_dir, args.out)
-        return 0
+            result = run(args, console, progress, args.voice_dir, args.out)
+        return result if isinstance(result, int) else 0
 
     return runner
 
 
 _run_cluster = _with_progress(cluster_bench.run)
 _run_router = _with_progress(router_bench.run)
+_run_chaos = _with_progress(chaos.run)

@@ -21,6 +21,7 @@ Usage::
     with KubeAPI() as kube:                      # or kube = KubeAPI().start(); ...; kube.stop()
         kube.register(TTSCLUSTER)                # a custom resource, as if its CRD were applied
         kubernetes.config.load_kube_config(config_file=str(kube.kubeconfig_path))
+        kube.fail_writes([409, 0, 500], plurals=["pods"])  # fault injection: the next pod writes fail, then pass
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import copy
+import dataclasses
 import datetime
 import inspect
 import json
@@ -39,6 +41,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +53,7 @@ import jsonpatch
 import jsonpointer
 import kmock
 
-__all__ = ["CORE_RESOURCES", "TTSCLUSTER", "KubeAPI", "KubeEmulator", "Resource"]
+__all__ = ["CORE_RESOURCES", "TTSCLUSTER", "KubeAPI", "KubeEmulator", "Resource", "WriteFaults"]
 
 _VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
@@ -241,6 +244,51 @@ def _selector(params: dict[str, str], name: str | None) -> Callable[[dict[str, A
     return matches
 
 
+# --- fault injection -------------------------------------------------------------------------------
+
+_WRITES = frozenset({kmock.method.POST, kmock.method.PUT, kmock.method.PATCH, kmock.method.DELETE})
+_FAULT_REASONS = {409: "Conflict", 429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable",
+                  504: "Timeout"}
+
+
+@dataclass
+class WriteFaults:
+    """Writes (create, update, patch, delete) answered with an error instead of being served, as a busy or
+    failing API server answers them; for chaos runs of clients that must retry.
+
+    ``plan`` is used one matching write at a time: a status (409, 500, 503, ...) answers that write with a
+    metav1.Status of that code and stores nothing; 0 serves it normally. When the plan is used up, every write is
+    served. Only writes to ``plurals`` are matched (every write when empty).
+    """
+
+    plan: deque[int]
+    plurals: frozenset[str] = frozenset()
+    matched: int = 0  # writes that used a plan entry
+    injected: dict[int, int] = dataclasses.field(default_factory=dict)  # status -> writes answered with it
+
+    def take(self, request: kmock.Request) -> kmock.KubernetesError | None:
+        if not self.plan or request.method not in _WRITES:
+            return None
+        plural = request.resource.plural if request.resource is not None else None
+        if self.plurals and plural not in self.plurals:
+            return None
+        self.matched += 1
+        status = self.plan.popleft()
+        if not status:
+            return None
+        self.injected[status] = self.injected.get(status, 0) + 1
+        reason = _FAULT_REASONS.get(status, "InternalError")
+        if status == 409:
+            message = "Operation cannot be fulfilled: the object has been modified; please apply your changes " \
+                      "to the latest version and try again (injected)"
+        else:
+            message = f"{reason} (injected fault)"
+        return _error(status, reason, message)
+
+    def counts(self) -> dict[str, Any]:
+        return {"matched": self.matched, "injected": dict(self.injected), "left": len(self.plan)}
+
+
 # --- the emulator ----------------------------------------------------------------------------------
 
 
@@ -263,6 +311,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
     _changed: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
     _closing: bool = attrs.field(default=False, init=False)
     watch_count: int = attrs.field(default=0, init=False)  # watch streams open right now
+    faults: WriteFaults | None = attrs.field(default=None, init=False)  # see fail_writes()
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()  # kmock's discovery + get/list/watch/create/patch/delete fallbacks
@@ -366,6 +415,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
                     self._requests[i] = fixed
                     break
             request = fixed
+        fault = self.faults.take(request) if self.faults is not None else None
+        if fault is not None:  # answered, not raised: kmock would re-raise a raised error when the server stops
+            return await self._render_error(fault)
         # Skip KubernetesEmulator._handle: it stores every write *before* any reaction is chosen.
         # Here the state changes only in the fallback handlers below, so a test's own reaction
         # (e.g. ``emulator['create v1/pods'] << 500``) really stands in for the server.
@@ -822,6 +874,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
         finally:
             self.watch_count -= 1
 
+    def fail_writes(self, plan: Iterable[int], plurals: Iterable[str] = ()) -> None:
+        """Fault injection: answer the next writes as ``plan`` says (see ``WriteFaults``)."""
+        self.faults = WriteFaults(deque(plan), frozenset(plurals))
+
     def close_watches(self) -> None:
         """End all open watch streams (before the server stops)."""
         self._closing = True
@@ -942,6 +998,16 @@ class KubeAPI:
             self._extra += (spec,)
         else:
             self.call(lambda: self.emulator.register(spec))  # type: ignore[union-attr]
+
+    def fail_writes(self, plan: Iterable[int], plurals: Iterable[str] = ()) -> None:
+        """Answer the next writes with errors: ``plan`` lists a status per matching write, 0 to serve it."""
+        statuses = list(plan)
+        self.call(lambda: self.emulator.fail_writes(statuses, plurals))  # type: ignore[union-attr]
+
+    def fault_counts(self) -> dict[str, Any]:
+        """How many writes the fault plan matched and answered with each status."""
+        faults = self.call(lambda: self.emulator.faults)  # type: ignore[union-attr]
+        return faults.counts() if faults is not None else {"matched": 0, "injected": {}, "left": 0}
 
     def wait_watching(self, count: int = 1, timeout: float = 5.0) -> None:
         """Block until at least ``count`` watch streams are open on the server."""
