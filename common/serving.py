@@ -3,7 +3,9 @@
 - **Exit code.** After a graceful shutdown uvicorn re-raises the signal it caught, which turns a clean SIGTERM stop
   into exit code -15. Kubernetes and supervisors read that as a crash, so ours exit 0.
 - **Connection limit.** uvicorn accepts every connection (20,000 idle sockets exhausted the router's file
-  descriptors); beyond `max_connections` a new connection gets a `503` JSON answer with `Retry-After` and is closed.
+  descriptors); beyond `max_connections` a new connection gets a `503` JSON answer with `Retry-After` and is closed
+  (after a short linger, so the answer is read); beyond twice the limit it is closed at once, unanswered, so a flood
+  holds at most about 2 x `max_connections` descriptors.
 - **Read timeout.** A request's line, headers and body must arrive within `read_timeout` of its first byte (slow
   headers or bodies held connections for 40 s and more); past it the connection gets `408` and is closed.
 - **Idle timeout.** A connection that sends nothing is closed after `keepalive_timeout`, from the moment it opens,
@@ -72,6 +74,11 @@ class GuardedProtocol(HttpToolsProtocol):
     # -- connection ------------------------------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:  # noqa: D102 - uvicorn's interface
         super().connection_made(transport)
+        if len(self.connections) > 2 * self.limits.max_connections:
+            # A flood twice the limit: no answer, no linger, the descriptor is freed at once.
+            self._log_refusal()
+            transport.abort()
+            return
         if len(self.connections) > self.limits.max_connections:
             self._log_refusal()
             self._refuse(503, "Service Unavailable",

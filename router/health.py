@@ -8,7 +8,9 @@ Two detectors, both per worker and both on requests (polls have their own rule i
   share. The router validates every request before sending it, so a worker that refuses what its peers serve
   (misconfigured, a broken model) stands out, while a client's bad request fails everywhere and ejects nobody.
 
-A worker with that error share whose peers have answered too little to compare with is a *suspect*: requests go to
+A worker whose last `doubt_after` answers were errors while its peers mostly succeed is *doubtful*: its next
+refusal (a 4xx the router would otherwise pass on) is retried on a peer. A worker with that error share whose peers
+have answered too little to compare with is a *suspect*: requests go to
 its peers while they gather the evidence either way.
 
 Ejection is capped at `max_ejected_share` of the known workers, so a cluster-wide failure never empties the pool,
@@ -31,6 +33,7 @@ class OutlierRules:
     min_volume: int = 10
     peer_min_volume: int = 5
     min_error_rate: float = 0.5
+    doubt_after: int = 3
     rate_margin: float = 0.4
     max_ejected_share: float = 0.5
     base_ejection_seconds: float = 5.0
@@ -44,12 +47,14 @@ class Outcomes:
     window: int = 20
     recent: deque[bool] = field(default_factory=deque)
     consecutive_failures: int = 0
+    consecutive_errors: int = 0
 
     def add(self, error: bool, gateway_failure: bool) -> None:
         self.recent.append(error)
         while len(self.recent) > self.window:
             self.recent.popleft()
         self.consecutive_failures = self.consecutive_failures + 1 if gateway_failure else 0
+        self.consecutive_errors = self.consecutive_errors + 1 if error else 0
 
     @property
     def errors(self) -> int:
@@ -58,6 +63,7 @@ class Outcomes:
     def clear(self) -> None:
         self.recent.clear()
         self.consecutive_failures = 0
+        self.consecutive_errors = 0
 
 
 def ejection_reason(me: Outcomes, peers: Sequence[Outcomes], rules: OutlierRules) -> Optional[str]:
@@ -82,6 +88,15 @@ def suspect(me: Outcomes, peers: Sequence[Outcomes], rules: OutlierRules) -> boo
     if len(me.recent) < rules.min_volume or me.errors / len(me.recent) < rules.min_error_rate:
         return False
     return sum(len(p.recent) for p in peers) < rules.peer_min_volume
+
+
+def doubtful(me: Outcomes, peers: Sequence[Outcomes], rules: OutlierRules) -> bool:
+    """Its last `doubt_after` answers were all errors while its peers mostly succeed (or have no record): its next
+    refusal is retried on a peer rather than passed on, long before there is volume enough to eject it."""
+    if me.consecutive_errors < rules.doubt_after:
+        return False
+    total = sum(len(p.recent) for p in peers)
+    return total == 0 or sum(p.errors for p in peers) / total < rules.min_error_rate
 
 
 def may_eject(ejected_now: int, known: int, rules: OutlierRules) -> bool:

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from tts_common.logs import log_fields
 from tts_common.schemas import WorkerStats
 
-from .health import OutlierRules, Outcomes, ejection_reason, ejection_seconds, may_eject, suspect
+from .health import OutlierRules, Outcomes, doubtful, ejection_reason, ejection_seconds, may_eject, suspect
 
 log = logging.getLogger("tts_router.pool")
 
@@ -309,6 +309,10 @@ class WorkerPool:
         self.changed.set()
 
     # -- health ----------------------------------------------------------------------------------------------
+    def doubtful(self, w: WorkerState) -> bool:
+        """Whether a refusal from `w` should be retried on a peer instead of passed on (see `health.doubtful`)."""
+        return doubtful(w.outcomes, self._peer_outcomes(w), self.rules)
+
     def _peer_outcomes(self, w: WorkerState) -> list[Outcomes]:
         return [p.outcomes for p in self.workers.values() if p is not w and not p.ejected]
 

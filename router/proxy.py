@@ -1,7 +1,8 @@
 """Forward one /tts request: lease a worker, retry elsewhere before the first byte, stream bytes through.
 
 What is retried on another worker, while nothing has reached the client: a refused connection, a broken one, a
-timeout, a 503 (full or draining), a 500 or 502, and any refusal from a worker on probation. A request whose
+timeout, a 503 (full or draining), a 500 or 502, and any refusal from a worker on probation or in doubt (its last
+answers were all errors while its peers succeed). A request whose
 connection broke after it was sent is retried once; when it has broken two workers (now, or within the poison
 memory's window) it is answered 502 naming them and refused at once from then on. A stream that breaks after bytes
 went out is never retried: the client's answer is cut, visibly (no clean end).
@@ -154,7 +155,8 @@ class Forwarder:
                     continue
                 svc.metrics.upstream.labels(worker=worker.name).observe(time.monotonic() - sent_at)
                 status = upstream.status
-                if status == 503 or status in RETRIED_STATUSES or (lease.probe and status >= 400):
+                doubted = status >= 400 and (lease.probe or svc.pool.doubtful(worker))
+                if status == 503 or status in RETRIED_STATUSES or doubted:
                     held = await self._hold(upstream, lease, held)
                     continue
                 response = self._stream(lease, upstream, gone)
@@ -181,7 +183,7 @@ class Forwarder:
         elif status >= 500:
             lease.failed(f"answered {status}")
         else:
-            lease.rejected(f"answered {status} on probation")
+            lease.rejected(f"answered {status} on probation or in doubt")
         given = upstream.headers.get("retry-after", "")
         retry_after = int(given) if given.isdigit() else None
         if held is not None and held.retry_after is not None and status == held.status == 503:

@@ -8,7 +8,7 @@ import pytest
 
 from tts_common.retry_after import MAX_RETRY_AFTER, retry_after_seconds
 from tts_common.schemas import LANGUAGES_V2, WorkerStats
-from tts_router.health import OutlierRules, Outcomes, ejection_reason, ejection_seconds, may_eject
+from tts_router.health import OutlierRules, Outcomes, doubtful, ejection_reason, ejection_seconds, may_eject
 from tts_router.poison import PoisonMemory, fingerprint
 from tts_router.policy import Policy
 from tts_router.pool import DEFAULT_SECONDS_PER_CHAR, WorkerPool, WorkerState
@@ -177,6 +177,14 @@ async def test_a_suspect_worker_yields_to_its_peers_until_they_can_be_compared()
     # Least-work prefers the fast-looking worker; after 10 errors its peer gets the traffic, then it is ejected.
     assert chosen[:10] == ["http://bad"] * 10 and chosen[10:15] == ["http://good"] * 5
     assert bad.ejected and set(chosen[15:]) == {"http://good"}
+
+
+def test_a_run_of_errors_while_peers_succeed_is_doubted():
+    rules = OutlierRules(doubt_after=3)
+    assert not doubtful(outcomes(errors=2, ok=0), [outcomes(0, 5)], rules)
+    assert doubtful(outcomes(errors=3, ok=5), [outcomes(0, 5)], rules)
+    assert doubtful(outcomes(errors=3, ok=0), [], rules)  # no record elsewhere: worth a try
+    assert not doubtful(outcomes(errors=3, ok=0), [outcomes(4, 1)], rules)  # failing everywhere: pass it on
 
 
 async def test_the_only_worker_is_never_ejected_for_its_answers():
