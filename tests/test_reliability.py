@@ -134,6 +134,17 @@ def test_a_worker_that_fails_every_request_is_skipped_on_retry_and_ejected(spawn
     assert '"worker ejected"' in router.log_text() and "consecutive gateway failures" in router.log_text()
 
 
+def test_a_complete_5xx_answer_passed_on_is_counted_failed_not_as_a_client_leaving(spawn_router, spawn_fault):
+    only = spawn_fault("500")
+    router = spawn_router(only)
+    r = httpx.post(f"{router.url}/tts", json=tts_params(), timeout=30)
+    assert r.status_code == 500 and "injected fault" in r.json()["message"]
+    stats = httpx.get(f"{router.url}/concurrent_stats").json()
+    assert stats["failed_requests"] == 1 and stats["success_rate"] == 0
+    line = next(line for line in router.log_text().splitlines() if '"tts request"' in line)
+    assert '"status": 500' in line and "client disconnected" not in line
+
+
 def test_a_worker_refusing_what_its_peers_serve_is_ejected(spawn_worker, spawn_router, spawn_fault):
     good = spawn_worker("--worker-id", "good")
     bad = spawn_fault("400")
@@ -303,13 +314,17 @@ def test_connections_beyond_the_limit_get_503_and_idle_ones_are_closed(spawn_wor
 
 
 @pytest.mark.parametrize("component", ["worker", "router"])
-def test_slow_headers_time_out_and_big_bodies_are_refused(spawn_worker, spawn_router, component):
+def test_slow_headers_and_bodies_time_out_and_big_bodies_are_refused(spawn_worker, spawn_router, component):
     worker = spawn_worker("--read-timeout", "1")
     target = worker if component == "worker" else spawn_router(worker, args=("--read-timeout", "1"))
     started = time.monotonic()
     answer = _raw_request(target.port, b"GET /tts?text=x HTTP/1.1\r\nhost: x\r\nx-slow: ")
     assert answer.startswith(b"HTTP/1.1 408") and b"did not arrive within 1 s" in answer
     assert time.monotonic() - started < 5
+    started = time.monotonic()
+    answer = _raw_request(target.port, b"POST /tts HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+                          b"content-length: 100\r\n\r\n{\"text\": ")  # a body that never finishes
+    assert answer.startswith(b"HTTP/1.1 408") and time.monotonic() - started < 5
     r = httpx.post(f"{target.url}/tts", content=b"{" + b" " * (2 << 20) + b"}",
                    headers={"content-type": "application/json"}, timeout=30)
     assert r.status_code == 413 and r.json()["message"] == "body: over the limit of 1048576 bytes"
@@ -331,6 +346,34 @@ def test_lists_paths_and_audio_length_are_capped_with_the_field_named(spawn_work
                   if line.startswith("VmHWM:"))
     assert rss_kb < 600_000  # the 10,000 s of silence was never made (it took 2.6 GB before)
     assert httpx.get(f"{worker.url}/tts", params=tts_params(), timeout=30).status_code == 200
+
+
+def _rss_kb(pid: int) -> int:
+    return next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if line.startswith("VmRSS:"))
+
+
+def test_the_router_does_not_grow_per_request(spawn_worker, spawn_router):
+    worker = spawn_worker(*FAST, "--max-queue-size", "50")
+    router = spawn_router(worker)
+
+    async def load(n: int) -> None:
+        async with aiohttp.ClientSession() as session:
+            async def one() -> None:
+                async with session.post(f"{router.url}/tts", json=tts_params(text="Hi.", media_type="raw")) as r:
+                    assert r.status == 200
+                    await r.read()
+
+            for _ in range(n // 8):
+                await asyncio.gather(*(one() for _ in range(8)))
+
+    asyncio.run(load(800))  # warm: allocator pools, metric children, pooled connections
+    before = _rss_kb(router.proc.pid)
+    asyncio.run(load(2400))
+    grown = _rss_kb(router.proc.pid) - before
+    # A bound, not a reproduction: the review measured 1.2 KB per request through `up` (4000 mixed requests);
+    # on this tiny request both the old and this router grow under 0.1 KB per request (allocator noise).
+    assert grown < 1024, f"router RSS grew {grown} KB over 2400 requests"
 
 
 # -- 6. admin confinement, secrets, one Retry-After --------------------------------------------------------------
