@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Literal, Optional
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal, Optional
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
 from .pool import WorkerPool
 
 
+# The published schema of /concurrent_stats, generated from the models below (`python -m tts_router.stats`).
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "docs" / "concurrent_stats.schema.json"
+
+
 class GPUStat(BaseModel):
-    requests_processed: int
-    average_processing_time: float
+    requests_processed: int = Field(ge=0)
+    average_processing_time: float = Field(ge=0, description="Seconds.")
 
 
 class QueueStat(BaseModel):
-    request_queue: int = Field(description="Requests waiting in the worker's queue.")
-    response_queue: int = Field(description="Requests the worker's engine is producing now.")
+    request_queue: int = Field(ge=0, description="Requests waiting in the worker's queue.")
+    response_queue: int = Field(ge=0, description="Requests the worker's engine is producing now.")
 
 
 class WorkerEntry(BaseModel):
@@ -34,15 +40,33 @@ class WorkerEntry(BaseModel):
 
 
 class ConcurrentStats(BaseModel):
-    mode: Literal["concurrent", "single", "unavailable"]
-    gpu_count: int
-    total_requests: int
-    completed_requests: int
-    failed_requests: int
-    success_rate: float
-    gpu_stats: dict[str, GPUStat]
-    queue_status: dict[str, QueueStat]
+    """GET /concurrent_stats: the seed's shape, cluster-wide, plus `workers`."""
+
+    mode: Literal["concurrent", "single", "unavailable"] = Field(
+        description="concurrent: 2+ healthy workers; single: the fallback with one; unavailable: none."
+    )
+    gpu_count: int = Field(ge=0, description="Healthy workers serving now.")
+    total_requests: int = Field(ge=0)
+    completed_requests: int = Field(ge=0)
+    failed_requests: int = Field(ge=0)
+    success_rate: float = Field(ge=0, le=100, description="Percent, e.g. 98.0.")
+    gpu_stats: dict[Annotated[str, StringConstraints(pattern=r"^[0-9]+$")], GPUStat] = Field(
+        description='Per worker by index ("0".."N-1").', json_schema_extra={"additionalProperties": False}
+    )
+    queue_status: dict[Annotated[str, StringConstraints(pattern=r"^gpu_[0-9]+$")], QueueStat] = Field(
+        description='Per worker ("gpu_0".."gpu_N-1").', json_schema_extra={"additionalProperties": False}
+    )
     workers: list[WorkerEntry]
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema published at SCHEMA_PATH."""
+    schema = ConcurrentStats.model_json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
+def render_schema() -> str:
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
 
 
 @dataclass
@@ -91,3 +115,8 @@ def concurrent_stats(pool: WorkerPool, counters: RequestCounters) -> ConcurrentS
         queue_status=queue_status,
         workers=entries,
     )
+
+
+if __name__ == "__main__":
+    SCHEMA_PATH.write_text(render_schema(), encoding="utf-8")
+    print(f"wrote {SCHEMA_PATH}")

@@ -10,9 +10,10 @@ import httpx
 import jsonschema
 import pytest
 
-from conftest import ADMIN_TOKEN, SHARED_DOCS, tts_params
+from conftest import ADMIN_TOKEN, tts_params
+from tts_router.stats import SCHEMA_PATH
 
-SCHEMA = SHARED_DOCS / "concurrent_stats.schema.json"
+SCHEMA = SCHEMA_PATH  # the project's own, generated from its model (tests/test_stats_schema.py)
 
 
 @pytest.fixture(scope="module")

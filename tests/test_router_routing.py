@@ -12,10 +12,11 @@ import httpx
 import jsonschema
 import pytest
 
-from conftest import SHARED_DOCS, tts_params
+from conftest import tts_params
+from tts_router.stats import SCHEMA_PATH
 from tts_bench.procs import start_worker
 
-SCHEMA = json.loads((SHARED_DOCS / "concurrent_stats.schema.json").read_text())
+SCHEMA = json.loads(SCHEMA_PATH.read_text())
 
 
 def cluster_stats(router) -> dict:
