@@ -7,6 +7,8 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from tts_common.policies import DEFAULT_POLICY, PolicyName
+
 GROUP, VERSION, PLURAL, KIND = "tts-cluster.io", "v1alpha1", "ttsclusters", "TTSCluster"
 
 
@@ -38,7 +40,7 @@ class RouterSpec(_Model):
     image: str = Field("tts-cluster/router:0.1.0", min_length=1)
     service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field("ClusterIP", alias="serviceType")
     port: int = Field(9880, ge=1, le=65535)
-    policy: Literal["least-work", "least-loaded", "power-of-two", "round-robin"] = "least-work"
+    policy: PolicyName = DEFAULT_POLICY
 
 
 class AutoscalingSpec(_Model):

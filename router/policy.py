@@ -1,4 +1,7 @@
-"""Choosing a worker for one request. Every policy skips workers that are full, ejected, draining or stale.
+"""Choosing a worker for one request: small policies behind one Protocol, registered by name.
+
+Every policy gets only workers that are healthy and have room (the pool filters); `reference` is the peers' measured
+seconds per character, for pricing workers that have measured none yet.
 
 - least-work: the worker where this request is expected to finish first (admitted text x measured seconds per
   character, plus this request): TTS requests differ in size by 10x or more and the text is known up front.
@@ -12,11 +15,19 @@ from __future__ import annotations
 
 import itertools
 import random
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Protocol, Sequence
+
+from tts_common.policies import POLICY_NAMES
 
 from .pool import WorkerState
 
-def _min_random_ties(candidates: Sequence[WorkerState], key: Callable[[WorkerState], float], rng: random.Random) -> WorkerState:
+
+class RoutingPolicy(Protocol):
+    def choose(self, candidates: Sequence[WorkerState], chars: int, reference: float) -> WorkerState: ...
+
+
+def _min_random_ties(candidates: Sequence[WorkerState], key: Callable[[WorkerState], float],
+                     rng: random.Random) -> WorkerState:
     best = min(key(w) for w in candidates)
     return rng.choice([w for w in candidates if key(w) <= best + 1e-9])
 
@@ -25,25 +36,53 @@ def _load(w: WorkerState) -> float:
     return w.admitted / max(1, w.capacity)
 
 
-class Policy:
-    def __init__(self, name: str, seed: Optional[int] = None) -> None:
-        self.name = name
-        self.rng = random.Random(seed)
+class LeastWork:
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    def choose(self, candidates: Sequence[WorkerState], chars: int, reference: float) -> WorkerState:
+        return _min_random_ties(candidates, lambda w: w.expected_finish(chars, reference), self.rng)
+
+
+class LeastLoaded:
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    def choose(self, candidates: Sequence[WorkerState], chars: int, reference: float) -> WorkerState:
+        return _min_random_ties(candidates, _load, self.rng)
+
+
+class PowerOfTwo:
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    def choose(self, candidates: Sequence[WorkerState], chars: int, reference: float) -> WorkerState:
+        if len(candidates) == 1:
+            return candidates[0]
+        a, b = self.rng.sample(list(candidates), 2)
+        return a if _load(a) <= _load(b) else b
+
+
+class RoundRobin:
+    def __init__(self, rng: random.Random) -> None:
         self._turn = itertools.count()
 
     def choose(self, candidates: Sequence[WorkerState], chars: int, reference: float) -> WorkerState:
-        """`reference`: the peers' seconds per character, for workers that have measured none yet."""
-        if not candidates:
-            raise ValueError("no candidates")
-        if self.name == "round-robin":
-            return candidates[next(self._turn) % len(candidates)]
-        if self.name == "least-loaded":
-            return _min_random_ties(candidates, _load, self.rng)
-        if self.name == "power-of-two":
-            if len(candidates) == 1:
-                return candidates[0]
-            a, b = self.rng.sample(list(candidates), 2)
-            return a if _load(a) <= _load(b) else b
-        if self.name == "least-work":
-            return _min_random_ties(candidates, lambda w: w.expected_finish(chars, reference), self.rng)
-        raise ValueError(f"unknown policy {self.name!r}")
+        return candidates[next(self._turn) % len(candidates)]
+
+
+POLICIES: dict[str, Callable[[random.Random], RoutingPolicy]] = {
+    "least-work": LeastWork,
+    "least-loaded": LeastLoaded,
+    "power-of-two": PowerOfTwo,
+    "round-robin": RoundRobin,
+}
+assert tuple(POLICIES) == POLICY_NAMES, "every policy name in tts_common.policies needs a class here"
+
+
+def make_policy(name: str, seed: Optional[int] = None) -> RoutingPolicy:
+    try:
+        factory = POLICIES[name]
+    except KeyError:
+        raise ValueError(f"unknown policy {name!r}: one of {', '.join(POLICY_NAMES)}") from None
+    return factory(random.Random(seed))

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterable, Optional, Protocol, Sequence
 
-import httpx
+import aiohttp
 from pydantic import ValidationError
 
 from tts_common.logs import log_fields
@@ -171,13 +171,14 @@ class Lease:
 class WorkerPool:
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: aiohttp.ClientSession,
         poll_interval: float,
         stale_after: float,
         eject_after: int,
         rules: Optional[OutlierRules] = None,
     ) -> None:
         self.client = client
+        self._poll_timeout = aiohttp.ClientTimeout(total=max(0.5, stale_after))
         self.poll_interval = poll_interval
         self.stale_after = stale_after
         self.eject_after = eject_after
@@ -220,10 +221,10 @@ class WorkerPool:
     async def poll(self, state: WorkerState) -> None:
         sent_before, work_before = state.sent_since_poll, state.work_since_poll
         try:
-            r = await self.client.get(f"{state.url}/stats", timeout=max(0.5, self.stale_after))
-            r.raise_for_status()
-            stats = WorkerStats.model_validate(r.json())
-        except (httpx.HTTPError, ValueError, ValidationError) as exc:
+            async with self.client.get(f"{state.url}/stats", timeout=self._poll_timeout) as r:
+                r.raise_for_status()
+                stats = WorkerStats.model_validate_json(await r.read())
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, ValidationError) as exc:
             state.poll_failures += 1
             if state.poll_failures >= self.eject_after:
                 if not state.ejected:

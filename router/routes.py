@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any, Optional
 
-import httpx
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from tts_common.auth import admin_refusal
 from tts_common.http_errors import error
 from tts_common.logs import log_fields
 from tts_common.request_id import request_id_of
 from tts_common.schemas import Health, MessageBody, TTSRequest
 from tts_common.validation import InvalidRequest, check_request
 
+from .admin import AdminForbidden, NoWorker, fan_out
 from .poison import fingerprint
 from .proxy import Forwarder, log
 from .service import RouterService
@@ -93,37 +91,17 @@ async def metrics(request: Request) -> Response:
 
 
 async def _fan_out(request: Request, path: str) -> JSONResponse:
-    """Admin calls go to every known worker with the router's token; any refusal is reported with its worker."""
-    svc = service_of(request)
-    refusal = admin_refusal(svc.settings.admin_token, request.headers.get("authorization", ""),
-                            "configure an admin token (TTSC_ROUTER_ADMIN_TOKEN)")
-    if refusal:
-        return error(403, refusal)
-    token = svc.settings.admin_token.get_secret_value() if svc.settings.admin_token else ""
-    workers = [w for w in svc.pool.ordered() if not w.ejected]
-    if not workers:
-        return error(503, "no worker to send it to", headers={"Retry-After": "1"})
-
-    async def one(url: str) -> tuple[str, int, dict[str, Any]]:
-        try:
-            r = await svc.client.get(f"{url}{path}", params=request.url.query or None,
-                                     headers={"authorization": f"Bearer {token}"})
-            try:
-                body = r.json()
-            except ValueError:
-                body = {"message": r.text[:200]}
-            return url, r.status_code, body
-        except httpx.HTTPError as exc:
-            return url, 502, {"message": f"{type(exc).__name__}: {exc}"}
-
-    results = await asyncio.gather(*(one(w.url) for w in workers))
-    per_worker = {url: {"status": status, **body} for url, status, body in results}
-    failed = [(status, body) for _, status, body in results if status != 200]
-    log_fields(log, "admin fan-out", path=path, workers=len(results), failed=len(failed))
-    if not failed:
-        return JSONResponse({"message": "success", "workers": per_worker})
-    status, body = failed[0]
-    return JSONResponse({**body, "workers": per_worker}, status_code=status)
+    try:
+        result = await fan_out(service_of(request), path, request.url.query,
+                               request.headers.get("authorization", ""))
+    except AdminForbidden as exc:
+        return error(403, str(exc))
+    except NoWorker as exc:
+        return error(503, str(exc), headers={"Retry-After": "1"})
+    if result.first_failure is None:
+        return JSONResponse({"message": "success", "workers": result.per_worker})
+    status, body = result.first_failure
+    return JSONResponse({**body, "workers": result.per_worker}, status_code=status)
 
 
 @router.get("/control", response_model=MessageBody, summary="admin: restart|exit every worker")

@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Optional, Union
 
 import aiohttp
-import httpx
 
 from .discovery import KubernetesDiscovery, StaticDiscovery
 from .health import OutlierRules
 from .metrics import RouterMetrics
 from .poison import PoisonMemory
-from .policy import Policy
+from .policy import make_policy
 from .pool import WorkerPool
 from .settings import RouterSettings
 from .stats import RequestCounters
@@ -44,17 +43,18 @@ class RetryBudget:
 class RouterService:
     def __init__(self, settings: RouterSettings) -> None:
         self.settings = settings
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=200, keepalive_expiry=30)
-        self.client = httpx.AsyncClient(
-            limits=limits,
-            timeout=httpx.Timeout(settings.request_timeout, connect=settings.connect_timeout),
+        # Polls and admin fan-out; the data path has its own client (`forward_session`). Made here, inside the
+        # serving loop's lifespan, so both belong to that loop.
+        self.control_session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=UPSTREAM_KEEPALIVE_SECONDS),
+            timeout=aiohttp.ClientTimeout(total=settings.request_timeout, sock_connect=settings.connect_timeout),
         )
         # The data path gets its own client: see `forward_session`.
         self._forward_session: Optional[aiohttp.ClientSession] = None
         rules = OutlierRules(consecutive_failures=settings.eject_after, base_ejection_seconds=settings.ejection_seconds,
                              max_ejected_share=settings.max_ejected_share)
-        self.pool = WorkerPool(self.client, settings.poll_interval, settings.stale_after, settings.eject_after, rules)
-        self.policy = Policy(settings.policy)
+        self.pool = WorkerPool(self.control_session, settings.poll_interval, settings.stale_after, settings.eject_after, rules)
+        self.policy = make_policy(settings.policy)
         self.metrics = RouterMetrics(self.pool)
         self.counters = RequestCounters()
         self.retry_budget = RetryBudget(settings.retry_budget)
@@ -88,7 +88,7 @@ class RouterService:
     async def close(self) -> None:
         await self.discovery.stop()
         await self.pool.close()
-        await self.client.aclose()
+        await self.control_session.close()
         if self._forward_session is not None:
             await self._forward_session.close()
 

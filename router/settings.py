@@ -9,9 +9,9 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
+from tts_common.policies import DEFAULT_POLICY, PolicyName
 from tts_common.settings_base import ServingSettings
 
-Policy = Literal["least-work", "least-loaded", "power-of-two", "round-robin"]
 
 
 class RouterSettings(ServingSettings):
@@ -33,7 +33,7 @@ class RouterSettings(ServingSettings):
         "tts-cluster.io/draining", description="Kubernetes: a Pod label whose value 'true' marks a worker draining."
     )
     kubeconfig: Optional[Path] = Field(None, description="Kubernetes: kubeconfig file; default: in-cluster.")
-    policy: Policy = Field("least-work", description="How to choose a worker for each request.")
+    policy: PolicyName = Field(DEFAULT_POLICY, description="How to choose a worker for each request.")
     poll_interval: float = Field(0.2, gt=0, le=60, description="Seconds between /stats polls of each worker.")
     stale_after: float = Field(1.0, gt=0, description="A poll older than this many seconds is unknown load.")
     max_retries: int = Field(2, ge=0, le=10, description="Other workers tried after a failure before any byte.")

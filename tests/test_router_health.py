@@ -10,7 +10,7 @@ from tts_common.retry_after import MAX_RETRY_AFTER, retry_after_seconds
 from tts_common.schemas import LANGUAGES_V2, WorkerStats
 from tts_router.health import OutlierRules, Outcomes, doubtful, ejection_reason, ejection_seconds, may_eject
 from tts_router.poison import PoisonMemory, fingerprint
-from tts_router.policy import Policy
+from tts_router.policy import make_policy
 from tts_router.pool import DEFAULT_SECONDS_PER_CHAR, WorkerPool, WorkerState
 
 
@@ -39,7 +39,7 @@ def worker(url: str, name: str = "same-name", **kw: object) -> WorkerState:
     return WorkerState(url=url, stats=stats(name, **kw))
 
 
-LEAST_WORK = Policy("least-work", seed=1)
+LEAST_WORK = make_policy("least-work", seed=1)
 
 
 # -- outlier rules (pure) ------------------------------------------------------------------------------------
@@ -149,7 +149,7 @@ async def test_a_failing_worker_is_ejected_probed_and_readmitted():
 
 async def test_a_worker_refusing_what_its_peers_serve_is_ejected():
     bad, good = worker("http://bad"), worker("http://good")
-    pool, in_turn = pool_of(bad, good, window=20), Policy("round-robin")
+    pool, in_turn = pool_of(bad, good, window=20), make_policy("round-robin")
     for _ in range(24):
         lease = await pool.reserve(10, set(), in_turn, wait=0)
         assert lease is not None
