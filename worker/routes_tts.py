@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Annotated, AsyncIterator, Optional
+from typing import Annotated, AsyncGenerator, AsyncIterator, Optional
 
 import numpy as np
 from fastapi import APIRouter, Query, Request
@@ -20,7 +20,7 @@ from tts_common.validation import InvalidRequest
 
 from .encoders import CONTENT_TYPES, encode, encode_chunk, wav_header
 from .engines.base import AudioTooLong, Cancelled, EngineError, StreamMode
-from .scheduler import END, Job, QueueFull
+from .scheduler import DeadlinePassed, Draining, Job, JobOutcome, QueueFull
 from .service import WorkerService, service_of
 from .validation import check_request
 
@@ -33,25 +33,6 @@ AUDIO_RESPONSES: dict[int | str, dict] = {
     503: {"description": "Queue full or draining; see Retry-After."},
     504: {"description": "Request timed out."},
 }
-
-
-class _Timeout(Exception):
-    pass
-
-
-async def _next_item(job: Job, deadline: float, gone: "asyncio.Task[None]") -> object:
-    """The job's next chunk, END or error, unless the deadline passes or the client leaves first."""
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        raise _Timeout()
-    getter = asyncio.ensure_future(job.out.get())
-    done, _ = await asyncio.wait({getter, gone}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
-    if getter in done:
-        return getter.result()
-    getter.cancel()
-    if gone in done:
-        raise ClientGone()
-    raise _Timeout()
 
 
 class _Outcome:
@@ -87,7 +68,7 @@ class _Outcome:
                 queue_wait_s=round(job.queue_wait, 4),
                 processing_s=round(job.processing, 4),
                 audio_s=round(job.samples / max(1, self.svc.engine.sample_rate), 3),
-                outcome=job.outcome,
+                outcome=job.outcome.value,
                 bytes=nbytes,
             )
         if note:
@@ -102,87 +83,69 @@ async def _encode(pcm: np.ndarray, rate: int, media_type: str, whole: bool) -> b
 
 
 async def handle_tts(request: Request, req: TTSRequest) -> Response:
+    """Validate, admit, then answer a whole body or a stream; every failure is a typed error mapped here."""
     svc = service_of(request.app.state)
     settings = svc.settings
     outcome = _Outcome(svc, request, len(req.text or ""), req.media_type, 0)
+    job: Optional[Job] = None
+    gone = asyncio.ensure_future(wait_disconnect(request.receive))
     try:
         params = check_request(req, svc.engine, settings.voice_dir, settings.max_text_length,
                                settings.max_audio_seconds)
-    except InvalidRequest as exc:
-        outcome.log(400, note=exc.message)
-        return error(400, exc.message, exc.field)
-    outcome.mode = int(params.mode)
-
-    if svc.draining:
-        svc.scheduler.reject()
-        outcome.log(503, note="draining")
-        return _draining()
-    job = Job(id=outcome.rid, params=params)
-    try:
-        svc.scheduler.submit(job)
-    except QueueFull as exc:
-        outcome.log(503, note="queue full")
-        return error(
-            503,
-            f"queue is full ({settings.max_queue_size} admitted): retry later",
-            headers={"Retry-After": str(exc.retry_after)},
-        )
-
-    deadline = outcome.t0 + settings.request_timeout
-    gone = asyncio.ensure_future(wait_disconnect(request.receive))
-    try:
-        first = await _next_item(job, deadline, gone)
-        if isinstance(first, BaseException):
-            raise first
+        outcome.mode = int(params.mode)
+        job = svc.scheduler.submit(params, outcome.rid, outcome.t0 + settings.request_timeout)
+        chunks = svc.scheduler.chunks(job, gone)
+        first = await anext(chunks)
         if params.mode == StreamMode.OFF:
-            return await _whole(svc, job, first, deadline, gone, outcome)
+            pcm = np.concatenate([first] + [chunk async for chunk in chunks])
+            gone.cancel()
+            return await _whole(svc, job, pcm, outcome)
     except BaseException as exc:
         gone.cancel()
-        if isinstance(exc, (_Timeout, ClientGone, Cancelled, EngineError)):
-            return _refusal(svc, job, exc, outcome)
+        if isinstance(exc, Exception):
+            answer = _refusal(svc, job, exc, outcome)
+            if answer is not None:
+                return answer
         raise
     # Streaming: the first chunk exists, so from here on an error can only cut the stream (visibly).
-    return _stream(svc, job, first, deadline, gone, outcome)
+    return _stream(svc, job, first, chunks, gone, outcome)
 
 
 def _draining() -> Response:
     return error(503, "worker is draining: retry on another worker", headers={"Retry-After": "1"})
 
 
-def _refusal(svc: WorkerService, job: Job, exc: BaseException, outcome: "_Outcome") -> Response:
-    """The answer for a job that ended before any byte was sent."""
+def _refusal(svc: WorkerService, job: Optional[Job], exc: Exception, outcome: "_Outcome") -> Optional[Response]:
+    """The answer for a request that ended before any byte was sent; None for an error that is not ours."""
     settings = svc.settings
-    if isinstance(exc, _Timeout):
-        svc.scheduler.cancel(job, "timeout")
+    if isinstance(exc, InvalidRequest):
+        outcome.log(400, note=exc.message)
+        return error(400, exc.message, exc.field)
+    if isinstance(exc, QueueFull):
+        outcome.log(503, note="queue full")
+        return error(503, f"queue is full ({settings.max_queue_size} admitted): retry later",
+                     headers={"Retry-After": str(exc.retry_after)})
+    if isinstance(exc, Draining):
+        outcome.log(503, job, note=str(exc))
+        return _draining()
+    if isinstance(exc, DeadlinePassed):
         outcome.log(504, job)
         return error(504, f"request timed out after {settings.request_timeout:g} s (queue wait + synthesis)")
-    if isinstance(exc, ClientGone):
-        svc.scheduler.cancel(job, "cancelled")
+    if isinstance(exc, (ClientGone, Cancelled)):
         outcome.log(499, job, note="client disconnected")
-        return Response(status_code=499)
-    if isinstance(exc, Cancelled):
-        if job.cancel_reason == "draining":  # the drain ran out of time before this job finished
-            outcome.log(503, job, note="drain timeout: answered before any byte")
-            return _draining()
-        outcome.log(499, job, note="cancelled")
         return Response(status_code=499)
     if isinstance(exc, AudioTooLong):
         outcome.log(400, job, note=str(exc))
         return error(400, str(exc), "text")
-    outcome.log(400, job, note=str(exc))
-    return error(400, "tts failed", exception=str(exc))
+    if isinstance(exc, (EngineError, StopAsyncIteration)):  # the scheduler ends no job without audio; still
+        detail = str(exc) or "the text produced no audio"
+        outcome.log(400, job, note=detail)
+        return error(400, "tts failed", exception=detail)
+    return None
 
 
-async def _whole(svc: WorkerService, job: Job, first: object, deadline: float, gone: "asyncio.Task[None]",
-                 outcome: "_Outcome") -> Response:
+async def _whole(svc: WorkerService, job: Job, pcm: np.ndarray, outcome: "_Outcome") -> Response:
     req, rate = job.params.request, svc.engine.output_rate(job.params)
-    chunks = [first]
-    while (item := await _next_item(job, deadline, gone)) is not END:
-        if isinstance(item, BaseException):
-            raise item
-        chunks.append(item)
-    gone.cancel()
-    pcm = np.concatenate([c for c in chunks if isinstance(c, np.ndarray)])
     body = await _encode(pcm, rate, req.media_type, whole=True)
     outcome.log(200, job, nbytes=len(body))
     # Lets callers (router, benchmarks) split latency into queueing, engine and transport.
@@ -195,8 +158,8 @@ def _audio_headers(svc: WorkerService, rate: int) -> dict[str, str]:
     return {"X-Sample-Rate": str(rate), "X-Worker-ID": svc.settings.name}
 
 
-def _stream(svc: WorkerService, job: Job, first: object, deadline: float, gone: "asyncio.Task[None]",
-            outcome: "_Outcome") -> Response:
+def _stream(svc: WorkerService, job: Job, first: np.ndarray, chunks: AsyncGenerator[np.ndarray, None],
+            gone: "asyncio.Task[None]", outcome: "_Outcome") -> Response:
     req, rate = job.params.request, svc.engine.output_rate(job.params)
     sent = 0
     cut = ""
@@ -205,32 +168,28 @@ def _stream(svc: WorkerService, job: Job, first: object, deadline: float, gone: 
         nonlocal sent, cut
         if req.media_type == "wav":
             yield wav_header(rate, 0)
-        item: object = first
-        while item is not END:
-            if isinstance(item, BaseException):
-                cut = f"{type(item).__name__}: {item}" if str(item) else type(item).__name__
-                raise StreamAborted(cut)
-            assert isinstance(item, np.ndarray)
-            data = await _encode(item, rate, req.media_type, whole=False)
+        pcm = first
+        while True:
+            data = await _encode(pcm, rate, req.media_type, whole=False)
             sent += len(data)
             yield data
             try:
-                item = await _next_item(job, deadline, gone)
-            except _Timeout:
-                svc.scheduler.cancel(job, "timeout")
-                cut = f"deadline of {svc.settings.request_timeout:g} s passed mid-stream"
-                raise StreamAborted(cut) from None
-            except ClientGone:
-                svc.scheduler.cancel(job, "cancelled")
+                pcm = await anext(chunks)
+            except StopAsyncIteration:
                 return
+            except ClientGone:
+                return
+            except (DeadlinePassed, Draining, Cancelled, EngineError) as exc:
+                reason = {DeadlinePassed: f"deadline of {svc.settings.request_timeout:g} s passed mid-stream"}
+                cut = reason.get(type(exc)) or (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+                raise StreamAborted(cut) from None
 
     async def on_close() -> None:
         gone.cancel()
-        if job.outcome in ("queued", "running"):
-            svc.scheduler.cancel(job, "cancelled")
+        await chunks.aclose()  # a reader that stops early (the client left) cancels the job
         if cut:
             log_fields(log, "stream aborted", logging.WARNING, request_id=outcome.rid, reason=cut, bytes=sent)
-        note = f"stream aborted: {cut}" if cut else ("" if job.outcome == "ok" else "client left mid-stream")
+        note = f"stream aborted: {cut}" if cut else ("" if job.outcome is JobOutcome.OK else "client left mid-stream")
         outcome.log(200, job, nbytes=sent, note=note)
 
     return ChunkStream(body(), on_close, status_code=200, headers=_audio_headers(svc, rate),

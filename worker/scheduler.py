@@ -13,11 +13,13 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, TypeVar, Union
+from enum import Enum
+from typing import AsyncGenerator, Callable, Optional, TypeVar, Union
 
 import numpy as np
 
 from tts_common.retry_after import retry_after_seconds
+from tts_common.streaming import ClientGone
 
 from .engines.base import AudioTooLong, Cancelled, CancelToken, Engine, EngineError, SynthesisParams
 from .metrics import WorkerMetrics
@@ -25,30 +27,66 @@ from .metrics import WorkerMetrics
 log = logging.getLogger("tts_worker.scheduler")
 T = TypeVar("T")
 
-# The sentinel that closes a job's chunk stream.
-END = object()
-ChunkItem = Union[np.ndarray, object, BaseException]
+
+class JobOutcome(str, Enum):
+    """Where a job is in its life; the scheduler alone moves it."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"
+    CANCELLED = "cancelled"  # the client left
+    TIMEOUT = "timeout"  # its deadline passed
+    DRAINING = "draining"  # the drain ran out of time before it finished
+
+    @property
+    def final(self) -> bool:
+        return self not in (JobOutcome.QUEUED, JobOutcome.RUNNING)
 
 
+# -- what the stream raises: the route maps each to an HTTP answer -----------------------------------------------
 class QueueFull(Exception):
     def __init__(self, retry_after: int) -> None:
         super().__init__("queue is full")
         self.retry_after = retry_after
 
 
+class Draining(Exception):
+    """Refused (new work while draining) or ended (the drain ran out of time): retry on another worker."""
+
+
+class DeadlinePassed(Exception):
+    pass
+
+
+# -- what flows from the engine thread to the job's reader --------------------------------------------------------
+@dataclass(frozen=True)
+class _End:
+    pass
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
+
+
+_Item = Union[np.ndarray, _End, _Failed]
+
+
 @dataclass
 class Job:
     id: str
     params: SynthesisParams
+    deadline: float = float("inf")
     admitted_at: float = field(default_factory=time.monotonic)
     cancel: CancelToken = field(default_factory=CancelToken)
-    out: "asyncio.Queue[ChunkItem]" = field(default_factory=asyncio.Queue)
+    out: "asyncio.Queue[_Item]" = field(default_factory=asyncio.Queue)
     started_at: Optional[float] = None
     finished_at: Optional[float] = None
     first_chunk_at: Optional[float] = None
     samples: int = 0
-    outcome: str = "queued"  # queued | running | ok | failed | cancelled | timeout | draining
-    cancel_reason: str = "cancelled"
+    outcome: JobOutcome = JobOutcome.QUEUED
+    cancel_reason: JobOutcome = JobOutcome.CANCELLED
 
     @property
     def chars(self) -> int:
@@ -106,6 +144,7 @@ class Scheduler:
         # Seconds of engine time per character of text; seeded from the first request's measurement.
         self._per_char = _Ewma(alpha=0.2, initial=0.0)
         self._per_request = _Ewma(alpha=0.2, initial=0.0)
+        self.draining = False
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -114,7 +153,7 @@ class Scheduler:
     async def close(self) -> None:
         # Stop the engine between chunks, so exiting never waits for a long synthesis nobody will receive.
         for job in list(self._pending):
-            self.cancel(job)
+            self.cancel(job, JobOutcome.CANCELLED)
         if self._running is not None:
             self._running.cancel.cancel()
         if self._task:
@@ -168,27 +207,60 @@ class Scheduler:
         per = self._per_request.value or self.average_processing_time
         return retry_after_seconds(self.admitted, self.max_queue_size, per)
 
-    # -- admission -------------------------------------------------------------------------------------------
-    def submit(self, job: Job) -> Job:
+    # -- admission and the job's stream ---------------------------------------------------------------------
+    def submit(self, params: SynthesisParams, request_id: str, deadline: float) -> Job:
+        """Admit a job, or raise QueueFull (with when to retry) or Draining."""
+        if self.draining:
+            self.counters.rejected += 1
+            raise Draining("worker is draining")
         if self.admitted >= self.max_queue_size:
-            self.reject()
+            self.counters.rejected += 1
             raise QueueFull(self.retry_after())
+        job = Job(id=request_id, params=params, deadline=deadline)
         self._pending.append(job)
         self._idle.clear()
         self._wakeup.set()
         return job
 
-    def reject(self) -> None:
-        """Count a request refused before admission (draining)."""
-        self.counters.rejected += 1
+    async def chunks(self, job: Job, gone: "asyncio.Future[None]") -> AsyncGenerator[np.ndarray, None]:
+        """The job's PCM chunks as the engine makes them. Raises DeadlinePassed, ClientGone (when `gone` completes
+        first), Draining, Cancelled or EngineError, and always leaves the job settled: a reader that stops early
+        (its client left mid-stream) cancels it."""
+        try:
+            while True:
+                item = await self._next(job, gone)
+                if isinstance(item, _End):
+                    return
+                if isinstance(item, _Failed):
+                    if isinstance(item.error, Cancelled) and job.cancel_reason is JobOutcome.DRAINING:
+                        raise Draining("the drain ran out of time") from item.error
+                    raise item.error
+                yield item
+        finally:
+            if not job.outcome.final:  # the reader stopped early: its client left mid-stream
+                self.cancel(job, job.cancel_reason)
 
-    def cancel(self, job: Job, outcome: str = "cancelled") -> None:
+    async def _next(self, job: Job, gone: "asyncio.Future[None]") -> _Item:
+        remaining = job.deadline - time.monotonic()
+        if remaining > 0:
+            getter = asyncio.ensure_future(job.out.get())
+            done, _ = await asyncio.wait({getter, gone}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                return getter.result()
+            getter.cancel()
+            if gone in done:
+                self.cancel(job, JobOutcome.CANCELLED)
+                raise ClientGone()
+        self.cancel(job, JobOutcome.TIMEOUT)
+        raise DeadlinePassed()
+
+    def cancel(self, job: Job, outcome: JobOutcome) -> None:
         """The client left or its deadline passed: drop it if still waiting, else stop the engine between chunks."""
-        if job.outcome in ("ok", "failed", "cancelled", "timeout", "draining"):
+        if job.outcome.final:
             return
         job.cancel_reason = outcome
         job.cancel.cancel()
-        if job.outcome == "queued":
+        if job.outcome is JobOutcome.QUEUED:
             try:
                 self._pending.remove(job)
             except ValueError:
@@ -197,13 +269,17 @@ class Scheduler:
                 self._finish(job, outcome)
                 self._update_idle()
 
+    def begin_drain(self) -> None:
+        """Refuse new jobs from now on; admitted ones go on."""
+        self.draining = True
+
     def abort_all(self) -> int:
         """The drain ran out of time: end every admitted job now, so each route answers (503 before its first byte,
         a cut stream after) instead of uvicorn's plain 500 at exit. The engine stops at its next chunk."""
         jobs = list(self._pending) + ([self._running] if self._running is not None else [])
         for job in jobs:
-            self.cancel(job, "draining")
-            job.out.put_nowait(Cancelled("draining"))  # the route is waiting on this job's stream
+            self.cancel(job, JobOutcome.DRAINING)
+            job.out.put_nowait(_Failed(Cancelled("draining")))  # its reader is waiting on this job's stream
         return len(jobs)
 
     async def wait_idle(self, timeout: float) -> bool:
@@ -228,7 +304,7 @@ class Scheduler:
                 if not self._pending:
                     continue
                 job = self._pending.popleft()
-                job.outcome = "running"
+                job.outcome = JobOutcome.RUNNING
                 job.started_at = time.monotonic()
                 self._running = job
                 self.metrics.queue_wait.observe(job.queue_wait)
@@ -236,14 +312,14 @@ class Scheduler:
                     await loop.run_in_executor(self._executor, self._run, job, loop)
                 except Exception:  # the executor itself failed; the job must still be answered
                     log.exception("engine thread failed")
-                if job.outcome == "running":
-                    self._settle(job, "failed", EngineError("engine thread failed"))
+                if job.outcome is JobOutcome.RUNNING:
+                    self._settle(job, JobOutcome.FAILED, _Failed(EngineError("engine thread failed")))
 
-    def _settle(self, job: Job, outcome: str, last: Any) -> None:
+    def _settle(self, job: Job, outcome: JobOutcome, last: _Item) -> None:
         """On the loop: record the outcome, then close the job's stream, so whoever reads the last item sees
         final stats and a free engine."""
-        if job.outcome == "running":
-            self._finish(job, job.cancel_reason if outcome == "cancelled" else outcome)
+        if job.outcome is JobOutcome.RUNNING:
+            self._finish(job, job.cancel_reason if outcome is JobOutcome.CANCELLED else outcome)
         if self._running is job:
             self._running = None
         self._update_idle()
@@ -252,10 +328,10 @@ class Scheduler:
     def _run(self, job: Job, loop: asyncio.AbstractEventLoop) -> None:
         """Runs on the engine thread: stream chunks to the event loop as they come."""
 
-        def put(item: Any) -> None:
+        def put(item: np.ndarray) -> None:
             loop.call_soon_threadsafe(job.out.put_nowait, item)
 
-        def settle(outcome: str, last: Any) -> None:
+        def settle(outcome: JobOutcome, last: _Item) -> None:
             loop.call_soon_threadsafe(self._settle, job, outcome, last)
 
         seconds = job.params.max_audio_seconds
@@ -274,23 +350,23 @@ class Scheduler:
             if job.samples == 0:
                 raise EngineError("the text produced no audio")
             job.finished_at = time.monotonic()
-            settle("ok", END)
+            settle(JobOutcome.OK, _End())
         except Cancelled as exc:
-            settle("cancelled", exc)
+            settle(JobOutcome.CANCELLED, _Failed(exc))
         except EngineError as exc:
-            settle("failed", exc)
+            settle(JobOutcome.FAILED, _Failed(exc))
         except Exception as exc:  # an engine bug must become an error answer, never a hung request
             log.exception("engine failed on request %s", job.id)
-            settle("failed", EngineError(f"{type(exc).__name__}: {exc}"))
+            settle(JobOutcome.FAILED, _Failed(EngineError(f"{type(exc).__name__}: {exc}")))
 
-    def _finish(self, job: Job, outcome: str) -> None:
+    def _finish(self, job: Job, outcome: JobOutcome) -> None:
         job.outcome = outcome
         job.finished_at = job.finished_at or time.monotonic()
         c = self.counters
         if job.started_at is not None:
             c.started += 1
             c.queue_wait_total += job.queue_wait
-        if outcome == "ok":
+        if outcome is JobOutcome.OK:
             c.processed += 1
             c.processing_total += job.processing
             seconds = job.samples / self.engine.sample_rate
@@ -302,7 +378,7 @@ class Scheduler:
             self._per_request.add(job.processing)
             if job.chars:
                 self._per_char.add(job.processing / job.chars)
-        elif outcome == "cancelled":
+        elif outcome is JobOutcome.CANCELLED:
             c.cancelled += 1
         else:
             c.failed += 1

@@ -20,7 +20,6 @@ class WorkerService:
         self.engine = engine
         self.metrics = WorkerMetrics(settings.name, engine.name, engine.device)
         self.scheduler = Scheduler(engine, settings.max_queue_size, self.metrics)
-        self.draining = False
         self.started_at = time.monotonic()
         # Set by the server: asks it to drain and exit (or re-exec, for /control?command=restart).
         self.request_shutdown: Optional[Callable[[bool], None]] = None
@@ -38,11 +37,15 @@ class WorkerService:
         await self.scheduler.close()
 
     @property
+    def draining(self) -> bool:
+        return self.scheduler.draining
+
+    @property
     def ready(self) -> bool:
         return not self.draining
 
     def begin_drain(self) -> None:
-        self.draining = True
+        self.scheduler.begin_drain()
 
     async def drain(self, timeout: float) -> bool:
         """Refuse new work, then wait for admitted work to finish; False if `timeout` passed first."""
