@@ -45,8 +45,9 @@ def is_ready(pod: dict[str, Any]) -> bool:
     return False
 
 
-def failure(pod: dict[str, Any], crashloop_restarts: int, not_ready_seconds: float) -> Optional[str]:
-    """Why this worker must be replaced, or None. Each reason becomes the Event's reason."""
+def failure(pod: dict[str, Any], crashloop_restarts: int, not_ready_seconds: float,
+            at: Optional[datetime.datetime] = None) -> Optional[str]:
+    """Why this worker must be replaced, or None. Each reason becomes the Event's reason. `at`: now."""
     status = pod.get("status") or {}
     phase = status.get("phase")
     if phase == "Failed":
@@ -62,7 +63,7 @@ def failure(pod: dict[str, Any], crashloop_restarts: int, not_ready_seconds: flo
         for cond in status.get("conditions") or []:
             if cond.get("type") == "Ready" and cond.get("lastTransitionTime"):
                 since = _parse_time(cond["lastTransitionTime"])
-        if since is not None and (now() - since).total_seconds() > not_ready_seconds:
+        if since is not None and ((at or now()) - since).total_seconds() > not_ready_seconds:
             return "NotReady"
     return None
 

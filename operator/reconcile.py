@@ -13,13 +13,15 @@ from typing import Any, Callable, Optional
 import httpx
 import kopf
 
-from . import pods as P
-from . import resources as R
+from tts_common.modes import mode_for
+
+from . import pods, resources
 from .autoscale import Autoscaler, cluster_admitted
 from .kube import Kube
+from .plan import Create, Drain, Remove, Replace, Rules, Undrain, WorkerPlan, loads_needed, plan
 from .settings import OperatorSettings
 from .spec import GROUP, PLURAL, VERSION, TTSClusterSpec, parse_spec
-from .status import condition, mode_for
+from .status import condition
 
 EventFn = Callable[[str, str, str], None]  # (type, reason, message)
 
@@ -78,13 +80,13 @@ class Reconciler:
     def _owned_objects(self, name: str, namespace: str, spec: TTSClusterSpec, body: kopf.Body,
                        event: EventFn) -> None:
         objects = [
-            R.config_map(name, spec),
-            R.workers_service(name, spec),
-            R.router_service_account(name),
-            R.router_role(name),
-            R.router_role_binding(name),
-            R.router_deployment(name, spec),
-            R.router_service(name, spec),
+            resources.config_map(name, spec),
+            resources.workers_service(name, spec),
+            resources.router_service_account(name),
+            resources.router_role(name),
+            resources.router_role_binding(name),
+            resources.router_deployment(name, spec),
+            resources.router_service(name, spec),
         ]
         for obj in objects:
             if obj is None:
@@ -115,65 +117,18 @@ class Reconciler:
         name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
         generation: Optional[int] = body["metadata"].get("generation")
         port = spec.workers.port
-        pods = [p for p in self.kube.list_pods(namespace, R.selector_string(name, "worker"))
-                if not P.is_terminating(p)]
+        worker_pods = self.kube.list_pods(namespace, resources.selector_string(name, "worker"))
+        rules = Rules(s.crashloop_restarts, s.not_ready_seconds, spec.drain_timeout_seconds)
+        now = pods.now()
+        by_name = {pods.name_of(p): p for p in worker_pods}
+        needed = loads_needed(desired, worker_pods, rules, now)
+        loads = {n: pods.admitted(by_name[n], port, self.http) for n in needed}
+        step = plan(desired, worker_pods, loads, rules, now)
+        self._apply_workers(name, namespace, spec, body, step, memory, event)
+        active, ready, draining = step.active, step.ready, step.draining
 
-        # 1. Replace failed workers.
-        alive = []
-        for pod in pods:
-            reason = P.failure(pod, s.crashloop_restarts, s.not_ready_seconds)
-            if reason:
-                event("Warning", "ReplacingWorker", f"{P.name_of(pod)}: {reason}")
-                memory.removing.add(P.name_of(pod))
-                self.kube.delete_pod(namespace, P.name_of(pod))
-            else:
-                alive.append(pod)
-        active = [p for p in alive if not P.is_draining(p)]
-        draining = [p for p in alive if P.is_draining(p)]
-
-        # 2. Scale up: take back a draining worker first (it is warm), then create new ones.
-        while len(active) < desired and draining:
-            pod = draining.pop()
-            self.kube.patch_pod_metadata(namespace, P.name_of(pod), {
-                "labels": {R.LABEL_DRAINING: None}, "annotations": {R.ANNOTATION_DRAIN_STARTED: None}})
-            event("Normal", "DrainCancelled", f"{P.name_of(pod)} serves again")
-            active.append(pod)
-        missing = desired - len(active)
-        for _ in range(max(0, missing)):
-            pod = R.worker_pod(name, spec)
-            kopf.adopt(pod, owner=body)
-            created = self.kube.create_pod(namespace, pod)
-            active.append(created)
-            event("Normal", "CreatedWorker", f"created {P.name_of(created)} ({len(active)}/{desired})")
-
-        # 3. Scale down with drain: the least-loaded workers stop getting requests, then go when empty.
-        extra = len(active) - desired
-        if extra > 0:
-            loads = {P.name_of(p): P.admitted(p, port, self.http) for p in active}
-            # Not ready or unreachable workers hold no requests: they go first.
-            order = sorted(active, key=lambda p: (P.is_ready(p), loads[P.name_of(p)] or 0))
-            for pod in order[:extra]:
-                self.kube.patch_pod_metadata(namespace, P.name_of(pod), {
-                    "labels": {R.LABEL_DRAINING: "true"},
-                    "annotations": {R.ANNOTATION_DRAIN_STARTED: P.now().strftime("%Y-%m-%dT%H:%M:%SZ")}})
-                event("Normal", "DrainingWorker", f"{P.name_of(pod)}: {loads[P.name_of(pod)] or 0} requests to finish")
-                active.remove(pod)
-                draining.append(pod)
-        for pod in list(draining):
-            held = P.admitted(pod, port, self.http)
-            started = P.drain_started(pod) or P.now()
-            waited = (P.now() - started).total_seconds()
-            if not held or waited >= spec.drain_timeout_seconds:
-                why = "drained" if not held else f"drain timeout after {waited:.0f} s with {held} requests"
-                event("Normal", "RemovedWorker", f"{P.name_of(pod)}: {why}")
-                memory.removing.add(P.name_of(pod))
-                self.kube.delete_pod(namespace, P.name_of(pod))
-                draining.remove(pod)
-
-        # 4. Status.
-        ready = sum(1 for p in active if P.is_ready(p))
         router_ok = self.kube.deployment_available(namespace, f"{name}-router") > 0
-        progressing = len(active) != desired or bool(draining) or ready < len(active)
+        progressing = active != desired or bool(draining) or ready < active
         degraded = ready < desired
         conditions = [
             condition(old_conditions, "Ready", ready > 0 and router_ok,
@@ -182,20 +137,47 @@ class Reconciler:
                       generation),
             condition(old_conditions, "Progressing", progressing,
                       "Scaling" if progressing else "Stable",
-                      f"{len(active)} workers, {len(draining)} draining, {ready} ready, {desired} wanted", generation),
+                      f"{active} workers, {draining} draining, {ready} ready, {desired} wanted", generation),
             condition(old_conditions, "Degraded", degraded,
                       "WorkersNotReady" if degraded else "AllReady", f"{ready} of {desired} workers ready", generation),
         ]
         return {
             "observedGeneration": generation,
-            "workers": len(active),
+            "workers": active,
             "readyWorkers": ready,
-            "drainingWorkers": len(draining),
+            "drainingWorkers": draining,
             "mode": mode_for(ready),
             "routerEndpoint": f"http://{name}.{namespace}.svc:{spec.router.port}",
-            "selector": R.selector_string(name, "worker"),
+            "selector": resources.selector_string(name, "worker"),
             "conditions": conditions,
         }
+
+    def _apply_workers(self, name: str, namespace: str, spec: TTSClusterSpec, body: kopf.Body, step: WorkerPlan,
+                       memory: ClusterMemory, event: EventFn) -> None:
+        """Carry out a plan against the API server, in its order, with one Event per action."""
+        for action in step.actions:
+            if isinstance(action, Replace):
+                event("Warning", "ReplacingWorker", f"{action.pod}: {action.reason}")
+                memory.removing.add(action.pod)
+                self.kube.delete_pod(namespace, action.pod)
+            elif isinstance(action, Undrain):
+                self.kube.patch_pod_metadata(namespace, action.pod, {
+                    "labels": {resources.LABEL_DRAINING: None}, "annotations": {resources.ANNOTATION_DRAIN_STARTED: None}})
+                event("Normal", "DrainCancelled", f"{action.pod} serves again")
+            elif isinstance(action, Create):
+                pod = resources.worker_pod(name, spec)
+                kopf.adopt(pod, owner=body)
+                created = self.kube.create_pod(namespace, pod)
+                event("Normal", "CreatedWorker", f"created {pods.name_of(created)} ({action.ordinal}/{step.active})")
+            elif isinstance(action, Drain):
+                self.kube.patch_pod_metadata(namespace, action.pod, {
+                    "labels": {resources.LABEL_DRAINING: "true"},
+                    "annotations": {resources.ANNOTATION_DRAIN_STARTED: pods.now().strftime("%Y-%m-%dT%H:%M:%SZ")}})
+                event("Normal", "DrainingWorker", f"{action.pod}: {action.held} requests to finish")
+            elif isinstance(action, Remove):
+                event("Normal", "RemovedWorker", f"{action.pod}: {action.why}")
+                memory.removing.add(action.pod)
+                self.kube.delete_pod(namespace, action.pod)
 
     def cleanup(self, name: str, namespace: str) -> None:
         """On TTSCluster deletion. Owner references let Kubernetes collect these; deleting them here as well
@@ -205,10 +187,10 @@ class Reconciler:
         self.forget(namespace, name)
 
     def _delete_owned(self, name: str, namespace: str) -> None:
-        for pod in self.kube.list_pods(namespace, R.selector_string(name, "worker")):
-            self.kube.delete_pod(namespace, P.name_of(pod))
+        for pod in self.kube.list_pods(namespace, resources.selector_string(name, "worker")):
+            self.kube.delete_pod(namespace, pods.name_of(pod))
         for kind, obj_name in [("Service", name), ("Deployment", f"{name}-router"),
                                ("RoleBinding", f"{name}-router"), ("Role", f"{name}-router"),
-                               ("ServiceAccount", f"{name}-router"), ("Service", R.workers_service_name(name)),
+                               ("ServiceAccount", f"{name}-router"), ("Service", resources.workers_service_name(name)),
                                ("ConfigMap", f"{name}-tts-infer")]:
             self.kube.delete(namespace, kind, obj_name)

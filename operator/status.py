@@ -7,10 +7,6 @@ from typing import Any, Optional
 from .pods import now
 
 
-def mode_for(ready: int) -> str:
-    return "concurrent" if ready >= 2 else "single" if ready == 1 else "unavailable"
-
-
 def condition(old: list[dict[str, Any]], kind: str, ok: bool, reason: str, message: str,
               generation: Optional[int]) -> dict[str, Any]:
     """A condition; its lastTransitionTime only moves when its status does (the Kubernetes convention)."""

@@ -6,9 +6,11 @@ import time
 from dataclasses import dataclass
 import json
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Optional
 
 from pydantic import BaseModel, Field, StringConstraints
+
+from tts_common.modes import ClusterMode, mode_for
 
 from .pool import WorkerPool
 
@@ -42,7 +44,7 @@ class WorkerEntry(BaseModel):
 class ConcurrentStats(BaseModel):
     """GET /concurrent_stats: the seed's shape, cluster-wide, plus `workers`."""
 
-    mode: Literal["concurrent", "single", "unavailable"] = Field(
+    mode: ClusterMode = Field(
         description="concurrent: 2+ healthy workers; single: the fallback with one; unavailable: none."
     )
     gpu_count: int = Field(ge=0, description="Healthy workers serving now.")
@@ -79,10 +81,6 @@ class RequestCounters:
     @property
     def total(self) -> int:
         return self.completed + self.failed
-
-
-def mode_for(healthy: int) -> Literal["concurrent", "single", "unavailable"]:
-    return "concurrent" if healthy >= 2 else "single" if healthy == 1 else "unavailable"
 
 
 def concurrent_stats(pool: WorkerPool, counters: RequestCounters) -> ConcurrentStats:
