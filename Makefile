@@ -17,11 +17,12 @@ TORCH_VERSION ?= 2.13.0
 GPT_SOVITS_DIST ?= gpt-sovits-cpufast==0.1.0 g2p_en==2.1.0 tokenizers==0.23.3
 GSV_STAMP := $(VENV)/.gpt-sovits-$(shell echo "$(TORCH_VERSION) $(GPT_SOVITS_DIST)" | cat - pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: help setup setup-gpt-sovits test demo bench chaos voices manifests clean nginx
+.PHONY: help setup setup-gpt-sovits test check demo bench chaos voices manifests clean nginx
 
 help:
 	@echo "make demo   - set up .venv, then a router and $(WORKERS) workers with the bundled voice on http://$(HOST):$(PORT)"
-	@echo "make test   - set up .venv, then run every test"
+	@echo "make test   - set up .venv, then run every check and every test"
+	@echo "make check  - mypy (strict), ruff and the import contracts only"
 	@echo "make bench  - set up .venv, then run the benchmarks (table + JSON in bench/results/)"
 	@echo "make chaos  - set up .venv, then inject faults into real processes; fails if any request is lost"
 	@echo "make manifests - regenerate manifests/ (and the chart's synced copies) from helm/tts-cluster"
@@ -50,8 +51,19 @@ voices/reference.wav: $(STAMP)
 
 voices: voices/reference.wav
 
-test: setup setup-gpt-sovits nginx
+test: setup setup-gpt-sovits nginx check
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Each component folder appears under its import name in build/typecheck (operator/ is tts_operator, never
+# `operator`), which is how mypy and import-linter see the packages as the code imports them.
+TYPECHECK := build/typecheck
+PACKAGES  := common:tts_common worker:tts_worker router:tts_router operator:tts_operator cli:tts_cli bench:tts_bench
+check: setup
+	rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)
+	for p in $(PACKAGES); do ln -s ../../$${p%%:*} $(TYPECHECK)/$${p##*:}; done
+	cd $(TYPECHECK) && ../../$(PY) -m mypy --config-file ../../pyproject.toml $(foreach p,$(PACKAGES),-p $(lastword $(subst :, ,$(p))))
+	$(PY) -m ruff check .
+	cd $(TYPECHECK) && PYTHONPATH=. ../../$(VENV)/bin/lint-imports --config ../../pyproject.toml
 
 demo: setup
 	$(VENV)/bin/tts-cluster up --workers $(WORKERS) --host $(HOST) --port $(PORT) --voice-dir voices

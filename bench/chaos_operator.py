@@ -16,9 +16,10 @@ from __future__ import annotations
 import importlib
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from .chaos_fleet import ProcMonitor
 from .chaos_report import Check, Counts, ScenarioResult

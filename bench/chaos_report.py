@@ -13,9 +13,10 @@ import json
 import os
 import platform
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from .chaos_fleet import ProcMonitor
 from .chaos_load import Outcome

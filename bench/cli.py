@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from . import chaos, cluster_bench, router_bench, worker_bench
 
@@ -32,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         scenario.add_argument("--out", type=Path, default=RESULTS, help="where JSON goes [default bench/results]")
 
 
-def _with_progress(run) -> int:  # type: ignore[no-untyped-def]
+def _with_progress(run: Callable[..., Any]) -> Callable[[argparse.Namespace], int]:
     """Runs a scenario with a progress display; its exit code is its return value when that is an int."""
 
     def runner(args: argparse.Namespace) -> int:

@@ -15,9 +15,10 @@ import json
 import os
 import platform
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Optional
 
 import httpx
 
@@ -328,6 +329,10 @@ def _flags(args: Any) -> list[tuple[str, Any]]:
     return [(k, getattr(args, k)) for k in keys]
 
 
+
+def _shown(value: float, unit: str, key: str) -> str:
+    return f"{value:.0%}" if key == "utilisation" else f"{value:.2f} {unit}"
+
 def _print(console: Any, report: dict[str, Any]) -> None:
     from rich.table import Table
 
@@ -343,8 +348,7 @@ def _print(console: Any, report: dict[str, Any]) -> None:
                                         ("peak throughput", "peak_req_per_s", "req/s", False),
                                         ("engine utilisation at peak", "utilisation", "", False)):
         gain = (b[key] / a[key] if better_low else a[key] / b[key]) if a[key] and b[key] else 0.0
-        fmt = (lambda v: f"{v:.0%}") if key == "utilisation" else (lambda v, u=unit: f"{v:.2f} {u}")
-        t.add_row(name, fmt(b[key]), fmt(a[key]), f"{gain:.2f}x")
+        t.add_row(name, _shown(b[key], unit, key), _shown(a[key], unit, key), f"{gain:.2f}x")
     t.add_row("requests admitted at once", "unbounded", f"{a['admitted_at_once']} (then 503)", "")
     console.print(t)
 

@@ -7,7 +7,8 @@ sizes (least-work) may still beat it on mean latency by not parking short jobs b
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
+from typing import Optional
 
 
 def central_queue_latencies(arrivals: Sequence[float], service: Sequence[float], servers: int,

@@ -11,8 +11,9 @@ import asyncio
 import random
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import aiohttp
 
@@ -81,7 +82,7 @@ class LoadGenerator:
                 async for _chunk in r.content.iter_any():
                     if sample.ttfb is None:
                         sample.ttfb = time.perf_counter() - start
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             sample.error = f"{type(exc).__name__}: {exc}"
             if 200 <= sample.status < 300:  # the body was cut after a good status: a failure all the same
                 sample.status = 0

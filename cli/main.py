@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 from .flags import add_settings_flags, settings_from
 
@@ -21,7 +22,7 @@ examples:
 """
 
 
-def _worker_parser(sub: argparse._SubParsersAction) -> None:
+def _worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from tts_worker.settings import WorkerSettings
 
     p = sub.add_parser(
@@ -60,7 +61,7 @@ examples:
 """
 
 
-def _router_parser(sub: argparse._SubParsersAction) -> None:
+def _router_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from tts_router.settings import RouterSettings
 
     p = sub.add_parser(
@@ -90,7 +91,7 @@ def _run_router(args: argparse.Namespace) -> int:
     return run(settings)
 
 
-def _up_parser(sub: argparse._SubParsersAction) -> None:
+def _up_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from .up import __doc__ as up_doc
     from .up import add_arguments
 
@@ -103,7 +104,7 @@ def _up_parser(sub: argparse._SubParsersAction) -> None:
     add_arguments(p)
 
 
-def _operator_parser(sub: argparse._SubParsersAction) -> None:
+def _operator_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from tts_operator.settings import OperatorSettings
 
     p = sub.add_parser(
@@ -130,7 +131,7 @@ def _run_operator(args: argparse.Namespace) -> int:
     return run(settings)
 
 
-def _voices_parser(sub: argparse._SubParsersAction) -> None:
+def _voices_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "voices",
         help="prepare the voice directory",
@@ -151,7 +152,7 @@ def _run_voices(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench_parser(sub: argparse._SubParsersAction) -> None:
+def _bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from tts_bench.cli import add_arguments
 
     p = sub.add_parser(

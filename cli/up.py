@@ -14,10 +14,12 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import httpx
 
@@ -68,7 +70,7 @@ class Plan:
     reason: str
 
 
-def plan_workers(requested: Optional[int], engine: str, yaml_values: dict) -> Plan:
+def plan_workers(requested: Optional[int], engine: str, yaml_values: dict[str, Any]) -> Plan:
     gpus = cuda_gpus() if engine != "synthetic" else 0
     concurrent = bool(yaml_values.get("enable_concurrent_tts", True))
     num_gpus = yaml_values.get("num_gpus")
@@ -95,7 +97,7 @@ class Child:
     cmd: list[str]
     env: dict[str, str]
     url: str
-    proc: Optional[subprocess.Popen] = None
+    proc: Optional[subprocess.Popen[bytes]] = None
     restarts: int = 0
     next_start: float = 0.0
 
@@ -128,8 +130,8 @@ def _wait_ready(children: list[Child], timeout: float) -> list[Child]:
 
 def _stop(children: list[Child], timeout: float = 30.0) -> None:
     for c in children:
-        if c.alive():
-            c.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        if c.proc is not None and c.alive():
+            c.proc.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + timeout
     for c in children:
         if c.proc is None:
@@ -140,18 +142,7 @@ def _stop(children: list[Child], timeout: float = 30.0) -> None:
             c.proc.kill()
 
 
-def run(args: argparse.Namespace) -> int:
-    from tts_worker.settings import read_tts_infer_yaml
-
-    configure_logging("info", json_lines=False)
-    yaml_values = read_tts_infer_yaml(args.tts_config) if args.tts_config else {}
-    plan = plan_workers(args.workers, args.engine, yaml_values)
-    log_fields(log, f"starting {plan.count} worker(s): {plan.reason}")
-    if args.engine == "piper":
-        from tts_worker.reference import write_reference_clip
-
-        write_reference_clip(args.voice_dir)
-
+def _worker_children(args: argparse.Namespace, plan: Plan) -> list[Child]:
     py = [sys.executable, "-m", "tts_cli"]
     threads = max(1, (os.cpu_count() or 1) // plan.count)
     workers: list[Child] = []
@@ -170,20 +161,59 @@ def run(args: argparse.Namespace) -> int:
         if args.admin_token_file:
             env["TTSC_ADMIN_TOKEN_FILE"] = str(args.admin_token_file.absolute())
         workers.append(Child(f"worker-{i}", [*cmd, *args.worker_arg], env, f"http://{args.host}:{port}"))
+    return workers
 
-    stopping = False
 
-    def on_signal(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
+def _router_child(args: argparse.Namespace, workers: list[Child]) -> Child:
+    cmd = [sys.executable, "-m", "tts_cli", "router", "--bind-addr", args.host, "--port", str(args.port)]
+    for w in workers:
+        cmd += ["--worker", w.url]
+    if args.policy:
+        cmd += ["--policy", args.policy]
+    env = dict(os.environ)
+    # One token for the whole local cluster, passed through the environment or a file, never argv.
+    if args.admin_token_file:
+        env["TTSC_ROUTER_ADMIN_TOKEN_FILE"] = str(args.admin_token_file.absolute())
+    elif os.environ.get("TTSC_ADMIN_TOKEN") and not os.environ.get("TTSC_ROUTER_ADMIN_TOKEN"):
+        env["TTSC_ROUTER_ADMIN_TOKEN"] = os.environ["TTSC_ADMIN_TOKEN"]
+    return Child("router", [*cmd, *args.router_arg], env, f"http://{args.host}:{args.port}")
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+
+def _supervise(children: list[Child], stopping: Callable[[], bool]) -> None:
+    """A child that dies is started again, with a growing pause if it keeps dying."""
+    while not stopping():
+        now = time.monotonic()
+        for c in children:
+            if not c.alive() and now >= c.next_start and not stopping():
+                code = c.proc.returncode if c.proc else None
+                c.restarts += 1
+                c.next_start = now + min(30.0, 2 ** min(c.restarts, 5))
+                log_fields(log, f"{c.name} exited with {code}: restarting (restart {c.restarts})", logging.WARNING)
+                c.start()
+        time.sleep(0.2)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tts_worker.settings import read_tts_infer_yaml
+
+    configure_logging("info", json_lines=False)
+    yaml_values = read_tts_infer_yaml(args.tts_config) if args.tts_config else {}
+    plan = plan_workers(args.workers, args.engine, yaml_values)
+    log_fields(log, f"starting {plan.count} worker(s): {plan.reason}")
+    if args.engine == "piper":
+        from tts_worker.reference import write_reference_clip
+
+        write_reference_clip(args.voice_dir)
+    workers = _worker_children(args, plan)
+
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda _signum, _frame: stop.set())
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
 
     for w in workers:
         w.start()
     ready = _wait_ready(workers, args.ready_timeout)
-    if stopping:
+    if stop.is_set():
         _stop(workers)
         return 0
     failed = [w for w in workers if w not in ready]
@@ -197,18 +227,7 @@ def run(args: argparse.Namespace) -> int:
     if len(workers) == 1:
         log_fields(log, "one worker serving: mode single (the fallback), same API")
 
-    router_cmd = [*py, "router", "--bind-addr", args.host, "--port", str(args.port)]
-    for w in workers:
-        router_cmd += ["--worker", w.url]
-    if args.policy:
-        router_cmd += ["--policy", args.policy]
-    router_env = dict(os.environ)
-    # One token for the whole local cluster, passed through the environment or a file, never argv.
-    if args.admin_token_file:
-        router_env["TTSC_ROUTER_ADMIN_TOKEN_FILE"] = str(args.admin_token_file.absolute())
-    elif os.environ.get("TTSC_ADMIN_TOKEN") and not os.environ.get("TTSC_ROUTER_ADMIN_TOKEN"):
-        router_env["TTSC_ROUTER_ADMIN_TOKEN"] = os.environ["TTSC_ADMIN_TOKEN"]
-    router = Child("router", [*router_cmd, *args.router_arg], router_env, f"http://{args.host}:{args.port}")
+    router = _router_child(args, workers)
     router.start()
     if not _wait_ready([router], 30):
         log_fields(log, "router did not become ready: stopping", logging.ERROR)
@@ -220,19 +239,7 @@ def run(args: argparse.Namespace) -> int:
           f"  curl -o hello.wav '{url}/tts?text=Hello%20from%20tts-cluster.&text_lang=en"
           f"&ref_audio_path=reference.wav&prompt_lang=en'\n"
           f"  curl {url}/concurrent_stats\nCtrl-C stops everything.\n", flush=True)
-
-    # Supervise: a child that dies is started again, with a growing pause if it keeps dying.
-    children = [router, *workers]
-    while not stopping:
-        now = time.monotonic()
-        for c in children:
-            if not c.alive() and now >= c.next_start and not stopping:
-                code = c.proc.returncode if c.proc else None
-                c.restarts += 1
-                c.next_start = now + min(30.0, 2 ** min(c.restarts, 5))
-                log_fields(log, f"{c.name} exited with {code}: restarting (restart {c.restarts})", logging.WARNING)
-                c.start()
-        time.sleep(0.2)
+    _supervise([router, *workers], stop.is_set)
     log_fields(log, "stopping: router first, then workers drain")
     _stop([router])
     _stop(workers)

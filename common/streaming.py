@@ -8,7 +8,8 @@ every HTTP client reports an incomplete body.
 
 from __future__ import annotations
 
-from typing import AsyncIterator, Awaitable, Callable, Mapping, Optional
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Optional
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send

@@ -6,7 +6,8 @@ router passes what its workers report in /stats, so a bad request is refused bef
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any, Optional, Union
 
 from .schemas import MEDIA_TYPES, TEXT_SPLIT_METHODS, TTSRequest
 

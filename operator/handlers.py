@@ -3,7 +3,8 @@ level-based reconciliation."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Optional
 
 import kopf
 
@@ -12,7 +13,7 @@ from .resources import LABEL_CLUSTER
 from .spec import GROUP, PLURAL, VERSION
 
 
-def _events(body: kopf.Body):  # type: ignore[no-untyped-def]
+def _events(body: kopf.Body) -> Callable[[str, str, str], None]:
     def post(kind: str, reason: str, message: str) -> None:
         (kopf.warn if kind == "Warning" else kopf.info)(body, reason=reason, message=message)
 
@@ -34,16 +35,17 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
                id="reconcile-periodically", backoff=retry)(reconcile)
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry)
-    def cleanup(name: str, namespace: str, **_: Any) -> None:
-        reconciler.cleanup(name, namespace)
+    def cleanup(name: str, namespace: Optional[str], **_: Any) -> None:
+        if namespace is not None:  # a TTSCluster is namespaced: kopf always passes one
+            reconciler.cleanup(name, namespace)
 
     @kopf.on.event("", "v1", "pods", registry=registry,
                    labels={LABEL_CLUSTER: kopf.PRESENT, "app.kubernetes.io/component": "worker"})
-    def worker_pod_event(event: dict[str, Any], name: str, namespace: str, labels: dict[str, str],
+    def worker_pod_event(event: kopf.RawEvent, name: str, namespace: Optional[str], labels: Mapping[str, str],
                          **_: Any) -> None:
         """A worker deleted by someone else (kubectl delete, eviction) is replaced on the next reconciliation;
         say so on the TTSCluster so `kubectl describe ttsc` explains the new pod."""
-        if event.get("type") != "DELETED":
+        if event.get("type") != "DELETED" or namespace is None:
             return
         cluster = labels[LABEL_CLUSTER]
         memory = reconciler.memory(namespace, cluster)
@@ -54,4 +56,6 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
             owner = reconciler.kube.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, cluster)
         except Exception:  # the TTSCluster itself is gone
             return
-        kopf.warn(owner, reason="WorkerDeleted", message=f"{name} was deleted outside the operator: replacing it")
+        # The API answers a plain dict; kopf posts an Event for any object with metadata.
+        message = f"{name} was deleted outside the operator: replacing it"
+        kopf.warn(owner, reason="WorkerDeleted", message=message)  # type: ignore[arg-type]

@@ -3,10 +3,11 @@ sync handlers on a thread pool)."""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any, cast
 
 from kubernetes import client
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 
 class Kube:
@@ -18,7 +19,7 @@ class Kube:
 
     def _ops(self, kind: str) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]:
         """(create, patch, delete) for the kinds a TTSCluster owns."""
-        table = {
+        table: dict[str, tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]] = {
             "ConfigMap": (self.core.create_namespaced_config_map, self.core.patch_namespaced_config_map,
                           self.core.delete_namespaced_config_map),
             "Service": (self.core.create_namespaced_service, self.core.patch_namespaced_service,
@@ -58,12 +59,13 @@ class Kube:
             raise
 
     def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
-        return self.core.api_client.sanitize_for_serialization(
-            self.core.list_namespaced_pod(namespace, label_selector=selector).items
-        )
+        items = self.core.list_namespaced_pod(namespace, label_selector=selector).items
+        return cast(list[dict[str, Any]], self.core.api_client.sanitize_for_serialization(items))
 
     def create_pod(self, namespace: str, pod: dict[str, Any]) -> dict[str, Any]:
-        return self.core.api_client.sanitize_for_serialization(self.core.create_namespaced_pod(namespace, pod))
+        # The client sends a plain dict body as it is; its annotation names only its model class.
+        created = self.core.create_namespaced_pod(namespace, pod)  # type: ignore[arg-type]
+        return cast(dict[str, Any], self.core.api_client.sanitize_for_serialization(created))
 
     def delete_pod(self, namespace: str, name: str) -> None:
         try:

@@ -8,8 +8,9 @@ decision (replace, take back from draining, create, drain, remove) is tested in-
 from __future__ import annotations
 
 import datetime
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Optional, Union
 
 from . import pods
 

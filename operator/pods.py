@@ -12,14 +12,14 @@ from .resources import ANNOTATION_DRAIN_STARTED, LABEL_DRAINING
 
 def _parse_time(value: Any) -> Optional[datetime.datetime]:
     if isinstance(value, datetime.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=datetime.timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
     if isinstance(value, str) and value:
         return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
     return None
 
 
 def now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def name_of(pod: dict[str, Any]) -> str:
@@ -41,7 +41,7 @@ def drain_started(pod: dict[str, Any]) -> Optional[datetime.datetime]:
 def is_ready(pod: dict[str, Any]) -> bool:
     for cond in (pod.get("status") or {}).get("conditions") or []:
         if cond.get("type") == "Ready":
-            return cond.get("status") == "True"
+            return bool(cond.get("status") == "True")
     return False
 
 

@@ -7,8 +7,9 @@ and the periodic timer all call the same function, and an operator restart picks
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import httpx
 import kopf

@@ -13,6 +13,6 @@ def condition(old: list[dict[str, Any]], kind: str, ok: bool, reason: str, messa
     status = "True" if ok else "False"
     previous = next((c for c in old if c.get("type") == kind), None)
     changed = previous is None or previous.get("status") != status
-    stamp = now().strftime("%Y-%m-%dT%H:%M:%SZ") if changed else previous.get("lastTransitionTime")
+    stamp = now().strftime("%Y-%m-%dT%H:%M:%SZ") if previous is None or changed else previous.get("lastTransitionTime")
     return {"type": kind, "status": status, "reason": reason, "message": message,
             "lastTransitionTime": stamp, "observedGeneration": generation}

@@ -54,7 +54,7 @@ async def fan_out(svc: RouterService, path: str, query: str, authorization: str)
                 except ValueError:
                     body = {"message": text[:200]}
                 return url, r.status, body if isinstance(body, dict) else {"message": str(body)[:200]}
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             return url, 502, {"message": f"{type(exc).__name__}: {exc}"}
 
     results = await asyncio.gather(*(one(w.url) for w in workers))

@@ -11,8 +11,9 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from tts_common.logs import log_fields
 
@@ -108,8 +109,8 @@ class KubernetesDiscovery:
     async def stop(self) -> None:
         self._stop.set()
 
-    def _watch_loop(self, lister: Callable[..., Any], selector: str, on_event: Callable[[str, dict], None],
-                    on_reset: Callable[[list[dict]], None]) -> None:
+    def _watch_loop(self, lister: Callable[..., Any], selector: str, on_event: Callable[[str, dict[str, Any]], None],
+                    on_reset: Callable[[list[dict[str, Any]]], None]) -> None:
         from kubernetes import watch
 
         backoff = 0.5
@@ -134,12 +135,12 @@ class KubernetesDiscovery:
                 backoff = min(backoff * 2, 10.0)
 
     # -- state -----------------------------------------------------------------------------------------------
-    def _reset_slices(self, items: list[dict]) -> None:
+    def _reset_slices(self, items: list[dict[str, Any]]) -> None:
         with self._lock:
             self.slices = {i["metadata"]["name"]: i for i in items}
         self._publish()
 
-    def _on_slice(self, kind: str, obj: dict) -> None:
+    def _on_slice(self, kind: str, obj: dict[str, Any]) -> None:
         with self._lock:
             name = obj["metadata"]["name"]
             if kind == "DELETED":
@@ -148,12 +149,12 @@ class KubernetesDiscovery:
                 self.slices[name] = obj
         self._publish()
 
-    def _reset_pods(self, items: list[dict]) -> None:
+    def _reset_pods(self, items: list[dict[str, Any]]) -> None:
         with self._lock:
             self.draining = {i["metadata"]["name"] for i in items}
         self._publish()
 
-    def _on_pod(self, kind: str, obj: dict) -> None:
+    def _on_pod(self, kind: str, obj: dict[str, Any]) -> None:
         with self._lock:
             name = obj["metadata"]["name"]
             labels = obj["metadata"].get("labels") or {}

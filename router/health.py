@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Optional
 
 
 @dataclass(frozen=True)
@@ -106,4 +107,4 @@ def may_eject(ejected_now: int, known: int, rules: OutlierRules) -> bool:
 
 
 def ejection_seconds(times_before: int, rules: OutlierRules) -> float:
-    return min(rules.max_ejection_seconds, rules.base_ejection_seconds * (2 ** min(times_before, 16)))
+    return min(rules.max_ejection_seconds, rules.base_ejection_seconds * float(2 ** min(times_before, 16)))

@@ -14,8 +14,9 @@ import asyncio
 import logging
 import statistics
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Optional, Protocol, Sequence
+from typing import Optional, Protocol
 
 import aiohttp
 from pydantic import ValidationError
@@ -23,7 +24,7 @@ from pydantic import ValidationError
 from tts_common.logs import log_fields
 from tts_common.schemas import WorkerStats
 
-from .health import OutlierRules, Outcomes, doubtful, ejection_reason, ejection_seconds, may_eject, suspect
+from .health import Outcomes, OutlierRules, doubtful, ejection_reason, ejection_seconds, may_eject, suspect
 
 log = logging.getLogger("tts_router.pool")
 
@@ -197,12 +198,14 @@ class WorkerPool:
                     state.poller.cancel()
                 log_fields(log, "worker removed", worker=url)
         for url, target in wanted.items():
-            state = self.workers.get(url)
-            if state is None:
+            known = self.workers.get(url)
+            if known is None:
                 state = WorkerState(url=url, given_name=target.name, outcomes=Outcomes(window=self.rules.window))
                 self.workers[url] = state
                 state.poller = asyncio.create_task(self._poll_forever(state), name=f"poll {url}")
                 log_fields(log, "worker added", worker=url, name=state.name)
+            else:
+                state = known
             state.discovery_draining = target.draining
         self.changed.set()
 
@@ -224,7 +227,7 @@ class WorkerPool:
             async with self.client.get(f"{state.url}/stats", timeout=self._poll_timeout) as r:
                 r.raise_for_status()
                 stats = WorkerStats.model_validate_json(await r.read())
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, ValidationError) as exc:
+        except (TimeoutError, aiohttp.ClientError, ValueError, ValidationError) as exc:
             state.poll_failures += 1
             if state.poll_failures >= self.eject_after:
                 if not state.ejected:
@@ -271,7 +274,7 @@ class WorkerPool:
             self.changed.clear()
             try:
                 await asyncio.wait_for(self.changed.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 return None
 
     def _lease(self, worker: WorkerState, chars: int, probe: bool) -> Lease:

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import AsyncIterator, Optional
+from typing import Any, Optional
 
 import aiohttp
 from fastapi import Request
@@ -75,7 +76,7 @@ class Forwarder:
         self.t0 = time.monotonic()
         self.tried: list[WorkerState] = []
 
-    def finish(self, status: int, worker: Optional[WorkerState], **extra: object) -> None:
+    def finish(self, status: int, worker: Optional[WorkerState], **extra: Any) -> None:
         svc = self.svc
         if 200 <= status < 300:
             svc.counters.completed += 1

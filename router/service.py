@@ -15,7 +15,6 @@ from .pool import WorkerPool
 from .settings import RouterSettings
 from .stats import RequestCounters
 
-
 UPSTREAM_KEEPALIVE_SECONDS = 3.0
 
 

@@ -13,7 +13,6 @@ from tts_common.policies import DEFAULT_POLICY, PolicyName
 from tts_common.settings_base import ServingSettings
 
 
-
 class RouterSettings(ServingSettings):
     model_config = SettingsConfigDict(env_prefix="TTSC_ROUTER_", extra="ignore")
 

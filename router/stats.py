@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
-import json
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -13,7 +13,6 @@ from pydantic import BaseModel, Field, StringConstraints
 from tts_common.modes import ClusterMode, mode_for
 
 from .pool import WorkerPool
-
 
 # The published schema of /concurrent_stats, generated from the models below (`python -m tts_router.stats`).
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "docs" / "concurrent_stats.schema.json"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -35,7 +37,7 @@ def test_no_job_finishes_faster_than_its_service_or_waits_while_a_server_idles(j
     assert all(lat >= s - 1e-9 for lat, s in zip(got, service, strict=True))
     # FIFO over identical servers: jobs start in arrival order (up to float rounding of a + latency - service).
     starts = [a + lat - s for a, lat, s in zip(arrivals, got, service, strict=True)]
-    assert all(later >= earlier - 1e-9 for earlier, later in zip(starts, starts[1:]))
+    assert all(later >= earlier - 1e-9 for earlier, later in itertools.pairwise(starts))
 
 
 def test_a_slow_server_takes_a_job_only_when_the_fast_one_is_busy():

@@ -10,7 +10,7 @@ import pytest
 from tts_operator.plan import Create, Drain, Remove, Replace, Rules, Undrain, loads_needed, plan
 from tts_operator.resources import ANNOTATION_DRAIN_STARTED, LABEL_DRAINING
 
-NOW = datetime.datetime(2026, 12, 1, 12, 0, 0, tzinfo=datetime.timezone.utc)
+NOW = datetime.datetime(2026, 12, 1, 12, 0, 0, tzinfo=datetime.UTC)
 RULES = Rules(crashloop_restarts=5, not_ready_seconds=900, drain_timeout_seconds=60)
 
 

@@ -13,14 +13,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable
 
 import aiohttp
 import av
 import httpx
-import numpy as np
 import pytest
 import soundfile as sf
 

@@ -8,7 +8,7 @@ import pytest
 
 from tts_common.retry_after import MAX_RETRY_AFTER, retry_after_seconds
 from tts_common.schemas import LANGUAGES_V2, WorkerStats
-from tts_router.health import OutlierRules, Outcomes, doubtful, ejection_reason, ejection_seconds, may_eject
+from tts_router.health import Outcomes, OutlierRules, doubtful, ejection_reason, ejection_seconds, may_eject
 from tts_router.poison import PoisonMemory, fingerprint
 from tts_router.policy import make_policy
 from tts_router.pool import DEFAULT_SECONDS_PER_CHAR, WorkerPool, WorkerState

@@ -13,8 +13,8 @@ import jsonschema
 import pytest
 
 from conftest import tts_params
-from tts_router.stats import SCHEMA_PATH
 from tts_bench.procs import start_worker
+from tts_router.stats import SCHEMA_PATH
 
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
 

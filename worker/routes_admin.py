@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 
 from tts_common.auth import admin_refusal
 from tts_common.http_errors import error
@@ -28,10 +28,12 @@ def _admin(request: Request) -> WorkerService:
     return svc
 
 
-def install_admin_handlers(app) -> None:  # type: ignore[no-untyped-def]
-    @app.exception_handler(_Forbidden)
-    async def _forbidden(_: Request, exc: _Forbidden) -> JSONResponse:
-        return error(403, str(exc))
+async def _forbidden(_: Request, exc: Exception) -> Response:
+    return error(403, str(exc))
+
+
+def install_admin_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(_Forbidden, _forbidden)
 
 
 router = APIRouter(responses={403: {"description": "No or wrong admin token."}})

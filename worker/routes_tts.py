@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Annotated, AsyncGenerator, AsyncIterator, Optional
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Annotated, Any, Optional
 
 import numpy as np
 from fastapi import APIRouter, Query, Request
@@ -27,7 +28,7 @@ from .validation import check_request
 log = logging.getLogger("tts_worker.request")
 router = APIRouter()
 
-AUDIO_RESPONSES: dict[int | str, dict] = {
+AUDIO_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {t: {} for t in CONTENT_TYPES.values()}, "description": "Audio in the asked media_type."},
     400: {"description": "Invalid request (`message` names the field) or `tts failed`."},
     503: {"description": "Queue full or draining; see Retry-After."},
@@ -53,7 +54,7 @@ class _Outcome:
             return
         self.logged = True
         self.svc.metrics.requests.labels(status=str(status)).inc()
-        fields = dict(
+        fields: dict[str, Any] = dict(
             request_id=self.rid,
             worker=self.svc.settings.name,
             method=self.method,
@@ -180,8 +181,10 @@ def _stream(svc: WorkerService, job: Job, first: np.ndarray, chunks: AsyncGenera
             except ClientGone:
                 return
             except (DeadlinePassed, Draining, Cancelled, EngineError) as exc:
-                reason = {DeadlinePassed: f"deadline of {svc.settings.request_timeout:g} s passed mid-stream"}
-                cut = reason.get(type(exc)) or (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+                if isinstance(exc, DeadlinePassed):
+                    cut = f"deadline of {svc.settings.request_timeout:g} s passed mid-stream"
+                else:
+                    cut = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 raise StreamAborted(cut) from None
 
     async def on_close() -> None:

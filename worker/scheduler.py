@@ -11,10 +11,11 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import AsyncGenerator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import AsyncGenerator, Callable, Optional, TypeVar, Union
+from enum import StrEnum
+from typing import Any, Optional, TypeVar, Union
 
 import numpy as np
 
@@ -28,7 +29,7 @@ log = logging.getLogger("tts_worker.scheduler")
 T = TypeVar("T")
 
 
-class JobOutcome(str, Enum):
+class JobOutcome(StrEnum):
     """Where a job is in its life; the scheduler alone moves it."""
 
     QUEUED = "queued"
@@ -243,8 +244,9 @@ class Scheduler:
     async def _next(self, job: Job, gone: "asyncio.Future[None]") -> _Item:
         remaining = job.deadline - time.monotonic()
         if remaining > 0:
-            getter = asyncio.ensure_future(job.out.get())
-            done, _ = await asyncio.wait({getter, gone}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            getter: "asyncio.Future[_Item]" = asyncio.ensure_future(job.out.get())
+            waiting: "set[asyncio.Future[Any]]" = {getter, gone}
+            done, _ = await asyncio.wait(waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
             if getter in done:
                 return getter.result()
             getter.cancel()
@@ -286,7 +288,7 @@ class Scheduler:
         try:
             await asyncio.wait_for(self._idle.wait(), timeout)
             return True
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
 
     def _update_idle(self) -> None:

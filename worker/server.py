@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ from tts_common.serving import GuardedConfig, Server, check_fd_budget
 
 from .app import create_app
 from .engines import create_engine
-from .engines.base import EngineLoadError
+from .engines.base import Engine, EngineLoadError
 from .service import WorkerService
 from .settings import WorkerSettings
 
@@ -41,7 +42,7 @@ class DrainingServer(Server):
         self._drain_task: Optional[asyncio.Task[None]] = None
         service.request_shutdown = self.request_shutdown
 
-    async def serve(self, sockets=None) -> None:  # type: ignore[no-untyped-def]
+    async def serve(self, sockets: Optional[list[socket.socket]] = None) -> None:
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets)
 
@@ -80,7 +81,7 @@ class DrainingServer(Server):
         self.should_exit = True
 
 
-def load_engine(settings: WorkerSettings):  # type: ignore[no-untyped-def]
+def load_engine(settings: WorkerSettings) -> Engine:
     t0 = time.monotonic()
     engine = create_engine(settings)
     engine.load()
