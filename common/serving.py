@@ -58,6 +58,7 @@ class GuardedConfig(uvicorn.Config):
         kwargs.setdefault("timeout_keep_alive", max(1, round(limits.keepalive_timeout)))
         super().__init__(app, http=GuardedProtocol, **kwargs)
         self.limits = limits
+        self.last_refusal_log = -10.0  # loop time of the last "connection limit reached" line
 
 
 class GuardedProtocol(HttpToolsProtocol):
@@ -96,8 +97,9 @@ class GuardedProtocol(HttpToolsProtocol):
     def _log_refusal(self) -> None:
         # One line a second at most: a flood of connections must not become a flood of log lines.
         now = self.loop.time()
-        if now - getattr(self.config, "last_refusal_log", -10.0) >= 1.0:
-            self.config.last_refusal_log = now  # type: ignore[attr-defined]
+        config = self.config
+        if isinstance(config, GuardedConfig) and now - config.last_refusal_log >= 1.0:
+            config.last_refusal_log = now
             log.warning("connection limit reached: refusing new connections (limit %d)", self.limits.max_connections)
 
     def _refuse(self, status: int, reason: str, message: str, retry_after: Optional[int] = None) -> None:

@@ -221,3 +221,4 @@ def test_one_retry_after_policy():
     assert retry_after_seconds(admitted=1000, capacity=10, seconds_per_request=5.0) == MAX_RETRY_AFTER
     soon, later = worker("http://a", retry_after_seconds=3), worker("http://b", retry_after_seconds=7)
     assert pool_of(soon, later).retry_after() == 3  # the soonest worker's own estimate, passed on
+

@@ -130,3 +130,12 @@ def test_arbitrary_input_never_gets_a_500(piper_worker, overrides):
     assert r.status_code in (200, 400), r.text
     if r.status_code == 400:
         assert isinstance(r.json()["message"], str) and r.json()["message"]
+
+
+def test_the_silence_between_sentences_is_known_before_synthesis():
+    from tts_worker.validation import silence_seconds
+
+    assert silence_seconds("One. Two. Three.", 0.3) == pytest.approx(0.6)  # the last mark adds nothing
+    assert silence_seconds("No marks at all", 10) == 0
+    assert silence_seconds("a" + "." * 999, 10) == 0  # trailing marks: the engine's own split is checked later
+    assert silence_seconds("a. " * 300, 10) == pytest.approx(2990)

@@ -173,6 +173,7 @@ class GPTSoVITSEngine(Engine):
         if self.cpu_threads and not self.device.startswith("cuda"):
             torch.set_num_threads(self.cpu_threads)  # several CPU workers on one machine share its cores
 
+        # config_cls is GPT-SoVITS's TTS_Config, imported at run time from a checkout mypy cannot see.
         class ReadOnlyConfig(config_cls):  # type: ignore[misc, valid-type]
             """Never writes tts_infer.yaml: upstream rewrites it on every weight switch; here it is shared by
             every worker (a ConfigMap in Kubernetes), and a switch is this worker's alone."""

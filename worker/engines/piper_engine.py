@@ -75,7 +75,7 @@ class PiperEngine(Engine):
             options.inter_op_num_threads = 1
         return options
 
-    def _providers(self) -> list:  # type: ignore[type-arg]
+    def _providers(self) -> list[str | tuple[str, dict[str, object]]]:
         """Pin the ONNX session to this worker's device: `cuda:N` is GPU N among those CUDA_VISIBLE_DEVICES shows."""
         if not self.device.startswith("cuda"):
             return ["CPUExecutionProvider"]
