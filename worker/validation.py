@@ -11,7 +11,6 @@ from tts_common.validation import check_request as check_api_v2
 from .engines.base import AudioTooLong, Engine, StreamMode, SynthesisParams
 from .voices import PathRejected, resolve_voice_path
 
-
 # Marks every engine splits a text at; each split adds `fragment_interval` seconds of silence to the audio.
 _SENTENCE_MARKS = frozenset(".!?;。！？；\n")
 
