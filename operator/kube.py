@@ -88,6 +88,8 @@ class Kube:
 
     def set_worker_replicas(self, namespace: str, name: str, replicas: int, group: str, version: str,
                             plural: str) -> None:
-        self.custom.patch_namespaced_custom_object(
-            group, version, namespace, plural, name, {"spec": {"workers": {"replicas": replicas}}}
+        """Through the scale subresource, as `kubectl scale`, an HPA or KEDA would: the autoscaler never writes
+        the user's spec directly (the CRD maps scale's replicas to spec.workers.replicas)."""
+        self.custom.patch_namespaced_custom_object_scale(
+            group, version, namespace, plural, name, {"spec": {"replicas": replicas}}
         )

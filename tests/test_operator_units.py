@@ -71,7 +71,7 @@ CLIENT_RESOURCES = {
     "pod": ("", "pods"), "service": ("", "services"), "config_map": ("", "configmaps"),
     "service_account": ("", "serviceaccounts"), "deployment": ("apps", "deployments"),
     "role": ("rbac.authorization.k8s.io", "roles"), "role_binding": ("rbac.authorization.k8s.io", "rolebindings"),
-    "custom_object": ("tts-cluster.io", "ttsclusters"),
+    "custom_object": ("tts-cluster.io", "ttsclusters"), "custom_object_scale": ("tts-cluster.io", "ttsclusters/scale"),
 }
 CLIENT_VERBS = {"create": "create", "patch": "patch", "delete": "delete", "list": "list", "read": "get", "get": "get"}
 # What kopf itself does with the permissions: watches the resources its handlers name, keeps finalizers and
