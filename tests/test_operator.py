@@ -350,7 +350,8 @@ def test_a_worker_never_ready_is_replaced(cluster):
     cluster.create("nr", {"workers": {"replicas": 1}})
     first = eventually(lambda: cluster.workers("nr"))[0].metadata.name
     cluster.run_pod(first, ready=False)  # running, but /readyz never passes
-    eventually(lambda: cluster.workers("nr") and cluster.workers("nr")[0].metadata.name != first, timeout=20)
+    # One listing per check: between two, the replacement may be half done (old one deleted, new one not yet made).
+    eventually(lambda: (now := cluster.workers("nr")) and now[0].metadata.name != first, timeout=20)
     eventually(lambda: any(first in e.message and "NotReady" in e.message for e in cluster.events("ReplacingWorker")))
 
 
