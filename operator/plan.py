@@ -70,9 +70,6 @@ class WorkerPlan:
     ready: int  # of those, ready now
     draining: int  # still draining after the plan
 
-    def of(self, kind: type) -> list[Any]:
-        return [a for a in self.actions if isinstance(a, kind)]
-
 
 @dataclass
 class _Sets:

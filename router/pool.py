@@ -306,7 +306,9 @@ class WorkerPool:
         if kind in ("ok", "failed", "rejected"):
             # Any outcome can make a worker stand out, its own or a peer's (a suspect's peers answering well).
             for other in self.ordered():
-                if not other.ejected:
+                # Only a worker with errors or failures enough of its own can stand out: peers are read only then.
+                if not other.ejected and (other.outcomes.consecutive_failures >= self.rules.consecutive_failures
+                                          or other.outcomes.errors >= self.rules.min_volume * self.rules.min_error_rate):
                     why = ejection_reason(other.outcomes, self._peer_outcomes(other), self.rules)
                     if why is not None:
                         self._eject(other, why, reason if other is w else "its peers answer well")
