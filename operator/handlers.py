@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 import kopf
 
-from .reconcile import Reconciler
+from .reconcile import Reconciler, cluster_memory
 from .resources import LABEL_CLUSTER
 from .spec import GROUP, PLURAL, VERSION
 
@@ -21,8 +21,8 @@ def _events(body: kopf.Body) -> Callable[[str, str, str], None]:
 
 
 def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
-    def reconcile(body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
-        status = reconciler.reconcile(body, _events(body))
+    def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+        status = reconciler.reconcile(body, cluster_memory(memo), _events(body))
         patch.setdefault("status", {}).update(status)
 
     # A failed attempt (API server busy, conflict) is retried soon: the state only converges by retrying.
@@ -35,9 +35,9 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
                id="reconcile-periodically", backoff=retry)(reconcile)
 
     @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry)
-    def cleanup(name: str, namespace: Optional[str], **_: Any) -> None:
+    def cleanup(name: str, namespace: Optional[str], memo: kopf.Memo, **_: Any) -> None:
         if namespace is not None:  # a TTSCluster is namespaced: kopf always passes one
-            reconciler.cleanup(name, namespace)
+            reconciler.cleanup(name, namespace, cluster_memory(memo))
 
     @kopf.on.event("", "v1", "pods", registry=registry,
                    labels={LABEL_CLUSTER: kopf.PRESENT, "app.kubernetes.io/component": "worker"})
@@ -48,9 +48,7 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
         if event.get("type") != "DELETED" or namespace is None:
             return
         cluster = labels[LABEL_CLUSTER]
-        memory = reconciler.memory(namespace, cluster)
-        if name in memory.removing:
-            memory.removing.discard(name)
+        if reconciler.deleted_by_us(namespace, name):
             return
         try:
             owner = reconciler.kube.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, cluster)

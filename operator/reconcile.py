@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import httpx
 import kopf
@@ -29,31 +29,47 @@ EventFn = Callable[[str, str, str], None]  # (type, reason, message)
 
 @dataclass
 class ClusterMemory:
+    """What the operator remembers of one TTSCluster between reconciliations. It lives in kopf's per-object memo,
+    so kopf drops it with the object. The lock serialises the periodic timer with the change handlers, which kopf
+    may run at the same time for one object."""
+
     lock: threading.Lock = field(default_factory=threading.Lock)
     autoscaler: Autoscaler = field(default_factory=Autoscaler)
-    removing: set[str] = field(default_factory=set)  # pods this operator deleted, to tell them from hand deletions
+
+
+def cluster_memory(memo: kopf.Memo) -> ClusterMemory:
+    """The TTSCluster's memory from its kopf memo, made on first use (dict.setdefault is atomic)."""
+    return cast(ClusterMemory, memo.setdefault("cluster", ClusterMemory()))
 
 
 class Reconciler:
-    """Owned by the operator process (kopf's memo): the API client and per-cluster memory."""
+    """One per operator process: the API clients, and the worker pods this operator deleted itself (to tell them
+    from deletions by hand)."""
 
     def __init__(self, settings: OperatorSettings, kube: Kube) -> None:
         self.settings = settings
         self.kube = kube
         self.http = httpx.Client()
-        self._memory: dict[tuple[str, str], ClusterMemory] = {}
-        self._memory_lock = threading.Lock()
+        self._removing: set[tuple[str, str]] = set()
 
-    def memory(self, namespace: str, name: str) -> ClusterMemory:
-        with self._memory_lock:
-            return self._memory.setdefault((namespace, name), ClusterMemory())
+    def deleted_by_us(self, namespace: str, pod: str) -> bool:
+        """Whether a pod's deletion was this operator's; asked once, when the deletion is seen."""
+        key = (namespace, pod)
+        if key in self._removing:
+            self._removing.discard(key)
+            return True
+        return False
 
-    def forget(self, namespace: str, name: str) -> None:
-        with self._memory_lock:
-            self._memory.pop((namespace, name), None)
+    def _delete_pod(self, namespace: str, pod: str) -> None:
+        self._removing.add((namespace, pod))
+        try:
+            self.kube.delete_pod(namespace, pod)
+        except Exception:
+            self._removing.discard((namespace, pod))  # no deletion will be seen: forget it
+            raise
 
     # -- the whole reconciliation --------------------------------------------------------------------------
-    def reconcile(self, body: kopf.Body, event: EventFn) -> dict[str, Any]:
+    def reconcile(self, body: kopf.Body, memory: ClusterMemory, event: EventFn) -> dict[str, Any]:
         name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
         generation = body["metadata"].get("generation")
         old_conditions = list((body.get("status") or {}).get("conditions") or [])
@@ -70,13 +86,12 @@ class Reconciler:
                     condition(old_conditions, "Degraded", True, "InvalidSpec", message, generation),
                 ],
             }
-        memory = self.memory(namespace, name)
         with memory.lock:
             if body["metadata"].get("deletionTimestamp"):
                 return {}  # being deleted: cleanup() owns it now, and nothing may be re-created behind it
             self._owned_objects(name, namespace, spec, body, event)
             desired = self._desired_workers(name, namespace, spec, memory, event)
-            return self._workers(body, spec, desired, memory, event, old_conditions)
+            return self._workers(body, spec, desired, event, old_conditions)
 
     def _owned_objects(self, name: str, namespace: str, spec: TTSClusterSpec, body: kopf.Body,
                        event: EventFn) -> None:
@@ -112,8 +127,7 @@ class Reconciler:
             self.kube.set_worker_replicas(namespace, name, decided, GROUP, VERSION, PLURAL)
         return decided
 
-    def _workers(self, body: kopf.Body, spec: TTSClusterSpec, desired: int, memory: ClusterMemory,
-                 event: EventFn, old_conditions: list[dict[str, Any]]) -> dict[str, Any]:
+    def _workers(self, body: kopf.Body, spec: TTSClusterSpec, desired: int, event: EventFn, old_conditions: list[dict[str, Any]]) -> dict[str, Any]:
         s = self.settings
         name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
         generation: Optional[int] = body["metadata"].get("generation")
@@ -125,7 +139,7 @@ class Reconciler:
         needed = loads_needed(desired, worker_pods, rules, now)
         loads = {n: pods.admitted(by_name[n], port, self.http) for n in needed}
         step = plan(desired, worker_pods, loads, rules, now)
-        self._apply_workers(name, namespace, spec, body, step, memory, event)
+        self._apply_workers(name, namespace, spec, body, step, event)
         active, ready, draining = step.active, step.ready, step.draining
 
         router_ok = self.kube.deployment_available(namespace, f"{name}-router") > 0
@@ -154,13 +168,12 @@ class Reconciler:
         }
 
     def _apply_workers(self, name: str, namespace: str, spec: TTSClusterSpec, body: kopf.Body, step: WorkerPlan,
-                       memory: ClusterMemory, event: EventFn) -> None:
+                       event: EventFn) -> None:
         """Carry out a plan against the API server, in its order, with one Event per action."""
         for action in step.actions:
             if isinstance(action, Replace):
                 event("Warning", "ReplacingWorker", f"{action.pod}: {action.reason}")
-                memory.removing.add(action.pod)
-                self.kube.delete_pod(namespace, action.pod)
+                self._delete_pod(namespace, action.pod)
             elif isinstance(action, Undrain):
                 self.kube.patch_pod_metadata(namespace, action.pod, {
                     "labels": {resources.LABEL_DRAINING: None}, "annotations": {resources.ANNOTATION_DRAIN_STARTED: None}})
@@ -177,15 +190,13 @@ class Reconciler:
                 event("Normal", "DrainingWorker", f"{action.pod}: {action.held} requests to finish")
             elif isinstance(action, Remove):
                 event("Normal", "RemovedWorker", f"{action.pod}: {action.why}")
-                memory.removing.add(action.pod)
-                self.kube.delete_pod(namespace, action.pod)
+                self._delete_pod(namespace, action.pod)
 
-    def cleanup(self, name: str, namespace: str) -> None:
+    def cleanup(self, name: str, namespace: str, memory: ClusterMemory) -> None:
         """On TTSCluster deletion. Owner references let Kubernetes collect these; deleting them here as well
         makes removal immediate and independent of the garbage collector."""
-        with self.memory(namespace, name).lock:  # after any reconciliation in flight, never during one
+        with memory.lock:  # after any reconciliation in flight, never during one
             self._delete_owned(name, namespace)
-        self.forget(namespace, name)
 
     def _delete_owned(self, name: str, namespace: str) -> None:
         for pod in self.kube.list_pods(namespace, resources.selector_string(name, "worker")):
