@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
-# The stamp changes whenever the project's dependencies do, so a stale .venv is refreshed.
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# pyproject.toml keeps ranges; requirements.lock pins every package (`make lock` refreshes it), and every install
+# (make, CI, both Dockerfiles) takes its versions from the lock. The stamp changes whenever either file does, so a
+# stale .venv is refreshed.
+LOCK   := requirements.lock
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d' ' -f1)
 EXTRAS ?= piper,bench,test,deploy
 HOST   ?= 127.0.0.1
 PORT   ?= 9880
@@ -17,7 +20,7 @@ TORCH_VERSION ?= 2.13.0
 GPT_SOVITS_DIST ?= gpt-sovits-cpufast==0.1.0 g2p_en==2.1.0 tokenizers==0.23.3
 GSV_STAMP := $(VENV)/.gpt-sovits-$(shell echo "$(TORCH_VERSION) $(GPT_SOVITS_DIST)" | cat - pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: help setup setup-gpt-sovits test check demo bench chaos voices manifests clean nginx
+.PHONY: help setup setup-gpt-sovits test check demo bench chaos voices manifests lock clean nginx
 
 help:
 	@echo "make demo   - set up .venv, then a router and $(WORKERS) workers with the bundled voice on http://$(HOST):$(PORT)"
@@ -25,24 +28,25 @@ help:
 	@echo "make check  - mypy (strict), ruff and the import contracts only"
 	@echo "make bench  - set up .venv, then run the benchmarks (table + JSON in bench/results/)"
 	@echo "make chaos  - set up .venv, then inject faults into real processes; fails if any request is lost"
-	@echo "make manifests - regenerate manifests/ (and the chart's synced copies) from helm/tts-cluster"
+	@echo "make manifests - regenerate manifests/ from helm/tts-cluster"
+	@echo "make lock   - re-resolve requirements.lock from pyproject.toml's ranges (needs PyPI)"
 	@echo "make clean  - remove .venv and caches"
 
 setup: $(STAMP) voices/reference.wav
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e ".[$(EXTRAS)]"
+	$(PIP) install --quiet -c $(LOCK) -e ".[$(EXTRAS)]"
 	rm -f $(VENV)/.installed-*
 	touch $@
 
 setup-gpt-sovits: $(GSV_STAMP)
 
 $(GSV_STAMP): $(STAMP)
-	$(PIP) install --quiet torch==$(TORCH_VERSION)
+	$(PIP) install --quiet -c $(LOCK) torch==$(TORCH_VERSION)
 	$(PIP) install --quiet --no-deps $(GPT_SOVITS_DIST)
-	$(PIP) install --quiet -e ".[$(EXTRAS),gpt-sovits]"
+	$(PIP) install --quiet -c $(LOCK) -e ".[$(EXTRAS),gpt-sovits]"
 	rm -f $(VENV)/.gpt-sovits-*
 	touch $@
 
@@ -70,6 +74,17 @@ demo: setup
 
 manifests: setup
 	$(PY) helm/render_manifests.py
+
+# One resolution for every platform the images and CI use (Python 3.11 and 3.12, Linux x86_64/aarch64), with
+# torch held at TORCH_VERSION: the version the Makefile and the images install.
+UV_VERSION ?= 0.13.8
+# Only uv is needed (not the locked environment, which may no longer fit new ranges in pyproject.toml).
+lock:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet uv==$(UV_VERSION)
+	mkdir -p build && echo "torch==$(TORCH_VERSION)" > build/lock-constraints.txt
+	$(VENV)/bin/uv pip compile pyproject.toml --all-extras --universal --python-version 3.11 \
+	  --constraint build/lock-constraints.txt --custom-compile-command "make lock" --quiet -o $(LOCK)
 
 bench: setup nginx
 	$(VENV)/bin/tts-cluster bench worker
