@@ -29,12 +29,13 @@ from typing import Any, Optional
 
 import httpx
 
+from tts_cli.processes import ServiceProcess
+
 from .chaos_fleet import Fleet, Hardening, ProcMonitor, wait_healthy, wait_listed, wait_serving
 from .chaos_load import ChaosClient, Clock, IdleSockets, Job, Outcome, Steady, Trickle, burst, run_steady
 from .chaos_operator import operator_kill
 from .chaos_report import Check, ScenarioResult, print_table, recovery, report, served_again, write
 from .corpus import mixed_texts, sentences
-from .procs import WorkerProcess
 from .stats import pct
 
 WORKERS = 3
@@ -167,13 +168,13 @@ def _result(key: str, title: str, injected: str, outcomes: list[Outcome], marks:
                           error="; ".join(marks.errors) or None)
 
 
-def _alive(procs: Sequence[WorkerProcess], what: str) -> Check:
+def _alive(procs: Sequence[ServiceProcess], what: str) -> Check:
     dead = [f"{p.url} ({p.proc.returncode})" for p in procs if p.proc.poll() is not None]
     return Check(f"every {what} alive", not dead, f"{len(procs) - len(dead)}/{len(procs)} alive" +
                  (f", dead (exit code): {', '.join(dead)}" if dead else ""))
 
 
-def _name(env: Env, p: WorkerProcess) -> str:
+def _name(env: Env, p: ServiceProcess) -> str:
     return env.fleet.specs[p.port].role.split()[-1]
 
 
@@ -293,7 +294,7 @@ def burst_10x(env: Env) -> ScenarioResult:
                    burst=count)
 
 
-def _capacity(workers: list[WorkerProcess]) -> int:
+def _capacity(workers: list[ServiceProcess]) -> int:
     return sum(int(httpx.get(f"{w.url}/stats", timeout=5).json()["capacity"]) for w in workers)
 
 
@@ -301,7 +302,7 @@ def _capacity(workers: list[WorkerProcess]) -> int:
 
 
 def _with_newcomer(env: Env, key: str, title: str, injected: str,
-                   newcomer: Callable[[], WorkerProcess], newcomer_id: str) -> ScenarioResult:
+                   newcomer: Callable[[], ServiceProcess], newcomer_id: str) -> ScenarioResult:
     """3 healthy workers behind a router that reads its workers from a file; a third of the way in, the newcomer
     (a failing or slow worker) is added to the file, as discovery would add a new pod."""
     workers = env.fleet.workers(WORKERS, wait=False)
@@ -334,13 +335,13 @@ def _p99(outcomes: list[Outcome]) -> Optional[float]:
     return round(pct(lat, 0.99), 3) if lat else None
 
 
-def _write_list(path: Path, workers: Sequence[WorkerProcess]) -> None:
+def _write_list(path: Path, workers: Sequence[ServiceProcess]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(f"{w.url}\n" for w in workers), encoding="utf-8")
     tmp.replace(path)  # atomic: the router never reads half a file
 
 
-def _hits(p: WorkerProcess) -> Optional[int]:
+def _hits(p: ServiceProcess) -> Optional[int]:
     """/tts requests a worker got: the fault worker counts them, a real worker's /stats sums its outcomes."""
     try:
         body = httpx.get(f"{p.url}/_chaos", timeout=3)
@@ -352,7 +353,7 @@ def _hits(p: WorkerProcess) -> Optional[int]:
         return None
 
 
-def _ejected(router: WorkerProcess, url: str) -> Optional[bool]:
+def _ejected(router: ServiceProcess, url: str) -> Optional[bool]:
     try:
         for w in httpx.get(f"{router.url}/concurrent_stats", timeout=3).json().get("workers", []):
             if w.get("url") == url:
@@ -376,7 +377,7 @@ def bad_worker(env: Env, mode: str) -> ScenarioResult:
 
 
 def slow_worker(env: Env) -> ScenarioResult:
-    def slow() -> WorkerProcess:
+    def slow() -> ServiceProcess:
         return env.fleet.workers(1, base=0.05, per_char=0.02, prefix="slow", wait=False)[0]
 
     return _with_newcomer(env, "slow-worker", "11 slow worker", "worker 10x slower per char joins",

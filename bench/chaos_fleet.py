@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 import httpx
 
-from .procs import WorkerProcess, free_port, start_service
+from tts_cli.processes import ServiceProcess, free_port, start_service
 
 
 def supported_flags(commands: list[str], wanted: list[str]) -> dict[str, list[str]]:
@@ -129,7 +129,7 @@ class Fleet:
                  ready_timeout: float = 60.0) -> None:
         self.voice_dir, self.logs, self.monitor, self.hardening = voice_dir, logs, monitor, hardening
         self.ready_timeout = ready_timeout
-        self.procs: list[WorkerProcess] = []
+        self.procs: list[ServiceProcess] = []
         self.specs: dict[int, Spec] = {}  # by port
 
     # -- starting ------------------------------------------------------------------------------------------
@@ -139,7 +139,7 @@ class Fleet:
                 "--num-warmup", "0", "--log-level", "warning", *self.hardening.worker, *extra]
 
     def workers(self, count: int, base: float = 0.05, per_char: float = 0.002, prefix: str = "w",
-                extra: tuple[str, ...] = (), wait: bool = True) -> list[WorkerProcess]:
+                extra: tuple[str, ...] = (), wait: bool = True) -> list[ServiceProcess]:
         """`count` synthetic workers started at once (start-up is mostly imports: overlapping them saves time)."""
         started = []
         for i in range(count):
@@ -150,8 +150,8 @@ class Fleet:
             self.wait_ready(started)
         return started
 
-    def router(self, workers: list[WorkerProcess], extra: tuple[str, ...] = (), role: str = "router",
-               workers_file: Optional[Path] = None, wait: bool = True) -> WorkerProcess:
+    def router(self, workers: list[ServiceProcess], extra: tuple[str, ...] = (), role: str = "router",
+               workers_file: Optional[Path] = None, wait: bool = True) -> ServiceProcess:
         args = [*(f for w in workers for f in ("--worker", w.url)), "--poll-interval", "0.1",
                 "--log-level", "warning", *self.hardening.router, *extra]
         if workers_file is not None:
@@ -161,8 +161,8 @@ class Fleet:
             self.wait_ready([p])
         return p
 
-    def cluster(self, workers: int = 3, routers: int = 1, **worker_kw: Any) -> tuple[list[WorkerProcess],
-                                                                                      list[WorkerProcess]]:
+    def cluster(self, workers: int = 3, routers: int = 1, **worker_kw: Any) -> tuple[list[ServiceProcess],
+                                                                                      list[ServiceProcess]]:
         """Workers and routers (named A, B, ... when several) started together; returns once all are ready and
         every router counts every worker healthy."""
         ws = self.workers(workers, wait=False, **worker_kw)
@@ -174,27 +174,27 @@ class Fleet:
                 raise RuntimeError(f"{r.url} never counted {workers} healthy workers")
         return ws, rs
 
-    def fault(self, mode: str) -> WorkerProcess:
+    def fault(self, mode: str) -> ServiceProcess:
         port = free_port()
         p = self._launch(Spec("fault", ["--mode", mode, "--worker-id", f"fault-{mode}"], port, f"fault {mode}"))
         self.wait_ready([p])
         return p
 
-    def _launch(self, spec: Spec) -> WorkerProcess:
+    def _launch(self, spec: Spec) -> ServiceProcess:
         self.specs[spec.port] = spec
         if spec.kind == "fault":
             log_path = self.logs / f"fault-{spec.port}.log"
             with open(log_path, "ab") as log:
                 proc = subprocess.Popen([sys.executable, "-m", "tts_bench.chaos_faults", "--port", str(spec.port),
                                          *spec.args], stdout=log, stderr=subprocess.STDOUT)
-            p = WorkerProcess(proc, spec.port, log_path)
+            p = ServiceProcess(proc, spec.port, log_path)
         else:
             p = start_service(spec.kind, spec.args, self.logs, ready_timeout=0, port=spec.port)
         self.procs.append(p)
         self.monitor.watch(spec.role, p.proc.pid)
         return p
 
-    def wait_ready(self, procs: list[WorkerProcess]) -> None:
+    def wait_ready(self, procs: list[ServiceProcess]) -> None:
         """Until every one of `procs` answers /readyz 200; raises naming the first that exits or stays unready."""
         deadline = time.monotonic() + self.ready_timeout
         waiting = list(procs)
@@ -216,7 +216,7 @@ class Fleet:
             raise RuntimeError(f"{p.url} not ready after {self.ready_timeout} s:\n{p.log_text()[-3000:]}")
 
     # -- faults and recovery -------------------------------------------------------------------------------
-    def kill(self, p: WorkerProcess, sig: signal.Signals, wait: float = 40.0) -> Optional[int]:
+    def kill(self, p: ServiceProcess, sig: signal.Signals, wait: float = 40.0) -> Optional[int]:
         """Send `sig`, wait for the exit (a SIGTERM drains first), SIGKILL past `wait`. Returns the exit code."""
         if p.proc.poll() is None:
             p.proc.send_signal(sig)
@@ -226,7 +226,7 @@ class Fleet:
             p.proc.kill()
             return p.proc.wait(5)
 
-    def restart(self, p: WorkerProcess) -> None:
+    def restart(self, p: ServiceProcess) -> None:
         """The same command line on the same port, as a supervisor would; returns once /readyz is 200. `p` then
         stands for the new process, so the scenario's references follow the restart."""
         if p.log_path.exists():  # the new process writes the same log name: keep the old one's
@@ -248,7 +248,7 @@ class Fleet:
                 p.proc.wait(5)
 
 
-def wait_healthy(router: WorkerProcess, count: int, timeout: float = 20.0) -> bool:
+def wait_healthy(router: ServiceProcess, count: int, timeout: float = 20.0) -> bool:
     """Until the router counts `count` healthy workers in /concurrent_stats."""
     deadline = time.monotonic() + timeout
     with httpx.Client(timeout=2.0) as http:
@@ -262,17 +262,17 @@ def wait_healthy(router: WorkerProcess, count: int, timeout: float = 20.0) -> bo
     return False
 
 
-def wait_serving(router: WorkerProcess, worker_url: str, timeout: float = 20.0) -> bool:
+def wait_serving(router: ServiceProcess, worker_url: str, timeout: float = 20.0) -> bool:
     """Until the router lists the worker at `worker_url` as healthy again."""
     return _wait_listed(router, worker_url, timeout, healthy=True)
 
 
-def wait_listed(router: WorkerProcess, worker_url: str, timeout: float = 20.0) -> bool:
+def wait_listed(router: ServiceProcess, worker_url: str, timeout: float = 20.0) -> bool:
     """Until the router lists the worker at `worker_url`, healthy or not (discovery has seen it)."""
     return _wait_listed(router, worker_url, timeout, healthy=False)
 
 
-def _wait_listed(router: WorkerProcess, worker_url: str, timeout: float, healthy: bool) -> bool:
+def _wait_listed(router: ServiceProcess, worker_url: str, timeout: float, healthy: bool) -> bool:
     deadline = time.monotonic() + timeout
     with httpx.Client(timeout=2.0) as http:
         while time.monotonic() < deadline:

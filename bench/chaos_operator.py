@@ -1,8 +1,8 @@
 """The chaos suite's operator scenario: the real kopf operator process SIGKILLed right after a TTSCluster is
 scaled, then restarted, while the API server answers some of its writes with 409 Conflict and 5xx.
 
-It runs against the tests' Kubernetes API emulator (kmock's, on a real 127.0.0.1 port; `tests/kube/emulator.py`)
-and reuses the operator tests' harness (`tests/test_operator.py`'s `Cluster`), so it needs the repository's
+It runs against the tests' Kubernetes API emulator (kmock's, on a real 127.0.0.1 port) and reuses the operator
+tests' harness (`Cluster` in tests/support/operator_cluster.py), so it needs the repository's
 tests/ folder and the test extra; without them the scenario reports that it could not run. The operator must
 converge to exactly the wanted worker pods: none missing (a scale lost with the process) and none extra (a create
 repeated after a restart or a failed write).
@@ -31,14 +31,15 @@ FAULT_PLURALS = ("pods", "ttsclusters")  # the operator's own work; kopf's Event
 
 
 def _harness() -> Optional[ModuleType]:
-    """tests/test_operator.py (its Cluster, EXTRA, eventually) and the emulator, or None outside a checkout."""
-    if not (TESTS / "kube" / "emulator.py").is_file() or not (TESTS / "test_operator.py").is_file():
+    """The tests' operator harness (tests/support/operator_cluster.py: Cluster, EXTRA) with the emulator, or None
+    outside a checkout."""
+    if not (TESTS / "support" / "operator_cluster.py").is_file():
         return None
     if str(TESTS) not in sys.path:
         sys.path.insert(0, str(TESTS))
     try:
-        return importlib.import_module("test_operator")
-    except ImportError:  # the test extra (kmock, pytest) is not installed
+        return importlib.import_module("support.operator_cluster")
+    except ImportError:  # the test extra (kmock) is not installed
         return None
 
 
@@ -60,7 +61,7 @@ def operator_kill(logs: Path, monitor: ProcMonitor, before: int = 2, after: int 
     if h is None:
         result.error = "needs the repository's tests/ folder and the test extra (kmock)"
         return result
-    from kube.emulator import TTSCLUSTER, KubeAPI
+    from support.kube_emulator import TTSCLUSTER, KubeAPI
 
     logs.mkdir(parents=True, exist_ok=True)
     with KubeAPI(resources=[TTSCLUSTER, *h.EXTRA]) as kube:

@@ -22,11 +22,12 @@ from typing import Any, Optional
 
 import httpx
 
+from tts_cli.processes import ServiceProcess, start_router, start_worker
+
 from .corpus import mixed_texts
 from .ideal import central_queue_latencies, ideal_throughput
 from .loadgen import LoadGenerator, Run, poisson_arrivals
 from .nginx import Method, Nginx
-from .procs import WorkerProcess, start_router, start_worker
 from .stats import pct
 
 POLICIES = ["least-work", "least-loaded", "power-of-two", "round-robin"]
@@ -57,7 +58,7 @@ class Fleet:
         self.args, self.voice_dir, self.logs = args, voice_dir, logs
         self.procs: list[Any] = []
 
-    def worker(self, slow: float = 1.0, queue: Optional[int] = None) -> WorkerProcess:
+    def worker(self, slow: float = 1.0, queue: Optional[int] = None) -> ServiceProcess:
         w = start_worker(["--engine", "synthetic", "--voice-dir", str(self.voice_dir),
                           "--synthetic-base-seconds", str(self.args.base_seconds * slow),
                           "--synthetic-seconds-per-char", str(self.args.seconds_per_char * slow),
@@ -66,7 +67,7 @@ class Fleet:
         return w
 
     @contextmanager
-    def balancers(self, kind: str, workers: list[WorkerProcess], replicas: int = 1) -> Iterator[list[str]]:
+    def balancers(self, kind: str, workers: list[ServiceProcess], replicas: int = 1) -> Iterator[list[str]]:
         """`kind`: one of our policies, or `nginx-least_conn` / `nginx-round-robin`. Yields the entry URLs."""
         started: list[Any] = []
         try:
@@ -105,14 +106,14 @@ class Bench:
                at: Optional[dict[float, Callable[[], None]]] = None) -> Run:
         return self._run(label, len(texts), lambda g: g.open_loop(texts, arrivals, label, at), urls)
 
-    def warm(self, workers: list[WorkerProcess]) -> None:
+    def warm(self, workers: list[ServiceProcess]) -> None:
         """A few requests on each worker, so each has measured its own seconds per character (least-work's input)."""
         for w in workers:
             self.closed(f"warm-up {w.url}", [w.url], mixed_texts(6, seed=3), 2)
 
     # ---- scenarios -------------------------------------------------------------------------------------------
 
-    def seed_table(self, before: WorkerProcess, workers: list[WorkerProcess], capacity_hint: float) -> dict[str, Any]:
+    def seed_table(self, before: ServiceProcess, workers: list[ServiceProcess], capacity_hint: float) -> dict[str, Any]:
         """The seed's rows: one request, 10 and 20 concurrent, peak throughput; one worker direct vs N routed."""
         texts = mixed_texts(20, seed=self.args.seed)
         rows: dict[str, Any] = {}
@@ -137,10 +138,10 @@ class Bench:
                 }
         return rows
 
-    def _admitted(self, workers: list[WorkerProcess]) -> int:
+    def _admitted(self, workers: list[ServiceProcess]) -> int:
         return sum(httpx.get(f"{w.url}/stats", timeout=5).json()["capacity"] for w in workers)
 
-    def compare(self, title: str, kinds: list[str], workers: list[WorkerProcess], texts: list[str],
+    def compare(self, title: str, kinds: list[str], workers: list[ServiceProcess], texts: list[str],
                 arrivals: list[float], replicas: int = 1) -> dict[str, Run]:
         runs = {}
         for kind in kinds:
@@ -148,7 +149,7 @@ class Bench:
                 runs[kind] = self.opened(f"{title}: {kind}", urls, texts, arrivals)
         return runs
 
-    def killed(self, kinds: list[str], workers: list[WorkerProcess], texts: list[str],
+    def killed(self, kinds: list[str], workers: list[ServiceProcess], texts: list[str],
                arrivals: list[float]) -> dict[str, Run]:
         """Each balancer gets a fresh fourth worker, SIGKILLed a third of the way through the arrivals."""
         runs = {}

@@ -16,7 +16,7 @@ from typing import Literal, Optional
 
 import httpx
 
-from .procs import free_port
+from tts_cli.processes import free_port
 
 Method = Literal["least_conn", "round-robin"]
 INSTALL_HINT = "install Debian's nginx-light (make bench does: apt-get install nginx-light)"

@@ -16,8 +16,9 @@ from typing import Any
 
 import httpx
 
+from tts_cli.processes import start_router, start_worker
+
 from .nginx import Nginx
-from .procs import start_router, start_worker
 from .stats import pct
 
 TINY = {"text": "Hi.", "text_lang": "en", "prompt_lang": "en", "ref_audio_path": "reference.wav", "media_type": "raw"}

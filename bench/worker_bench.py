@@ -19,8 +19,9 @@ from typing import Any
 
 import httpx
 
+from tts_cli.processes import start_worker
+
 from .corpus import mixed_texts
-from .procs import start_worker
 from .stats import pct
 
 RESULTS = Path(__file__).with_name("results")

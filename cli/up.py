@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-import httpx
-
+from tts_cli.processes import is_ready
 from tts_common.logs import configure_logging, log_fields
 
 log = logging.getLogger("tts_cli.up")
@@ -118,12 +117,9 @@ def _wait_ready(children: list[Child], timeout: float) -> list[Child]:
             if not c.alive():
                 pending.remove(c)
                 continue
-            try:
-                if httpx.get(f"{c.url}/readyz", timeout=1).status_code == 200:
-                    ready.append(c)
-                    pending.remove(c)
-            except httpx.HTTPError:
-                pass
+            if is_ready(c.url):
+                ready.append(c)
+                pending.remove(c)
         time.sleep(0.2)
     return ready
 

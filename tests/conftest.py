@@ -1,4 +1,5 @@
-"""Real worker processes on 127.0.0.1 ports, spoken to over real HTTP."""
+"""Fixtures: real worker and router processes on 127.0.0.1 ports, spoken to over real HTTP. Helpers that test
+modules import live in tests/support/, never here."""
 
 from __future__ import annotations
 
@@ -8,11 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tts_bench.procs import WorkerProcess, start_router, start_worker
-
-ADMIN_TOKEN = "test-admin-token"
-# The project's shared contract notes and schemas sit beside the repository (../shared), as in CI.
-SHARED_DOCS = Path(__file__).resolve().parents[2] / "shared" / "docs"
+from support.params import ADMIN_TOKEN
+from support.paths import ROOT
+from tts_cli.processes import ServiceProcess, start_router, start_worker
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +36,7 @@ def logs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def piper_worker(voice_dir: Path, logs_dir: Path) -> Iterator[WorkerProcess]:
+def piper_worker(voice_dir: Path, logs_dir: Path) -> Iterator[ServiceProcess]:
     """The default engine with the bundled voice; deterministic so equal requests give equal audio."""
     worker = start_worker(
         ["--engine", "piper", "--piper-deterministic", "--voice-dir", str(voice_dir), "--num-warmup", "1",
@@ -49,11 +48,11 @@ def piper_worker(voice_dir: Path, logs_dir: Path) -> Iterator[WorkerProcess]:
 
 
 @pytest.fixture
-def spawn_worker(voice_dir: Path, logs_dir: Path) -> Iterator[Callable[..., WorkerProcess]]:
+def spawn_worker(voice_dir: Path, logs_dir: Path) -> Iterator[Callable[..., ServiceProcess]]:
     """Start extra workers for one test (synthetic engine unless told otherwise); all stopped afterwards."""
-    started: list[WorkerProcess] = []
+    started: list[ServiceProcess] = []
 
-    def spawn(*args: str, engine: str = "synthetic", env: dict[str, str] | None = None) -> WorkerProcess:
+    def spawn(*args: str, engine: str = "synthetic", env: dict[str, str] | None = None) -> ServiceProcess:
         worker = start_worker(["--engine", engine, "--voice-dir", str(voice_dir), *args], logs_dir, env=env)
         started.append(worker)
         return worker
@@ -64,12 +63,12 @@ def spawn_worker(voice_dir: Path, logs_dir: Path) -> Iterator[Callable[..., Work
 
 
 @pytest.fixture
-def spawn_router(logs_dir: Path) -> Iterator[Callable[..., WorkerProcess]]:
+def spawn_router(logs_dir: Path) -> Iterator[Callable[..., ServiceProcess]]:
     """Start routers in front of the given workers for one test; all stopped afterwards."""
-    started: list[WorkerProcess] = []
+    started: list[ServiceProcess] = []
 
-    def spawn(*workers: WorkerProcess, args: tuple[str, ...] = (), wait_ready: bool = True,
-              env: dict[str, str] | None = None) -> WorkerProcess:
+    def spawn(*workers: ServiceProcess, args: tuple[str, ...] = (), wait_ready: bool = True,
+              env: dict[str, str] | None = None) -> ServiceProcess:
         flags = [f for w in workers for f in ("--worker", w.url)]
         router = start_router(["--poll-interval", "0.05", *flags, *args], logs_dir, wait_ready=wait_ready, env=env)
         started.append(router)
@@ -80,7 +79,7 @@ def spawn_router(logs_dir: Path) -> Iterator[Callable[..., WorkerProcess]]:
         router.stop()
 
 
-GSV_GENERATOR = Path(__file__).with_name("gpt_sovits_weights.py")
+GSV_GENERATOR = Path(__file__).with_name("support") / "gpt_sovits_weights.py"
 
 
 @pytest.fixture(scope="session")
@@ -92,7 +91,7 @@ def gpt_sovits_weights() -> Path:
     import sys
 
     key = hashlib.sha256(GSV_GENERATOR.read_bytes()).hexdigest()[:12]
-    root = Path(__file__).resolve().parents[1] / "build" / "test-cache" / f"gpt-sovits-{key}"
+    root = ROOT / "build" / "test-cache" / f"gpt-sovits-{key}"
     if not (root / "done").is_file():
         shutil.rmtree(root, ignore_errors=True)
         for seed in (0, 1):
@@ -104,7 +103,7 @@ def gpt_sovits_weights() -> Path:
 
 
 @pytest.fixture(scope="session")
-def gpt_sovits_worker(gpt_sovits_weights: Path, voice_dir: Path, logs_dir: Path) -> Iterator[WorkerProcess]:
+def gpt_sovits_worker(gpt_sovits_weights: Path, voice_dir: Path, logs_dir: Path) -> Iterator[ServiceProcess]:
     """The real GPT-SoVITS pipeline on generated weights, on the CPU, with a queue of 2."""
     shutil.copy(gpt_sovits_weights / "w0" / "ref.wav", voice_dir / "gsv-ref.wav")
     worker = start_worker(
@@ -116,15 +115,3 @@ def gpt_sovits_worker(gpt_sovits_weights: Path, voice_dir: Path, logs_dir: Path)
     )
     yield worker
     worker.stop()
-
-
-def tts_params(**overrides: object) -> dict[str, object]:
-    """The usual GPT-SoVITS call against the default voice directory."""
-    params: dict[str, object] = {
-        "text": "The birch canoe slid on the smooth planks.",
-        "text_lang": "en",
-        "ref_audio_path": "reference.wav",
-        "prompt_lang": "en",
-    }
-    params.update(overrides)
-    return params

@@ -1,0 +1,94 @@
+"""`tts-cluster` command: useful --help, every setting reachable as a flag, clear start-up failures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from support.paths import ROOT
+from tts_worker.settings import WorkerSettings
+
+
+def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tts_cli", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_top_level_help_lists_commands():
+    done = run_cli("--help")
+    assert done.returncode == 0
+    for command in ("up", "worker", "router", "operator", "voices", "bench"):
+        assert command in done.stdout
+
+
+def test_worker_help_names_every_setting_and_its_env_var():
+    done = run_cli("worker", "--help")
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())
+    for name in WorkerSettings.model_fields:
+        if name == "gpt_sovits_config":
+            continue
+        assert f"--{name.replace('_', '-')}" in text, name
+        assert f"TTSC_{name.upper()}" in text.replace(" ", ""), name
+    for api_v2_flag in ("-a", "--bind_addr", "-p", "-c", "--tts_config"):
+        assert api_v2_flag in text
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--device", "gpu"], "device"),
+        (["--max-queue-size", "0"], "max_queue_size"),
+        (["--engine", "espeak"], "invalid choice"),
+    ],
+)
+def test_bad_flags_fail_with_a_message(args, needle):
+    done = run_cli("worker", *args)
+    assert done.returncode == 2
+    assert needle in done.stderr
+
+
+def test_missing_voice_names_the_path(tmp_path):
+    missing = tmp_path / "nowhere.onnx"
+    done = run_cli("worker", "--piper-voice", str(missing), "-p", "1")
+    assert done.returncode == 2
+    assert str(missing) in done.stderr
+
+
+def test_cuda_without_a_cuda_runtime_is_refused_by_name():
+    done = run_cli("worker", "--device", "cuda:0", "-p", "1")
+    assert done.returncode == 2
+    assert "CUDAExecutionProvider" in done.stderr
+
+
+def test_router_help_names_every_setting_and_its_env_var():
+    from tts_router.settings import RouterSettings
+
+    done = run_cli("router", "--help")
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split()).replace(" ", "")
+    for name in RouterSettings.model_fields:
+        assert f"--{name.replace('_', '-')}" in text, name
+        assert f"TTSC_ROUTER_{name.upper()}" in text, name
+
+
+def test_router_without_workers_says_how_to_give_them():
+    done = run_cli("router", "-p", "1")
+    assert done.returncode == 2
+    assert "--worker URL" in done.stderr
+
+
+def test_router_rejects_a_bad_worker_url():
+    done = run_cli("router", "--worker", "localhost:9881")
+    assert done.returncode == 2
+    assert "http://" in done.stderr
+
+
+def test_operator_folder_never_shadows_the_standard_library():
+    # -S: no site packages, so nothing has imported the real `operator` before the repository root is searched.
+    repo = ROOT
+    done = subprocess.run([sys.executable, "-S", "-c", "import operator; print(operator.__file__)"],
+                          capture_output=True, text=True, cwd=repo, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert not done.stdout.strip().startswith(str(repo))

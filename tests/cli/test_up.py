@@ -1,0 +1,98 @@
+"""`tts-cluster up`: a supervised local cluster; a killed worker comes back; the seed's yaml keys are honoured."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+
+from support.wait import eventually
+from tts_cli.processes import free_port
+
+# A local cluster restarting a worker refuses connections for a moment: that counts as not yet.
+RESTARTING = (httpx.HTTPError,)
+
+
+def start_up(tmp_path, *args: str, ready_timeout: float = 60) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    # workers take the ports right after the router's: find a run of free ones
+    while any(_busy(port + i) for i in range(1, 4)):
+        port = free_port()
+    log = open(tmp_path / "up.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tts_cli", "up", "--port", str(port), *args],
+        stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(int(ready_timeout * 10)):
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None, (tmp_path / "up.log").read_text()
+        time.sleep(0.1)
+    raise AssertionError("up did not become ready")
+
+
+def _busy(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_up_serves_restarts_a_dead_worker_and_stops_cleanly(tmp_path, voice_dir):
+    proc, url = start_up(tmp_path, "--workers", "2", "--engine", "synthetic", "--voice-dir", str(voice_dir))
+    try:
+        stats = eventually(lambda: (s := httpx.get(f"{url}/concurrent_stats").json())["mode"] == "concurrent" and s, ignore=RESTARTING)
+        assert stats["gpu_count"] == 2
+        r = httpx.post(f"{url}/tts", json={"text": "Hello.", "text_lang": "en", "ref_audio_path": "reference.wav",
+                                            "prompt_lang": "en"}, timeout=30)
+        assert r.status_code == 200
+        victim = stats["workers"][0]["url"]
+        pid = httpx.get(f"{victim}/stats").json()["pid"]
+        os.kill(pid, signal.SIGKILL)
+        # the supervisor starts it again on the same port; the router re-admits it
+        eventually(lambda: httpx.get(f"{victim}/stats", timeout=1).json()["pid"] != pid, ignore=RESTARTING)
+        eventually(lambda: httpx.get(f"{url}/concurrent_stats").json()["mode"] == "concurrent", ignore=RESTARTING)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+    assert code == 0
+    log = (tmp_path / "up.log").read_text()
+    assert "restarting" in log
+    assert not _busy(int(url.rsplit(":", 1)[1]))
+
+
+def test_up_falls_back_to_one_worker_when_the_yaml_says_so(tmp_path, voice_dir):
+    yaml = tmp_path / "tts_infer.yaml"
+    yaml.write_text("enable_concurrent_tts: false\nnum_gpus: 4\n")
+    proc, url = start_up(tmp_path, "--engine", "synthetic", "-c", str(yaml), "--voice-dir", str(voice_dir))
+    try:
+        stats = httpx.get(f"{url}/concurrent_stats").json()
+        assert stats["mode"] == "single" and stats["gpu_count"] == 1
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+    assert "enable_concurrent_tts is false" in (tmp_path / "up.log").read_text()
+
+
+def test_worker_plan_follows_gpus_and_the_seed_keys(monkeypatch):
+    from tts_cli.up import plan_workers
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1,2,3")
+    assert plan_workers(None, "piper", {}).count == 4
+    assert plan_workers(None, "piper", {}).gpus == ["0", "1", "2", "3"]
+    assert plan_workers(None, "piper", {"num_gpus": 2}).count == 2
+    short = plan_workers(None, "piper", {"num_gpus": 8})
+    assert short.count == 4 and "short" in short.reason
+    assert plan_workers(None, "piper", {"enable_concurrent_tts": False}).count == 1
+    assert plan_workers(3, "piper", {}).count == 3
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    cpu = plan_workers(None, "piper", {})
+    assert cpu.count == 2 and cpu.gpus == []

