@@ -22,6 +22,21 @@ from .nginx import Nginx
 from .stats import pct
 
 TINY = {"text": "Hi.", "text_lang": "en", "prompt_lang": "en", "ref_audio_path": "reference.wav", "media_type": "raw"}
+# A streamed answer of several chunks: what a client hears first is the first chunk (the 44-byte wav header).
+STREAMED = {**TINY, "text": "One. Two. Three. Four.", "media_type": "wav", "streaming_mode": 1}
+
+
+def _first_byte(client: httpx.Client, url: str) -> float:
+    """Seconds until the first chunk of a streamed answer arrives (the rest is read, not timed)."""
+    t0 = time.perf_counter()
+    with client.stream("POST", f"{url}/tts", json=STREAMED) as r:
+        r.raise_for_status()
+        chunks = r.iter_raw()
+        next(chunks)
+        first = time.perf_counter() - t0
+        for _ in chunks:
+            pass
+    return first
 
 
 def add_arguments(p: Any) -> None:
@@ -79,6 +94,12 @@ def run(args: Any, console: Any, progress: Any, voice_dir: Path, out: Path) -> d
                         client.post(f"{url}/tts", json=TINY).raise_for_status()
                         lat[name].append(time.perf_counter() - t0)
                     progress.advance(task)
+                ttfb: dict[str, list[float]] = {"direct": [], "router": []}
+                task = progress.add_task("streamed: time to first byte, direct and routed", total=args.samples)
+                for _ in range(args.samples):
+                    for name in ttfb:
+                        ttfb[name].append(_first_byte(client, paths[name]))
+                    progress.advance(task)
             direct, routed, proxied = lat["direct"], lat["router"], lat["nginx"]
             worker_ceiling = asyncio.run(_ceiling(worker.url, args.ceiling_requests, args.clients, progress,
                                                   "worker ceiling"))
@@ -99,6 +120,10 @@ def run(args: Any, console: Any, progress: Any, voice_dir: Path, out: Path) -> d
         "nginx_p50_ms": pct(proxied, 0.5) * 1000, "nginx_p99_ms": pct(proxied, 0.99) * 1000,
         "nginx_added_p50_ms": (pct(proxied, 0.5) - pct(direct, 0.5)) * 1000,
         "nginx_added_p99_ms": (pct(proxied, 0.99) - pct(direct, 0.99)) * 1000,
+        "stream_ttfb_direct_p50_ms": pct(ttfb["direct"], 0.5) * 1000,
+        "stream_ttfb_routed_p50_ms": pct(ttfb["router"], 0.5) * 1000,
+        "stream_ttfb_added_p50_ms": (pct(ttfb["router"], 0.5) - pct(ttfb["direct"], 0.5)) * 1000,
+        "stream_ttfb_added_p99_ms": (pct(ttfb["router"], 0.99) - pct(ttfb["direct"], 0.99)) * 1000,
         "worker_ceiling_req_per_s": worker_ceiling,
         "router_ceiling_req_per_s": router_ceiling,
     }
@@ -109,6 +134,8 @@ def run(args: Any, console: Any, progress: Any, voice_dir: Path, out: Path) -> d
         table.add_row(f"{q} latency", f"{report[f'direct_{q}_ms']:.2f} ms", f"{report[f'routed_{q}_ms']:.2f} ms",
                       f"{report[f'added_{q}_ms']:.2f} ms", f"{report[f'nginx_{q}_ms']:.2f} ms",
                       f"{report[f'nginx_added_{q}_ms']:.2f} ms")
+    table.add_row("streamed: first byte p50", f"{report['stream_ttfb_direct_p50_ms']:.2f} ms",
+                  f"{report['stream_ttfb_routed_p50_ms']:.2f} ms", f"{report['stream_ttfb_added_p50_ms']:.2f} ms", "", "")
     table.add_row("requests/s ceiling", f"{worker_ceiling:.0f}", f"{router_ceiling:.0f}", "", "", "")
     console.print(table)
     if router_ceiling >= 0.9 * worker_ceiling:

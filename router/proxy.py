@@ -33,7 +33,8 @@ from .service import RouterService
 log = logging.getLogger("tts_router.request")
 
 # Upstream headers worth passing on; hop-by-hop ones and our own X-Request-ID are not.
-PASS_HEADERS = ("content-type", "content-length", "x-sample-rate", "x-worker-id", "server-timing", "retry-after")
+PASS_HEADERS = ("content-type", "content-length", "x-sample-rate", "x-worker-id", "server-timing", "retry-after",
+                "x-aux-refs-skipped")
 # What a failed hop to a worker raises: connection errors, a cut body, a read timeout.
 UPSTREAM_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)
 # Complete answers that say the worker failed, not the request: another worker may well succeed.
@@ -53,6 +54,26 @@ def broke_after_send(exc: BaseException) -> bool:
 def describe(exc: BaseException) -> str:
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+async def http_chunks(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    """The worker's answer as the worker framed it: each HTTP chunk it sent, whole, as soon as it is complete.
+
+    api_v2 clients rely on that framing (the first chunk of a streamed wav is the 44-byte header; every raw chunk is
+    whole int16 samples; each ogg/aac chunk decodes on its own), so chunks are neither merged nor split here. An
+    answer with a Content-Length has no chunks to keep: it is passed on as it arrives."""
+    if upstream.headers.get("transfer-encoding", "").lower() != "chunked":
+        async for data in upstream.content.iter_any():
+            yield data
+        return
+    pending = bytearray()  # one chunk of the worker's, bounded by what the worker sends at once
+    async for data, end_of_chunk in upstream.content.iter_chunks():
+        pending += data
+        if end_of_chunk and pending:
+            yield bytes(pending)
+            pending.clear()
+    if pending:
+        yield bytes(pending)
 
 
 @dataclass
@@ -229,7 +250,7 @@ class Forwarder:
         async def body() -> AsyncIterator[bytes]:
             nonlocal sent, broken, complete
             try:
-                async for chunk in upstream.content.iter_any():
+                async for chunk in http_chunks(upstream):
                     if sent == 0:
                         svc.metrics.first_byte.observe(time.monotonic() - self.t0)
                     sent += len(chunk)

@@ -81,6 +81,7 @@ def test_router_scenario_writes_its_measures(tmp_path, voice_dir, nginx):
     report = json.loads((tmp_path / "router.json").read_text())
     assert report["routed_p50_ms"] > 0 and report["direct_p50_ms"] > 0 and report["nginx_p50_ms"] > 0
     assert report["router_ceiling_req_per_s"] > 0 and report["worker_ceiling_req_per_s"] > 0
+    assert report["stream_ttfb_direct_p50_ms"] > 0 and report["stream_ttfb_routed_p50_ms"] > 0
 
 
 def test_worker_scenario_writes_its_measures(tmp_path, voice_dir):
