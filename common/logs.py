@@ -8,6 +8,11 @@ import sys
 import time
 from typing import Any
 
+# Line breaks that json.dumps(ensure_ascii=False) leaves raw (it escapes only U+0000-U+001F): NEL and the Unicode
+# line and paragraph separators. Line-based readers (Python's splitlines, some log shippers) split on them, so a
+# client's text carrying one would break its request's log line in two.
+_RAW_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
 
 class JSONFormatter(logging.Formatter):
     """Formats a record as one JSON line; `extra={"fields": {...}}` adds structured fields."""
@@ -24,7 +29,7 @@ class JSONFormatter(logging.Formatter):
             entry.update(fields)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return json.dumps(entry, default=str, ensure_ascii=False).translate(_RAW_LINE_BREAKS)
 
 
 def configure_logging(level: str = "info", json_lines: bool = True) -> None:
@@ -40,6 +45,9 @@ def configure_logging(level: str = "info", json_lines: bool = True) -> None:
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # httpx logs every request at INFO: the operator's /stats reads and readiness polls would bury the request log.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     # Our own per-request line replaces uvicorn's access log.
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("uvicorn.error").addFilter(_drop_expected_abort)

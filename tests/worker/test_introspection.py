@@ -72,6 +72,17 @@ def test_request_id_is_echoed_and_logged(piper_worker):
     assert failed[0]["status"] == 400 and failed[0]["note"] == "text is required"
 
 
+def test_a_request_with_unicode_line_breaks_keeps_its_log_line_whole(piper_worker):
+    """NEL, U+2028 and U+2029 in a client's field would split a JSON log line for line-based readers."""
+    odd = "wav\x85x\u2028y\u2029z"
+    r = httpx.post(f"{piper_worker.url}/tts", json=tts_params(media_type=odd), headers={"X-Request-ID": "odd-breaks"})
+    assert r.status_code == 400
+    lines = piper_worker.log_text().splitlines()
+    mine = [line for line in lines if "odd-breaks" in line]
+    assert len(mine) == 1 and json.loads(mine[0])["media_type"] == odd
+    assert all(json.loads(line) for line in lines if line.startswith("{"))
+
+
 def test_openapi_documents_the_contract(piper_worker):
     spec = httpx.get(f"{piper_worker.url}/openapi.json").json()
     for path in ("/tts", "/control", "/set_refer_audio", "/set_gpt_weights", "/set_sovits_weights", "/stats"):
