@@ -41,6 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--admin-token-file", type=Path, default=None, metavar="PATH",
                    help="a file holding the admin token for the router and every worker (or set TTSC_ADMIN_TOKEN; "
                    "a token is never taken from the command line, where ps shows it)")
+    p.add_argument("--allow-unauthenticated-admin", action="store_true",
+                   help="open /control and /set_* on the router and every worker to callers without a token, as "
+                   "api_v2 is (only where every client is trusted)")
     p.add_argument("--worker-arg", action="append", default=[], metavar="ARG",
                    help="extra flag for every worker, e.g. --worker-arg=--max-queue-size=20 (repeatable)")
     p.add_argument("--router-arg", action="append", default=[], metavar="ARG", help="extra flag for the router")
@@ -156,6 +159,8 @@ def _worker_children(args: argparse.Namespace, plan: Plan) -> list[Child]:
             cmd += ["--device", "cpu", "--cpu-threads", str(threads)]
         if args.admin_token_file:
             env["TTSC_ADMIN_TOKEN_FILE"] = str(args.admin_token_file.absolute())
+        if args.allow_unauthenticated_admin:
+            cmd.append("--allow-unauthenticated-admin")
         workers.append(Child(f"worker-{i}", [*cmd, *args.worker_arg], env, f"http://{args.host}:{port}"))
     return workers
 
@@ -168,6 +173,8 @@ def _router_child(args: argparse.Namespace, workers: list[Child]) -> Child:
         cmd += ["--policy", args.policy]
     env = dict(os.environ)
     # One token for the whole local cluster, passed through the environment or a file, never argv.
+    if args.allow_unauthenticated_admin:
+        cmd.append("--allow-unauthenticated-admin")
     if args.admin_token_file:
         env["TTSC_ROUTER_ADMIN_TOKEN_FILE"] = str(args.admin_token_file.absolute())
     elif os.environ.get("TTSC_ADMIN_TOKEN") and not os.environ.get("TTSC_ROUTER_ADMIN_TOKEN"):

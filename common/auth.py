@@ -10,8 +10,16 @@ from pydantic import SecretStr
 ENV_HINT = "configure an admin token (TTSC_ADMIN_TOKEN)"
 
 
-def admin_refusal(token: Optional[SecretStr], authorization: str, env_hint: str = ENV_HINT) -> Optional[str]:
-    """None when `authorization` carries the configured token, else the 403 message."""
+OPEN_WARNING = ("admin routes are open to unauthenticated callers (allow_unauthenticated_admin): anyone who can "
+                "reach this port can restart the service and switch its weights")
+
+
+def admin_refusal(token: Optional[SecretStr], authorization: str, env_hint: str = ENV_HINT,
+                  open_to_all: bool = False) -> Optional[str]:
+    """None when `authorization` carries the configured token (or the routes are opened to all, api_v2's way),
+    else the 403 message."""
+    if open_to_all:
+        return None
     if token is None or not token.get_secret_value():
         return f"admin routes are disabled: {env_hint}"
     scheme, _, given = authorization.partition(" ")

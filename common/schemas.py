@@ -7,9 +7,9 @@ model must not reject a missing `text` before `ref_audio_path` has been checked.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MEDIA_TYPES = ("wav", "raw", "ogg", "aac")
 TEXT_SPLIT_METHODS = ("cut0", "cut1", "cut2", "cut3", "cut4", "cut5")
@@ -33,29 +33,44 @@ class TTSRequest(BaseModel):
         None, max_length=MAX_PATH_CHARS, description="Reference clip, relative to the worker's voice directory (required)."
     )
     aux_ref_audio_paths: list[Annotated[str, Field(max_length=MAX_PATH_CHARS)]] = Field(
-        default_factory=list, max_length=MAX_AUX_REFS, description="Extra reference clips (tone fusion)."
+        default_factory=list, max_length=MAX_AUX_REFS,
+        description="Extra reference clips (tone fusion). Empty entries and clips not found are skipped, as api_v2's "
+        "pipeline does (the answer's X-Aux-Refs-Skipped header counts them).",
     )
     prompt_text: str = Field("", max_length=MAX_TEXT_CHARS, description="Transcript of the reference clip.")
     prompt_lang: Optional[str] = Field(None, description="Language of `prompt_text` (required).")
-    top_k: int = Field(15, ge=1, le=1000)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    temperature: float = Field(1.0, gt=0.0, le=10.0)
+    # No ranges on the sampling and shaping numbers: api_v2 has none, and a value an engine cannot use is its
+    # `tts failed` 400 with the reason. What bounds a request's work is max_text_length, max_audio_seconds (checked
+    # before synthesis from the text, fragment_interval and speed_factor) and the request timeout.
+    top_k: int = 15
+    top_p: float = 1.0
+    temperature: float = 1.0
     text_split_method: str = Field("cut5", description="One of cut0..cut5.")
-    batch_size: int = Field(1, ge=1, le=256)
-    batch_threshold: float = Field(0.75, ge=0.0, le=1.0)
+    batch_size: int = 1
+    batch_threshold: float = 0.75
     split_bucket: bool = True
-    speed_factor: float = Field(1.0, gt=0.0, le=10.0)
-    fragment_interval: float = Field(0.3, ge=0.0, le=10.0, description="Seconds of silence between segments.")
+    speed_factor: float = 1.0
+    fragment_interval: float = Field(0.3, description="Seconds of silence between segments.")
     seed: int = -1
     media_type: str = Field("wav", description="wav, raw, ogg or aac.")
     # bool or int 0-3; a string is kept as-is here and judged by validation step 7 with api_v2's message.
-    streaming_mode: Union[bool, int, str] = Field(False, description="false/0, true/1, 2 or 3.")
+    streaming_mode: Union[bool, int, str] = Field(False, description="false/0, true/1, 2 or 3 (also yes/no, on/off).")
     parallel_infer: bool = True
-    repetition_penalty: float = Field(1.35, gt=0.0, le=10.0)
-    sample_steps: int = Field(32, ge=1, le=128)
+    repetition_penalty: float = 1.35
+    sample_steps: int = 32
     super_sampling: bool = False
-    overlap_length: int = Field(2, ge=0, le=1000)
-    min_chunk_length: int = Field(16, ge=1, le=10000)
+    overlap_length: int = 2
+    min_chunk_length: int = 16
+
+    @field_validator("aux_ref_audio_paths", mode="before")
+    @classmethod
+    def _one_path_or_none(cls, value: Any) -> Any:
+        """A bare string (some clients send `""` for "none") is a list of that one path; null is none."""
+        if value is None:
+            return []
+        if isinstance(value, str):
+            return [value] if value else []
+        return value
 
 
 class WorkerStats(BaseModel):

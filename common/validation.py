@@ -12,6 +12,9 @@ from typing import Any, Optional, Union
 from .schemas import MEDIA_TYPES, TEXT_SPLIT_METHODS, TTSRequest
 
 STREAMING_MODE_MESSAGE = "the value of streaming_mode must be 0, 1, 2, 3(int) or true/false(bool)"
+# The strings pydantic reads as a bool (api_v2 declares streaming_mode `Union[bool, int]`): the same meaning here.
+_TRUE = frozenset({"true", "t", "yes", "y", "on"})
+_FALSE = frozenset({"false", "f", "no", "n", "off"})
 
 
 class InvalidRequest(ValueError):
@@ -29,14 +32,21 @@ def parse_streaming_mode(value: Union[bool, int, str, None]) -> int:
         return 1 if value else 0
     if isinstance(value, str):
         text = value.strip().lower()
-        if text in ("true", "false"):
-            return 1 if text == "true" else 0
+        if text in _TRUE or text in _FALSE:
+            return 1 if text in _TRUE else 0
         if text in ("0", "1", "2", "3"):
             return int(text)
         raise InvalidRequest(STREAMING_MODE_MESSAGE, "streaming_mode")
     if isinstance(value, int) and 0 <= value <= 3:
         return value
     raise InvalidRequest(STREAMING_MODE_MESSAGE, "streaming_mode")
+
+
+def as_api_v2_get(req: TTSRequest) -> TTSRequest:
+    """api_v2's GET /tts lower-cases text_lang and prompt_lang before any check (its messages then name the
+    lower-cased value); its POST does not."""
+    return req.model_copy(update={"text_lang": req.text_lang.lower() if req.text_lang else req.text_lang,
+                                  "prompt_lang": req.prompt_lang.lower() if req.prompt_lang else req.prompt_lang})
 
 
 def _blank(v: Any) -> bool:

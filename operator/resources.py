@@ -66,11 +66,23 @@ def _quantities(resources: dict[str, Any]) -> dict[str, Any]:
     return {k: {q: str(v) for q, v in val.items()} if isinstance(val, dict) else val for k, val in resources.items()}
 
 
+def _admin(spec: TTSClusterSpec, token_env: str) -> tuple[list[str], list[dict[str, Any]]]:
+    """The admin settings as flags and env: the token from its Secret (never in args, where `ps` shows it)."""
+    args = ["--allow-unauthenticated-admin"] if spec.admin.allow_unauthenticated else []
+    env = []
+    if spec.admin.token_secret:
+        env.append({"name": token_env,
+                    "valueFrom": {"secretKeyRef": {"name": spec.admin.token_secret, "key": "token"}}})
+    return args, env
+
+
 def worker_pod(cluster: str, spec: TTSClusterSpec) -> dict[str, Any]:
     w = spec.workers
     args = ["worker", "--bind-addr", "0.0.0.0", "--port", str(w.port), "--engine", w.engine,
             "--max-queue-size", str(w.max_queue_size), "--voice-dir", "/var/lib/tts-cluster/voices",
             "--drain-timeout", str(spec.drain_timeout_seconds)]
+    admin_args, admin_env = _admin(spec, "TTSC_ADMIN_TOKEN")
+    args += admin_args
     volumes: list[dict[str, Any]] = []
     mounts: list[dict[str, Any]] = []
     cm = config_map_name(cluster, spec)
@@ -90,7 +102,7 @@ def worker_pod(cluster: str, spec: TTSClusterSpec) -> dict[str, Any]:
         "image": w.image,
         "imagePullPolicy": w.image_pull_policy,
         "args": args,
-        "env": [{"name": "TTSC_WORKER_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        "env": [{"name": "TTSC_WORKER_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}, *admin_env],
         "ports": [{"name": "http", "containerPort": w.port, "protocol": "TCP"}],
         "readinessProbe": probe,
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10,
@@ -173,10 +185,12 @@ def router_deployment(cluster: str, spec: TTSClusterSpec) -> dict[str, Any]:
     r = spec.router
     args = ["router", "--bind-addr", "0.0.0.0", "--port", str(r.port), "--discovery", "kubernetes",
             "--k8s-service", workers_service_name(cluster), "--policy", r.policy]
-    container = {
+    admin_args, admin_env = _admin(spec, "TTSC_ROUTER_ADMIN_TOKEN")
+    container: dict[str, Any] = {
         "name": "router",
         "image": r.image,
-        "args": args,
+        "args": args + admin_args,
+        **({"env": admin_env} if admin_env else {}),
         "ports": [{"name": "http", "containerPort": r.port, "protocol": "TCP"}],
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 2},
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10},

@@ -50,10 +50,20 @@ class AutoscalingSpec(_Model):
     scale_down_stabilization_seconds: int = Field(300, ge=0, le=3600, alias="scaleDownStabilizationSeconds")
 
 
+class AdminSpec(_Model):
+    """api_v2's admin routes (/control, /set_*) on the router and the workers."""
+
+    #: a Secret in the TTSCluster's namespace whose key `token` is the bearer token (unset: admin routes answer 403)
+    token_secret: Optional[str] = Field(None, alias="tokenSecret", min_length=1)
+    #: open the admin routes to callers without a token, as api_v2 is: only where every client is trusted
+    allow_unauthenticated: bool = Field(False, alias="allowUnauthenticated")
+
+
 class TTSClusterSpec(_Model):
     workers: WorkersSpec = Field(default_factory=WorkersSpec)
     router: RouterSpec = Field(default_factory=RouterSpec)
     autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
+    admin: AdminSpec = Field(default_factory=AdminSpec)
     drain_timeout_seconds: int = Field(120, ge=0, le=3600, alias="drainTimeoutSeconds")
 
     @model_validator(mode="after")

@@ -1,9 +1,12 @@
-"""api_v2's admin calls through the router: sent to every worker that is not ejected, with the router's token."""
+"""api_v2's admin calls through the router, with the router's token: weight and reference switches go to every
+worker that is not ejected at once; /control restarts (or exits) one worker at a time, each serving again before
+the next is touched, so the cluster keeps answering throughout."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +29,17 @@ class NoWorker(Exception):
     """Nothing to send the call to: 503."""
 
 
+class BadCommand(Exception):
+    """A /control command api_v2 does not know (or none): 400."""
+
+
+class ControlBusy(Exception):
+    """A rolling /control is already under way: 409."""
+
+
+CONTROL_COMMANDS = ("restart", "exit")
+
+
 @dataclass
 class FanOut:
     """Each worker's answer by URL, and the first refusal (status, body) if any worker refused."""
@@ -34,31 +48,93 @@ class FanOut:
     first_failure: tuple[int, dict[str, Any]] | None
 
 
-async def fan_out(svc: RouterService, path: str, query: str, authorization: str) -> FanOut:
+def _authorize(svc: RouterService, authorization: str) -> str:
+    """The token to send on, or AdminForbidden."""
     refusal = admin_refusal(svc.settings.admin_token, authorization,
-                            "configure an admin token (TTSC_ROUTER_ADMIN_TOKEN)")
+                            "configure an admin token (TTSC_ROUTER_ADMIN_TOKEN)",
+                            open_to_all=svc.settings.allow_unauthenticated_admin)
     if refusal:
         raise AdminForbidden(refusal)
-    token = svc.settings.admin_token.get_secret_value() if svc.settings.admin_token else ""
-    workers = [w for w in svc.pool.ordered() if not w.ejected]
+    return svc.settings.admin_token.get_secret_value() if svc.settings.admin_token else ""
+
+
+def _targets(svc: RouterService) -> list[str]:
+    workers = [w.url for w in svc.pool.ordered() if not w.ejected]
     if not workers:
         raise NoWorker("no worker to send it to")
+    return workers
 
-    async def one(url: str) -> tuple[str, int, dict[str, Any]]:
-        target = URL(f"{url}{path}" + (f"?{query}" if query else ""), encoded=True)
-        try:
-            async with svc.control_session.get(target, headers={"authorization": f"Bearer {token}"}) as r:
-                text = await r.text()
-                try:
-                    body = await r.json(content_type=None)
-                except ValueError:
-                    body = {"message": text[:200]}
-                return url, r.status, body if isinstance(body, dict) else {"message": str(body)[:200]}
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            return url, 502, {"message": f"{type(exc).__name__}: {exc}"}
 
-    results = await asyncio.gather(*(one(w.url) for w in workers))
-    per_worker = {url: {"status": status, **body} for url, status, body in results}
-    failed = [(status, body) for _, status, body in results if status != 200]
-    log_fields(log, "admin fan-out", path=path, workers=len(results), failed=len(failed))
+async def _call(svc: RouterService, url: str, path: str, query: str, token: str) -> tuple[int, dict[str, Any]]:
+    target = URL(f"{url}{path}" + (f"?{query}" if query else ""), encoded=True)
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    try:
+        async with svc.control_session.get(target, headers=headers) as r:
+            text = await r.text()
+            try:
+                body = await r.json(content_type=None)
+            except ValueError:
+                body = {"message": text[:200]}
+            return r.status, body if isinstance(body, dict) else {"message": str(body)[:200]}
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        return 502, {"message": f"{type(exc).__name__}: {exc}"}
+
+
+async def fan_out(svc: RouterService, path: str, query: str, authorization: str) -> FanOut:
+    token = _authorize(svc, authorization)
+    urls = _targets(svc)
+    answers = await asyncio.gather(*(_call(svc, url, path, query, token) for url in urls))
+    per_worker = {url: {"status": status, **body} for url, (status, body) in zip(urls, answers, strict=True)}
+    failed = [(status, body) for status, body in answers if status != 200]
+    log_fields(log, "admin fan-out", path=path, workers=len(urls), failed=len(failed))
     return FanOut(per_worker, failed[0] if failed else None)
+
+
+async def _serving_again(svc: RouterService, url: str, since: float, timeout: float) -> bool:
+    """Whether the worker at `url` runs a process started after `since` (a monotonic time) and is ready, within
+    `timeout` seconds. A restart re-executes the worker, an exit is restarted by its supervisor (`tts-cluster up`,
+    the kubelet); either way its uptime starts again."""
+    deadline = since + timeout
+    while time.monotonic() < deadline:
+        try:
+            async with svc.control_session.get(f"{url}/stats", timeout=aiohttp.ClientTimeout(total=2)) as r:
+                stats = await r.json(content_type=None) if r.status == 200 else None
+        except (TimeoutError, aiohttp.ClientError, ValueError):
+            stats = None
+        if isinstance(stats, dict) and stats.get("ready") and not stats.get("draining"):
+            uptime = stats.get("uptime_seconds")
+            if isinstance(uptime, (int, float)) and uptime < time.monotonic() - since:
+                return True
+        await asyncio.sleep(0.2)
+    return False
+
+
+async def rolling_control(svc: RouterService, command: str | None, query: str, authorization: str) -> FanOut:
+    """`/control?command=restart|exit` one worker at a time; the roll stops at the first worker that refuses or
+    does not serve again in time, and the workers after it are left as they were."""
+    token = _authorize(svc, authorization)
+    if not command:
+        raise BadCommand("command is required")
+    if command not in CONTROL_COMMANDS:
+        raise BadCommand(f"command: {command} is not supported (restart or exit)")
+    if svc.control_lock.locked():
+        raise ControlBusy("a rolling /control is already under way: retry when it is done")
+    async with svc.control_lock:
+        urls = _targets(svc)
+        timeout = svc.settings.control_ready_timeout
+        per_worker: dict[str, dict[str, Any]] = {}
+        failure: tuple[int, dict[str, Any]] | None = None
+        for url in urls:
+            if failure is not None:
+                per_worker[url] = {"status": None, "message": "not touched: the roll stopped before this worker"}
+                continue
+            since = time.monotonic()
+            status, body = await _call(svc, url, "/control", query, token)
+            if status == 200 and not await _serving_again(svc, url, since, timeout):
+                status, body = 504, {"message": f"{command}: not serving again within {timeout:g} s; roll stopped"}
+            per_worker[url] = {"status": status, **body}
+            if status != 200:
+                failure = (status, body)
+            log_fields(log, "rolling control", command=command, worker=url, status=status,
+                       seconds=round(time.monotonic() - since, 2))
+        return FanOut(per_worker, failure)

@@ -33,6 +33,9 @@ def create_app(settings: RouterSettings) -> FastAPI:
         "streaming pass-through, /concurrent_stats and /metrics.",
         version="0.1.0",
         lifespan=lifespan,
+        # api_v2 clients POST /tts JSON without a Content-Type header, and api_v2 parses it: so do we. (No route
+        # here acts on a browser's cookies, which is what FastAPI's strict default guards against.)
+        strict_content_type=False,
     )
     install_error_handlers(app)
     app.include_router(routes.router)

@@ -12,9 +12,9 @@ from tts_common.http_errors import error
 from tts_common.logs import log_fields
 from tts_common.request_id import request_id_of
 from tts_common.schemas import Health, MessageBody, TTSRequest
-from tts_common.validation import InvalidRequest, check_request
+from tts_common.validation import InvalidRequest, as_api_v2_get, check_request
 
-from .admin import AdminForbidden, NoWorker, fan_out
+from .admin import AdminForbidden, BadCommand, ControlBusy, FanOut, NoWorker, fan_out, rolling_control
 from .poison import fingerprint
 from .proxy import Forwarder, log
 from .service import RouterService
@@ -59,7 +59,7 @@ TTS_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 @router.get("/tts", responses=TTS_RESPONSES, summary="Synthesize speech (query), on the least-loaded worker")
 async def tts_get(request: Request, params: Annotated[TTSRequest, Query()]) -> Response:
-    return await _tts(request, params, None)
+    return await _tts(request, as_api_v2_get(params), None)
 
 
 @router.post("/tts", responses=TTS_RESPONSES, summary="Synthesize speech (JSON body), on the least-loaded worker")
@@ -94,19 +94,37 @@ async def _fan_out(request: Request, path: str) -> JSONResponse:
     try:
         result = await fan_out(service_of(request), path, request.url.query,
                                request.headers.get("authorization", ""))
-    except AdminForbidden as exc:
+    except (AdminForbidden, NoWorker) as exc:
+        return _admin_refused(exc)
+    return _admin_answer(result)
+
+
+def _admin_refused(exc: Exception) -> JSONResponse:
+    if isinstance(exc, AdminForbidden):
         return error(403, str(exc))
-    except NoWorker as exc:
-        return error(503, str(exc), headers={"Retry-After": "1"})
+    return error(503, str(exc), headers={"Retry-After": "1"})
+
+
+def _admin_answer(result: FanOut) -> JSONResponse:
     if result.first_failure is None:
         return JSONResponse({"message": "success", "workers": result.per_worker})
     status, body = result.first_failure
     return JSONResponse({**body, "workers": result.per_worker}, status_code=status)
 
 
-@router.get("/control", response_model=MessageBody, summary="admin: restart|exit every worker")
+@router.get("/control", response_model=MessageBody,
+            summary="admin: restart|exit every worker, one at a time (each serving again before the next)")
 async def control(request: Request, command: Optional[str] = None) -> JSONResponse:
-    return await _fan_out(request, "/control")
+    try:
+        result = await rolling_control(service_of(request), command, request.url.query,
+                                       request.headers.get("authorization", ""))
+    except BadCommand as exc:
+        return error(400, str(exc), "command")
+    except ControlBusy as exc:
+        return error(409, str(exc), headers={"Retry-After": "5"})
+    except (AdminForbidden, NoWorker) as exc:
+        return _admin_refused(exc)
+    return _admin_answer(result)
 
 
 @router.get("/set_refer_audio", response_model=MessageBody, summary="admin: on every worker")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from tts_common.auth import OPEN_WARNING
 from tts_common.logs import configure_logging, log_fields
 from tts_common.serving import GuardedConfig, Server, check_fd_budget
 
@@ -19,6 +20,8 @@ def run(settings: RouterSettings) -> int:
         log, "starting router", port=settings.port, discovery=settings.discovery, policy=settings.policy,
         workers=settings.worker, workers_file=str(settings.workers_file) if settings.workers_file else None,
     )
+    if settings.allow_unauthenticated_admin:
+        log_fields(log, OPEN_WARNING, logging.WARNING)
     # Each client connection may hold one to a worker too, plus the pollers' and discovery's.
     check_fd_budget(settings.limits(), reserve=settings.max_connections + 256)
     config = GuardedConfig(

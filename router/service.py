@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Optional, Union
 
 import aiohttp
@@ -58,6 +59,8 @@ class RouterService:
         self.counters = RequestCounters()
         self.retry_budget = RetryBudget(settings.retry_budget)
         self.poison = PoisonMemory()
+        # One rolling /control at a time: two would take down two workers at once.
+        self.control_lock = asyncio.Lock()
         self.discovery: Union[StaticDiscovery, KubernetesDiscovery]
         if settings.discovery == "kubernetes":
             self.discovery = KubernetesDiscovery(settings, self.pool.sync)

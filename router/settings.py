@@ -50,6 +50,10 @@ class RouterSettings(ServingSettings):
         0.5, ge=0, le=30, description="Seconds a request may wait for a free worker slot before 503."
     )
     connect_timeout: float = Field(2.0, gt=0, description="Seconds to connect to a worker.")
+    control_ready_timeout: float = Field(
+        600.0, gt=0, le=7200, description="Rolling /control: seconds one worker may take to serve again (a model "
+        "reload) before the roll stops, leaving the rest untouched."
+    )
     request_timeout: float = Field(300.0, gt=0, description="Seconds to wait for a worker's answer.")
     log_level: str = Field("info", description="debug, info, warning or error.")
     log_json: bool = Field(True, description="One JSON object per log line.")

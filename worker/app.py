@@ -32,6 +32,9 @@ def create_app(settings: WorkerSettings, engine: Engine) -> FastAPI:
         description="One TTS engine on one device behind the GPT-SoVITS api_v2 contract, with a bounded queue.",
         version="0.1.0",
         lifespan=lifespan,
+        # api_v2 clients POST /tts JSON without a Content-Type header, and api_v2 parses it: so do we. (No route
+        # here acts on a browser's cookies, which is what FastAPI's strict default guards against.)
+        strict_content_type=False,
     )
     app.state.service = service
     install_error_handlers(app)

@@ -22,7 +22,8 @@ class _Forbidden(Exception):
 
 def _admin(request: Request) -> WorkerService:
     svc = service_of(request.app.state)
-    refusal = admin_refusal(svc.settings.admin_token, request.headers.get("authorization", ""))
+    refusal = admin_refusal(svc.settings.admin_token, request.headers.get("authorization", ""),
+                            open_to_all=svc.settings.allow_unauthenticated_admin)
     if refusal:
         raise _Forbidden(refusal)
     return svc

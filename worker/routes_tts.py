@@ -17,7 +17,7 @@ from tts_common.logs import log_fields
 from tts_common.request_id import request_id_of
 from tts_common.schemas import TTSRequest
 from tts_common.streaming import ChunkStream, ClientGone, StreamAborted, wait_disconnect
-from tts_common.validation import InvalidRequest
+from tts_common.validation import InvalidRequest, as_api_v2_get
 
 from .encoders import CONTENT_TYPES, encode, encode_chunk, wav_header
 from .engines.base import AudioTooLong, Cancelled, EngineError, StreamMode
@@ -94,6 +94,9 @@ async def handle_tts(request: Request, req: TTSRequest) -> Response:
         params = check_request(req, svc.engine, settings.voice_dir, settings.max_text_length,
                                settings.max_audio_seconds)
         outcome.mode = int(params.mode)
+        if params.skipped_aux:
+            log_fields(log, "aux reference clips skipped (empty or not found)", logging.WARNING,
+                       request_id=outcome.rid, skipped=list(params.skipped_aux))
         job = svc.scheduler.submit(params, outcome.rid, outcome.t0 + settings.request_timeout)
         chunks = svc.scheduler.chunks(job, gone)
         first = await anext(chunks)
@@ -151,12 +154,15 @@ async def _whole(svc: WorkerService, job: Job, pcm: np.ndarray, outcome: "_Outco
     outcome.log(200, job, nbytes=len(body))
     # Lets callers (router, benchmarks) split latency into queueing, engine and transport.
     timing = f"queue;dur={job.queue_wait * 1000:.1f}, engine;dur={job.processing * 1000:.1f}"
-    headers = {**_audio_headers(svc, rate), "Server-Timing": timing}
+    headers = {**_audio_headers(svc, job, rate), "Server-Timing": timing}
     return Response(body, media_type=CONTENT_TYPES[req.media_type], headers=headers)
 
 
-def _audio_headers(svc: WorkerService, rate: int) -> dict[str, str]:
-    return {"X-Sample-Rate": str(rate), "X-Worker-ID": svc.settings.name}
+def _audio_headers(svc: WorkerService, job: Job, rate: int) -> dict[str, str]:
+    headers = {"X-Sample-Rate": str(rate), "X-Worker-ID": svc.settings.name}
+    if job.params.skipped_aux:  # skipped as api_v2 skips them, but never silently
+        headers["X-Aux-Refs-Skipped"] = str(len(job.params.skipped_aux))
+    return headers
 
 
 def _stream(svc: WorkerService, job: Job, first: np.ndarray, chunks: AsyncGenerator[np.ndarray, None],
@@ -195,13 +201,13 @@ def _stream(svc: WorkerService, job: Job, first: np.ndarray, chunks: AsyncGenera
         note = f"stream aborted: {cut}" if cut else ("" if job.outcome is JobOutcome.OK else "client left mid-stream")
         outcome.log(200, job, nbytes=sent, note=note)
 
-    return ChunkStream(body(), on_close, status_code=200, headers=_audio_headers(svc, rate),
+    return ChunkStream(body(), on_close, status_code=200, headers=_audio_headers(svc, job, rate),
                        media_type=CONTENT_TYPES[req.media_type])
 
 
 @router.get("/tts", responses=AUDIO_RESPONSES, summary="Synthesize speech (query parameters)")
 async def tts_get(request: Request, params: Annotated[TTSRequest, Query()]) -> Response:
-    return await handle_tts(request, params)
+    return await handle_tts(request, as_api_v2_get(params))
 
 
 @router.post("/tts", responses=AUDIO_RESPONSES, summary="Synthesize speech (JSON body)")

@@ -21,6 +21,7 @@ from typing import Optional
 
 import uvicorn
 
+from tts_common.auth import OPEN_WARNING
 from tts_common.logs import configure_logging, log_fields
 from tts_common.serving import GuardedConfig, Server, check_fd_budget
 
@@ -104,6 +105,8 @@ def load_engine(settings: WorkerSettings) -> Engine:
 def run(settings: WorkerSettings) -> int:
     start_dir = Path.cwd()  # the gpt-sovits engine may move to its checkout; a restart starts from here again
     configure_logging(settings.log_level, settings.log_json)
+    if settings.allow_unauthenticated_admin:
+        log_fields(log, OPEN_WARNING, logging.WARNING)
     log_fields(
         log,
         "starting worker",

@@ -9,7 +9,7 @@ from tts_common.validation import InvalidRequest
 from tts_common.validation import check_request as check_api_v2
 
 from .engines.base import AudioTooLong, Engine, StreamMode, SynthesisParams
-from .voices import PathRejected, resolve_voice_path
+from .voices import PathMissing, PathRejected, resolve_voice_path
 
 # Marks every engine splits a text at; each split adds `fragment_interval` seconds of silence to the audio.
 _SENTENCE_MARKS = frozenset(".!?;。！？；\n")
@@ -22,6 +22,35 @@ def silence_seconds(text: str, fragment_interval: float) -> float:
     return fragment_interval * sum(1 for c in text.rstrip("".join(_SENTENCE_MARKS) + " ") if c in _SENTENCE_MARKS)
 
 
+# Speech is never faster than this at speed_factor 1 (about 3x the fastest human speech), so text / speed_factor
+# times this is a floor on the audio a request asks for.
+_MIN_SECONDS_PER_CHAR = 0.02
+
+
+def spoken_seconds_floor(text: str, speed_factor: float) -> float:
+    """The least audio a text can make at `speed_factor`: a tiny speed_factor asks for hours of audio from one line
+    (every engine stretches its output by 1 / speed_factor), which must be refused before the engine allocates it."""
+    if not speed_factor > 0:
+        return 0.0  # not a speed an engine can use: its own `tts failed` answer says so
+    return len(text.strip()) * _MIN_SECONDS_PER_CHAR / speed_factor
+
+
+def _aux_refs(voice_dir: Path, paths: list[str]) -> tuple[tuple[Path, ...], tuple[str, ...]]:
+    """Resolved aux clips, and those skipped as api_v2's pipeline skips them (empty, or not found). A path that
+    leaves the voice directory is still refused: that is confinement, not tolerance."""
+    found: list[Path] = []
+    skipped: list[str] = []
+    for raw in paths:
+        if not raw.strip():
+            skipped.append(raw)
+            continue
+        try:
+            found.append(resolve_voice_path(voice_dir, raw, "aux_ref_audio_paths"))
+        except PathMissing:
+            skipped.append(raw)
+    return tuple(found), tuple(skipped)
+
+
 def check_request(
     req: TTSRequest, engine: Engine, voice_dir: Path, max_text_length: int, max_audio_seconds: float
 ) -> SynthesisParams:
@@ -29,9 +58,12 @@ def check_request(
     mode = check_api_v2(req, engine.languages, engine.prompt_languages, engine.version, max_text_length)
     if silence_seconds(req.text or "", req.fragment_interval) > max_audio_seconds:
         raise InvalidRequest(str(AudioTooLong(max_audio_seconds)), "text")
+    if spoken_seconds_floor(req.text or "", req.speed_factor) > max_audio_seconds:
+        raise InvalidRequest(f"speed_factor: {req.speed_factor:g} would make this text longer than "
+                             f"{max_audio_seconds:g} s of audio (max_audio_seconds)", "speed_factor")
     try:
         ref = resolve_voice_path(voice_dir, req.ref_audio_path or "", "ref_audio_path")
-        aux = tuple(resolve_voice_path(voice_dir, p, "aux_ref_audio_paths") for p in req.aux_ref_audio_paths)
+        aux, skipped = _aux_refs(voice_dir, req.aux_ref_audio_paths)
     except PathRejected as exc:
         raise InvalidRequest(str(exc), exc.field) from exc
     # api_v2 lower-cases languages before use (its POST path forgot to: fixed here for both).
@@ -39,4 +71,4 @@ def check_request(
         update={"text_lang": (req.text_lang or "").lower(), "prompt_lang": (req.prompt_lang or "").lower()}
     )
     return SynthesisParams(request=normalized, mode=StreamMode(mode), ref_audio=ref, aux_ref_audio=aux,
-                           max_audio_seconds=max_audio_seconds)
+                           skipped_aux=skipped, max_audio_seconds=max_audio_seconds)

@@ -11,6 +11,10 @@ class PathRejected(ValueError):
         self.field = field
 
 
+class PathMissing(PathRejected):
+    """Inside the directory, but no such file: what api_v2's pipeline skips for an aux clip."""
+
+
 def resolve_inside(root_dir: Path, raw: str, field: str, where: str) -> Path:
     """Resolve `raw` inside `root_dir`, following symlinks, or raise PathRejected naming the field.
 
@@ -30,7 +34,7 @@ def resolve_inside(root_dir: Path, raw: str, field: str, where: str) -> Path:
         if resolved != root and not resolved.is_relative_to(root):
             raise PathRejected(field, f"{shown!r} is outside the {where}")
         if not resolved.is_file():
-            raise PathRejected(field, f"{shown!r} not found in the {where}")
+            raise PathMissing(field, f"{shown!r} not found in the {where}")
     except (OSError, RuntimeError) as exc:  # symlink loops, names too long
         raise PathRejected(field, f"cannot resolve {shown!r}: {getattr(exc, 'strerror', None) or exc}") from exc
     return resolved

@@ -11,7 +11,7 @@ import time
 import httpx
 
 from support.wait import eventually
-from tts_cli.processes import free_port
+from tts_cli.processes import free_port, is_ready
 
 # A local cluster restarting a worker refuses connections for a moment: that counts as not yet.
 RESTARTING = (httpx.HTTPError,)
@@ -28,15 +28,13 @@ def start_up(tmp_path, *args: str, ready_timeout: float = 60) -> tuple[subproces
         stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
     )
     url = f"http://127.0.0.1:{port}"
-    for _ in range(int(ready_timeout * 10)):
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
+
+    def ready() -> bool:
         assert proc.poll() is None, (tmp_path / "up.log").read_text()
-        time.sleep(0.1)
-    raise AssertionError("up did not become ready")
+        return is_ready(url)
+
+    eventually(ready, timeout=ready_timeout, interval=0.1)
+    return proc, url
 
 
 def _busy(port: int) -> bool:
@@ -96,3 +94,26 @@ def test_worker_plan_follows_gpus_and_the_seed_keys(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     cpu = plan_workers(None, "piper", {})
     assert cpu.count == 2 and cpu.gpus == []
+
+
+def test_up_logs_requests_not_polls(tmp_path, voice_dir):
+    """`make demo`'s output: a line per /tts from the router and from the worker, none per /stats poll; and
+    `--allow-unauthenticated-admin` opening the admin routes of all three processes."""
+    proc, url = start_up(tmp_path, "--workers", "2", "--engine", "synthetic", "--voice-dir", str(voice_dir),
+                         "--allow-unauthenticated-admin")
+    try:
+        # the opt-in reaches the router and both workers: an api_v2 client's admin call, with no token
+        switch = httpx.get(f"{url}/set_refer_audio", params={"refer_audio_path": "reference.wav"}, timeout=30)
+        assert switch.status_code == 200 and len(switch.json()["workers"]) == 2, switch.text
+        time.sleep(3)  # about 30 polls of each worker
+        r = httpx.post(f"{url}/tts", json={"text": "Hello.", "text_lang": "en", "ref_audio_path": "reference.wav",
+                                            "prompt_lang": "en"}, headers={"x-request-id": "quiet-logs-1"}, timeout=30)
+        assert r.status_code == 200
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    lines = (tmp_path / "up.log").read_text().splitlines()
+    assert not [line for line in lines if "/stats" in line or "/readyz" in line or "HTTP Request" in line]
+    assert len([line for line in lines if "quiet-logs-1" in line and "tts request" in line]) == 2
+    assert len([line for line in lines if "open to unauthenticated callers" in line]) == 3

@@ -38,6 +38,8 @@ def test_crd_shape():
     ({"router": {"serviceType": "Ingress"}}, "'Ingress' is not one of"),
     ({"autoscaling": {"targetQueueDepth": 0}}, "0 is less than the minimum of 0.1"),
     ({"drainTimeoutSeconds": "soon"}, "'soon' is not of type 'integer'"),
+    ({"admin": {"allowUnauthenticated": "yes"}}, "'yes' is not of type 'boolean'"),
+    ({"admin": {"tokenSecret": ""}}, "should be non-empty"),
 ])
 def test_crd_schema_refuses_bad_specs_with_a_clear_message(spec, needle):
     with pytest.raises(jsonschema.ValidationError) as err:
@@ -52,7 +54,7 @@ def test_schema_defaults_match_the_operator_model():
 
     crd_defaults = defaults(SCHEMA["properties"]["spec"])
     model = parse_spec({}).model_dump(by_alias=True)
-    for section in ("workers", "router", "autoscaling"):
+    for section in ("workers", "router", "autoscaling", "admin"):
         for key, value in crd_defaults[section].items():
             if value is not None:
                 assert model[section][key] == value, (section, key)
@@ -135,3 +137,20 @@ def test_scale_down_takes_the_highest_recommendation_of_its_window():
     assert a.decide(4, 4, spec, at=0) == 4
     assert a.decide(4, 1, spec, at=30) == 4
     assert a.decide(4, 1, spec, at=61) == 1
+
+
+def test_admin_settings_reach_router_and_workers_and_the_token_never_argv():
+    from tts_operator import resources
+
+    closed = parse_spec({})
+    pod, router = resources.worker_pod("c", closed), resources.router_deployment("c", closed)
+    worker_c, router_c = pod["spec"]["containers"][0], router["spec"]["template"]["spec"]["containers"][0]
+    assert "--allow-unauthenticated-admin" not in worker_c["args"] + router_c["args"]
+    spec = parse_spec({"admin": {"tokenSecret": "tts-admin", "allowUnauthenticated": True}})
+    pod, router = resources.worker_pod("c", spec), resources.router_deployment("c", spec)
+    worker_c, router_c = pod["spec"]["containers"][0], router["spec"]["template"]["spec"]["containers"][0]
+    assert "--allow-unauthenticated-admin" in worker_c["args"] and "--allow-unauthenticated-admin" in router_c["args"]
+    secret = {"secretKeyRef": {"name": "tts-admin", "key": "token"}}
+    assert {"name": "TTSC_ADMIN_TOKEN", "valueFrom": secret} in worker_c["env"]
+    assert router_c["env"] == [{"name": "TTSC_ROUTER_ADMIN_TOKEN", "valueFrom": secret}]
+    assert not any("tts-admin" in a for a in worker_c["args"] + router_c["args"])

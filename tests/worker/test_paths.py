@@ -23,7 +23,9 @@ def test_ref_audio_path_stays_inside(piper_worker, path, method):
     assert r.json()["message"].startswith("ref_audio_path: ")
 
 
-@pytest.mark.parametrize("path", ESCAPES)
+# A missing aux clip is skipped, as api_v2's pipeline skips it (tests/system/test_api_v2_fidelity.py); the rest of
+# ESCAPES leave the voice directory or cannot name a file, and stay refused.
+@pytest.mark.parametrize("path", [p for p in ESCAPES if p != "missing.wav"])
 def test_aux_ref_audio_paths_stay_inside(piper_worker, path):
     r = httpx.post(
         f"{piper_worker.url}/tts", json=tts_params(aux_ref_audio_paths=["speakers/alice.wav", path])

@@ -70,15 +70,22 @@ def test_prompt_lang_accepts_any_api_v2_language_for_piper(piper_worker, method)
 @pytest.mark.parametrize(
     "name,value",
     [("top_k", "abc"), ("top_p", "x"), ("temperature", "hot"), ("batch_size", "1.5"), ("speed_factor", "fast"),
-     ("seed", "s"), ("split_bucket", "maybe"), ("top_k", 0), ("speed_factor", 0), ("top_p", 2),
-     ("fragment_interval", -1), ("sample_steps", 0)],
+     ("seed", "s"), ("split_bucket", "maybe"), ("sample_steps", "many")],
 )
-def test_bad_types_and_ranges_name_the_field(piper_worker, method, name, value):
+def test_bad_types_name_the_field(piper_worker, method, name, value):
     r = call(piper_worker.url, method, tts_params(**{name: value}))
     assert r.status_code == 400, r.text
     body = r.json()
     assert body["field"] == name
     assert body["message"].startswith(f"{name}: ")
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_numbers_outside_any_sensible_range_are_the_engines_to_judge(piper_worker, method):
+    """api_v2 has no ranges: a value Piper ignores is taken, one it cannot use is its `tts failed`."""
+    assert call(piper_worker.url, method, tts_params(top_p=2, sample_steps=0)).status_code == 200
+    r = call(piper_worker.url, method, tts_params(fragment_interval=-1))
+    assert r.status_code == 400 and r.json()["message"] == "tts failed", r.text
 
 
 def test_text_over_the_limit_is_refused(piper_worker):

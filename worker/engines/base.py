@@ -58,6 +58,8 @@ class SynthesisParams:
     mode: StreamMode
     ref_audio: Path
     aux_ref_audio: tuple[Path, ...] = ()
+    #: aux clips asked for but skipped, as api_v2's pipeline skips them: empty entries, files not found
+    skipped_aux: tuple[str, ...] = ()
     #: most seconds of audio this request may produce (None: no limit, as in warm-up)
     max_audio_seconds: Optional[float] = None
 
@@ -168,7 +170,8 @@ def shape_stream(
             cancel.check()
             yield np.concatenate([seg, gap])
         return
-    piece = max(1, int(params.request.min_chunk_length * SECONDS_PER_TOKEN * sample_rate))
+    # At least one token's worth: api_v2 takes min_chunk_length 0, and one-sample chunks would be a flood.
+    piece = max(1, int(max(1, params.request.min_chunk_length) * SECONDS_PER_TOKEN * sample_rate))
     for seg in segments:
         cancel.check()
         for start in range(0, len(seg), piece):

@@ -13,7 +13,7 @@ from piper import PiperConfig, PiperVoice, SynthesisConfig
 
 from tts_common.schemas import LANGUAGES_V2
 
-from .base import CancelToken, Engine, EngineLoadError, SynthesisParams, shape_stream
+from .base import CancelToken, Engine, EngineError, EngineLoadError, SynthesisParams, shape_stream
 
 
 def bundled_voice() -> Path:
@@ -85,6 +85,8 @@ class PiperEngine(Engine):
     def _config(self, speed_factor: float) -> SynthesisConfig:
         assert self._voice is not None
         base = self._voice.config.length_scale
+        if not speed_factor > 0 or speed_factor == float("inf"):
+            raise EngineError(f"speed_factor must be a positive number, not {speed_factor}")
         syn = SynthesisConfig(length_scale=base / speed_factor)
         if self.deterministic:
             syn.noise_scale = 0.0
