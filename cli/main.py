@@ -134,17 +134,34 @@ def _run_operator(args: argparse.Namespace) -> int:
 def _voices_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "voices",
-        help="prepare the voice directory",
-        description="Write reference.wav into the voice directory with the bundled Piper voice, so the usual "
-        "GPT-SoVITS call with ref_audio_path=reference.wav works out of the box.",
+        help="prepare the voice directory, or check a voice catalog",
+        description="init: write reference.wav into the voice directory with the bundled Piper voice, so the usual "
+        "GPT-SoVITS call with ref_audio_path=reference.wav works out of the box. check: validate a voice catalog "
+        "(voices.yaml) and list its voices per engine; exit 2 naming the voice and field of the first error.",
     )
-    p.add_argument("action", choices=["init"], help="init: create the directory and its reference clip")
+    p.add_argument("action", choices=["init", "check"], help="init: the directory and its reference clip; "
+                   "check: a voice catalog")
     p.add_argument("--voice-dir", type=Path, default=Path("voices"), help="directory to fill [default voices]")
     p.add_argument("--force", action="store_true", help="rewrite reference.wav even if it exists")
+    p.add_argument("--catalog", type=Path, default=Path("voices.yaml"),
+                   help="check: the catalog file [default voices.yaml]")
     p.set_defaults(func=_run_voices)
 
 
 def _run_voices(args: argparse.Namespace) -> int:
+    if args.action == "check":
+        from tts_common.voices import CatalogError, load_catalog
+
+        try:
+            catalog = load_catalog(args.catalog)
+        except CatalogError as exc:
+            print(f"tts-cluster voices check: {exc}", file=sys.stderr)
+            return 2
+        print(f"{args.catalog}: {len(catalog.voices)} voice(s); default: {catalog.default or 'the tts_infer.yaml weights'}")
+        for engine in ("gpt-sovits", "piper", "synthetic"):
+            names = [v.name for v in catalog.for_engine(engine)]
+            print(f"  {engine}: {', '.join(names) if names else '-'}")
+        return 0
     from tts_worker.reference import write_reference_clip
 
     path = write_reference_clip(args.voice_dir, force=args.force)
