@@ -61,6 +61,8 @@ class TTSRequest(BaseModel):
     super_sampling: bool = False
     overlap_length: int = 2
     min_chunk_length: int = 16
+    # Beyond api_v2: a voice of the worker's catalog (voices.yaml). Absent: the default voice, as api_v2 serves.
+    voice: Optional[str] = Field(None, max_length=63, description="A voice of the catalog; absent: the default.")
 
     @field_validator("aux_ref_audio_paths", mode="before")
     @classmethod
@@ -106,6 +108,10 @@ class WorkerStats(BaseModel):
     audio_seconds: float = Field(description="Total seconds of audio produced.")
     uptime_seconds: float
     pid: int
+    voices: list[str] = Field(default_factory=list, description="Catalog voices this worker's engine can serve.")
+    loaded_voices: list[str] = Field(default_factory=list, description="Voices held now, least recently used first.")
+    max_loaded_voices: int = Field(1, description="Most voices held at once (least recently used evicted).")
+    voice_load_seconds: dict[str, float] = Field(default_factory=dict, description="Each voice's last load time.")
     gpu_memory_allocated_bytes: Optional[int] = None
 
 

@@ -34,7 +34,7 @@ MAX_VOICES = 256
 MAX_CATALOG_BYTES = 1 << 20
 # What a voice may preset for its requests: the synthesis knobs, never the text, the voice's own clips or the format.
 _NOT_DEFAULTS = frozenset({"text", "text_lang", "ref_audio_path", "aux_ref_audio_paths", "prompt_text",
-                           "prompt_lang", "media_type", "streaming_mode"})
+                           "prompt_lang", "media_type", "streaming_mode", "voice"})
 DEFAULTABLE = tuple(name for name in TTSRequest.model_fields if name not in _NOT_DEFAULTS)
 
 

@@ -52,6 +52,7 @@ async def _tts(request: Request, req: TTSRequest, body: Optional[bytes]) -> Resp
 TTS_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"audio/wav": {}, "audio/raw": {}, "audio/ogg": {}, "audio/aac": {}}},
     400: {"description": "Invalid request; `message` names the field."},
+    404: {"description": "`voice` is not in the workers' voice catalog."},
     502: {"description": "Every worker tried failed."},
     503: {"description": "Every worker is full or none is healthy; see Retry-After."},
 }

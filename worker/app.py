@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Optional
 
 from fastapi import FastAPI
 
 from tts_common.http_errors import install_error_handlers
 from tts_common.request_id import RequestIDMiddleware
+from tts_common.voices import CatalogFile
 
 from . import routes_admin, routes_status, routes_tts
 from .engines.base import Engine
@@ -16,8 +18,8 @@ from .service import WorkerService
 from .settings import WorkerSettings
 
 
-def create_app(settings: WorkerSettings, engine: Engine) -> FastAPI:
-    service = WorkerService(settings, engine)
+def create_app(settings: WorkerSettings, engine: Engine, catalog: Optional[CatalogFile] = None) -> FastAPI:
+    service = WorkerService(settings, engine, catalog)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -23,7 +23,7 @@ from .encoders import CONTENT_TYPES, encode, encode_chunk, wav_header
 from .engines.base import AudioTooLong, Cancelled, EngineError, StreamMode
 from .scheduler import DeadlinePassed, Draining, Job, JobOutcome, QueueFull
 from .service import WorkerService, service_of
-from .validation import check_request
+from .validation import UnknownVoice, check_request
 
 log = logging.getLogger("tts_worker.request")
 router = APIRouter()
@@ -31,6 +31,7 @@ router = APIRouter()
 AUDIO_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {t: {} for t in CONTENT_TYPES.values()}, "description": "Audio in the asked media_type."},
     400: {"description": "Invalid request (`message` names the field) or `tts failed`."},
+    404: {"description": "`voice` is not in the voice catalog; `message` names the voices it has."},
     503: {"description": "Queue full or draining; see Retry-After."},
     504: {"description": "Request timed out."},
 }
@@ -92,7 +93,7 @@ async def handle_tts(request: Request, req: TTSRequest) -> Response:
     gone = asyncio.ensure_future(wait_disconnect(request.receive))
     try:
         params = check_request(req, svc.engine, settings.voice_dir, settings.max_text_length,
-                               settings.max_audio_seconds)
+                               settings.max_audio_seconds, svc.catalog())
         outcome.mode = int(params.mode)
         if params.skipped_aux:
             log_fields(log, "aux reference clips skipped (empty or not found)", logging.WARNING,
@@ -123,8 +124,9 @@ def _refusal(svc: WorkerService, job: Optional[Job], exc: Exception, outcome: "_
     """The answer for a request that ended before any byte was sent; None for an error that is not ours."""
     settings = svc.settings
     if isinstance(exc, InvalidRequest):
-        outcome.log(400, note=exc.message)
-        return error(400, exc.message, exc.field)
+        status = 404 if isinstance(exc, UnknownVoice) else 400
+        outcome.log(status, note=exc.message)
+        return error(status, exc.message, exc.field)
     if isinstance(exc, QueueFull):
         outcome.log(503, note="queue full")
         return error(503, f"queue is full ({settings.max_queue_size} admitted): retry later",

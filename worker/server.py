@@ -24,6 +24,7 @@ import uvicorn
 from tts_common.auth import OPEN_WARNING
 from tts_common.logs import configure_logging, log_fields
 from tts_common.serving import GuardedConfig, Server, check_fd_budget
+from tts_common.voices import CatalogError, CatalogFile
 
 from .app import create_app
 from .engines import create_engine
@@ -123,12 +124,18 @@ def run(settings: WorkerSettings) -> int:
     if not settings.voice_dir.is_dir():
         log_fields(log, "voice directory missing", logging.WARNING, voice_dir=str(settings.voice_dir.resolve()))
     try:
+        catalog = CatalogFile(settings.voices) if settings.voices is not None else None
+    except CatalogError as exc:
+        log_fields(log, "voice catalog refused", logging.ERROR, error=str(exc))
+        print(f"tts-cluster worker: {exc}", file=sys.stderr)
+        return 2
+    try:
         engine = load_engine(settings)
     except EngineLoadError as exc:
         log_fields(log, "engine failed to load", logging.ERROR, error=str(exc))
         print(f"tts-cluster worker: {exc}", file=sys.stderr)
         return 2
-    app = create_app(settings, engine)
+    app = create_app(settings, engine, catalog)
     check_fd_budget(settings.limits(), reserve=64)
     config = GuardedConfig(
         app,

@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
 from typing import Optional
 
+from tts_common.logs import log_fields
 from tts_common.schemas import WorkerStats
+from tts_common.voices import CatalogFile, VoiceCatalog
 
 from .engines.base import Engine
 from .metrics import WorkerMetrics
 from .scheduler import Scheduler
 from .settings import WorkerSettings
 
+log = logging.getLogger("tts_worker.service")
+
 
 class WorkerService:
-    def __init__(self, settings: WorkerSettings, engine: Engine) -> None:
+    def __init__(self, settings: WorkerSettings, engine: Engine, catalog: Optional[CatalogFile] = None) -> None:
         self.settings = settings
         self.engine = engine
+        self._catalog = catalog
+        self._catalog_checked = 0.0
         self.metrics = WorkerMetrics(settings.name, engine.name, engine.device)
         self.scheduler = Scheduler(engine, settings.max_queue_size, self.metrics)
         self.started_at = time.monotonic()
@@ -36,6 +43,22 @@ class WorkerService:
 
     async def close(self) -> None:
         await self.scheduler.close()
+
+    def catalog(self) -> Optional[VoiceCatalog]:
+        """The voice catalog in force, re-read at most once a second when its file changed (a bad change is
+        logged and the last good catalog stays)."""
+        if self._catalog is None:
+            return None
+        now = time.monotonic()
+        if now - self._catalog_checked >= 1.0:
+            self._catalog_checked = now
+            before = self._catalog.error
+            if self._catalog.refresh():
+                log_fields(log, "voice catalog reloaded", voices=self._catalog.catalog.names())
+            elif self._catalog.error and self._catalog.error != before:
+                log_fields(log, "voice catalog change refused: the previous one stays", logging.WARNING,
+                           error=self._catalog.error)
+        return self._catalog.catalog
 
     @property
     def draining(self) -> bool:
@@ -83,7 +106,17 @@ class WorkerService:
             uptime_seconds=round(time.monotonic() - self.started_at, 3),
             pid=os.getpid(),
             gpu_memory_allocated_bytes=self.engine.memory_allocated(),
+            voices=self._servable_voices(),
+            loaded_voices=self.engine.loaded.names(),
+            max_loaded_voices=self.engine.loaded.limit,
+            voice_load_seconds=self.engine.loaded.load_seconds(),
         )
+
+    def _servable_voices(self) -> list[str]:
+        catalog = self.catalog()
+        if catalog is None or not self.engine.serves_voices:
+            return []
+        return [v.name for v in catalog.for_engine(self.engine.name)]
 
 
 def service_of(app_state: object) -> WorkerService:

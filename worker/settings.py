@@ -81,6 +81,12 @@ class WorkerSettings(ServingSettings):
     drain_timeout: float = Field(30.0, ge=0, description="Seconds SIGTERM waits for admitted requests.")
     log_level: str = Field("info", description="debug, info, warning or error.")
     log_json: bool = Field(True, description="One JSON object per log line.")
+    voices: Optional[Path] = Field(
+        None, description="Voice catalog (voices.yaml) for the `voice` parameter of /tts; re-read when it changes. "
+        "Unset: the default voice only, as api_v2."
+    )
+    max_loaded_voices: int = Field(3, ge=1, le=64, description="Most catalog voices held at once; least recently "
+                                   "used evicted.")
     # piper engine
     piper_voice: Optional[Path] = Field(None, description="Piper .onnx voice; default: the bundled en_US joe voice.")
     piper_deterministic: bool = Field(
@@ -93,6 +99,9 @@ class WorkerSettings(ServingSettings):
     synthetic_base_seconds: float = Field(0.05, ge=0, description="Synthetic engine: fixed seconds per request.")
     synthetic_seconds_per_char: float = Field(0.002, ge=0, description="Synthetic engine: seconds per character.")
     synthetic_sample_rate: int = Field(32000, ge=8000, le=48000, description="Synthetic engine: sample rate.")
+    synthetic_voice_load_seconds: float = Field(
+        0.0, ge=0, le=600, description="Synthetic engine: seconds a catalog voice takes to load (a model pair's stand-in)."
+    )
     # gpt-sovits engine
     gpt_sovits_root: Optional[Path] = Field(
         None, description="GPT-SoVITS: a checkout to import from (the worker runs from there, as api_v2 does); "
@@ -105,7 +114,7 @@ class WorkerSettings(ServingSettings):
     enable_concurrent_tts: bool = Field(True, description="Seed key: one worker per GPU (logged at start-up).")
     num_gpus: Optional[int] = Field(None, ge=0, description="Seed key: GPUs to use (logged at start-up).")
 
-    @field_validator("voice_dir", "tts_config", "gpt_sovits_root", "piper_voice", "models_dir")
+    @field_validator("voice_dir", "tts_config", "gpt_sovits_root", "piper_voice", "models_dir", "voices")
     @classmethod
     def _absolute(cls, v: Optional[Path]) -> Optional[Path]:
         # Absolute from the start: the gpt-sovits engine may move the working directory to its checkout.

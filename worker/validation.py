@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 from tts_common.schemas import TTSRequest
 from tts_common.validation import InvalidRequest
 from tts_common.validation import check_request as check_api_v2
+from tts_common.voices import Voice, VoiceCatalog
 
 from .engines.base import AudioTooLong, Engine, StreamMode, SynthesisParams
 from .voices import PathMissing, PathRejected, resolve_voice_path
@@ -51,11 +53,35 @@ def _aux_refs(voice_dir: Path, paths: list[str]) -> tuple[tuple[Path, ...], tupl
     return tuple(found), tuple(skipped)
 
 
+class UnknownVoice(InvalidRequest):
+    """A `voice` the catalog does not have: 404, naming the voices it has."""
+
+
+def choose_voice(req: TTSRequest, engine: Engine, catalog: Optional[VoiceCatalog]) -> tuple[TTSRequest, Optional[Voice]]:
+    """The catalog voice a request asks for (or the catalog's default), with its presets applied to the parameters
+    the request leaves unset; (req, None) for the engine's own default voice, as api_v2 serves."""
+    name = req.voice or (catalog.default if catalog is not None and engine.serves_voices else None)
+    if name is None:
+        return req, None
+    voice = catalog.get(name) if catalog is not None else None
+    if voice is None:
+        known = ", ".join(catalog.names()) if catalog is not None and catalog.voices else "none: no voice catalog"
+        raise UnknownVoice(f"voice: {name!r} is not in the voice catalog ({known})", "voice")
+    if not engine.serves_voices:
+        raise InvalidRequest(f"voice: engine {engine.name} serves only its default voice so far", "voice")
+    if not voice.supports(engine.name):
+        raise InvalidRequest(f"voice: {name!r} has nothing for engine {engine.name} in the catalog", "voice")
+    presets = {k: v for k, v in voice.defaults.items() if k not in req.model_fields_set}
+    return (req.model_copy(update=presets) if presets else req), voice
+
+
 def check_request(
-    req: TTSRequest, engine: Engine, voice_dir: Path, max_text_length: int, max_audio_seconds: float
+    req: TTSRequest, engine: Engine, voice_dir: Path, max_text_length: int, max_audio_seconds: float,
+    catalog: Optional[VoiceCatalog] = None,
 ) -> SynthesisParams:
     """Return what the engine needs, or raise InvalidRequest with the first failing check's message."""
     mode = check_api_v2(req, engine.languages, engine.prompt_languages, engine.version, max_text_length)
+    req, voice = choose_voice(req, engine, catalog)
     if silence_seconds(req.text or "", req.fragment_interval) > max_audio_seconds:
         raise InvalidRequest(str(AudioTooLong(max_audio_seconds)), "text")
     if spoken_seconds_floor(req.text or "", req.speed_factor) > max_audio_seconds:
@@ -71,4 +97,4 @@ def check_request(
         update={"text_lang": (req.text_lang or "").lower(), "prompt_lang": (req.prompt_lang or "").lower()}
     )
     return SynthesisParams(request=normalized, mode=StreamMode(mode), ref_audio=ref, aux_ref_audio=aux,
-                           skipped_aux=skipped, max_audio_seconds=max_audio_seconds)
+                           skipped_aux=skipped, max_audio_seconds=max_audio_seconds, voice=voice)

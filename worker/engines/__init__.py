@@ -12,6 +12,12 @@ if TYPE_CHECKING:
 
 
 def create_engine(settings: "WorkerSettings") -> Engine:
+    engine = _engine(settings)
+    engine.loaded.limit = settings.max_loaded_voices
+    return engine
+
+
+def _engine(settings: "WorkerSettings") -> Engine:
     device = settings.resolved_device()
     if settings.engine == "piper":
         try:
@@ -34,6 +40,7 @@ def create_engine(settings: "WorkerSettings") -> Engine:
             seconds_per_char=settings.synthetic_seconds_per_char,
             sample_rate=settings.synthetic_sample_rate,
             device=device,
+            voice_load_seconds=settings.synthetic_voice_load_seconds,
         )
     if settings.engine == "gpt-sovits":
         from .gpt_sovits_engine import GPTSoVITSEngine

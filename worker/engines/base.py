@@ -8,11 +8,14 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
 from tts_common.schemas import TTSRequest
+from tts_common.voices import Voice
+
+from ..loaded_voices import LoadedVoices
 
 
 class StreamMode(IntEnum):
@@ -62,6 +65,8 @@ class SynthesisParams:
     skipped_aux: tuple[str, ...] = ()
     #: most seconds of audio this request may produce (None: no limit, as in warm-up)
     max_audio_seconds: Optional[float] = None
+    #: the catalog voice asked for; None: the engine's default voice
+    voice: Optional[Voice] = None
 
 
 @dataclass
@@ -94,9 +99,12 @@ class Engine(ABC):
     device: str = "cpu"
     #: whether set_gpt_weights / set_sovits_weights do anything (the admin routes refuse early otherwise)
     switches_weights: bool = False
+    #: whether it serves catalog voices (`voice` on /tts) besides its default one
+    serves_voices: bool = False
 
-    def __init__(self) -> None:
+    def __init__(self, max_loaded_voices: int = 1) -> None:
         self.refer_audio: Optional[Path] = None
+        self.loaded = LoadedVoices[Any](max_loaded_voices)
 
     @abstractmethod
     def load(self) -> None:

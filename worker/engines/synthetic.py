@@ -10,10 +10,12 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
 from tts_common.schemas import LANGUAGES_V2
+from tts_common.voices import SyntheticVoice, Voice
 
 from .base import CancelToken, Engine, EngineError, SynthesisParams, shape_stream
 
@@ -33,8 +35,12 @@ class SyntheticEngine(Engine):
     prompt_languages = LANGUAGES_V2
     version = "synthetic"
 
-    def __init__(self, base_seconds: float, seconds_per_char: float, sample_rate: int, device: str = "cpu"):
+    serves_voices = True
+
+    def __init__(self, base_seconds: float, seconds_per_char: float, sample_rate: int, device: str = "cpu",
+                 voice_load_seconds: float = 0.0):
         super().__init__()
+        self.voice_load_seconds = voice_load_seconds
         self.base_seconds = base_seconds
         self.seconds_per_char = seconds_per_char
         self.sample_rate = sample_rate
@@ -63,16 +69,26 @@ class SyntheticEngine(Engine):
         segments = split_segments(text)
         if not segments:
             raise EngineError("text produced no speakable segment")
+        tone, speed = 220.0, 1.0
+        if params.voice is not None and params.voice.synthetic is not None:
+            voice = self.loaded.get(params.voice.name, lambda: self._load_voice(params.voice, cancel))
+            tone, speed = voice.tone_hz, voice.speed
 
         def audio() -> Iterator[np.ndarray]:
-            self._sleep(self.base_seconds, cancel)
+            self._sleep(self.base_seconds * speed, cancel)
             for seg in segments:
-                self._sleep(self.seconds_per_char * len(seg), cancel)
+                self._sleep(self.seconds_per_char * len(seg) * speed, cancel)
                 n = int(SECONDS_OF_AUDIO_PER_CHAR * len(seg) * self.sample_rate)
                 t = np.arange(n, dtype=np.float32) / self.sample_rate
-                yield (np.sin(2 * np.pi * 220.0 * t) * 8000).astype(np.int16)
+                yield (np.sin(2 * np.pi * tone * t) * 8000).astype(np.int16)
 
         yield from shape_stream(audio(), params, self.sample_rate, cancel)
+
+    def _load_voice(self, voice: Optional[Voice], cancel: CancelToken) -> SyntheticVoice:
+        """A synthetic voice "loads" in `voice_load_seconds`, standing in for a model pair's load time."""
+        assert voice is not None and voice.synthetic is not None
+        self._sleep(self.voice_load_seconds, cancel)
+        return voice.synthetic
 
     # Weight switching is recorded (the file must exist) so the admin path can be exercised end to end.
     def set_gpt_weights(self, path: Path) -> None:

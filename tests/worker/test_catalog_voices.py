@@ -1,0 +1,97 @@
+"""Catalog voices on a real synthetic worker: each request gets the voice it names (told apart by tone), at most
+`max_loaded_voices` are held (least recently used evicted), unknown voices are a 404 naming the catalog's, and a bad
+catalog is refused at start and kept out at reload."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import numpy as np
+import pytest
+import yaml
+
+from support.params import tts_params
+from tts_cli.processes import start_worker
+
+RATE = 16000
+CATALOG = {"voices": [{"name": "low", "synthetic": {"tone_hz": 200}},
+                      {"name": "mid", "synthetic": {"tone_hz": 500}, "defaults": {"seed": 7}},
+                      {"name": "high", "synthetic": {"tone_hz": 1000}}]}
+
+
+def tone(raw: bytes) -> float:
+    pcm = np.frombuffer(raw, dtype="<i2").astype(np.float64)
+    spectrum = np.abs(np.fft.rfft(pcm))
+    return float(np.fft.rfftfreq(len(pcm), 1 / RATE)[int(np.argmax(spectrum))])
+
+
+@pytest.fixture
+def catalog_worker(tmp_path, voice_dir, logs_dir):
+    path = tmp_path / "voices.yaml"
+    path.write_text(yaml.safe_dump(CATALOG))
+    worker = start_worker(["--engine", "synthetic", "--voice-dir", str(voice_dir), "--voices", str(path),
+                           "--max-loaded-voices", "2", "--synthetic-sample-rate", str(RATE)], logs_dir)
+    yield worker, path
+    worker.stop()
+
+
+def say(url: str, **params: object) -> httpx.Response:
+    return httpx.post(f"{url}/tts", json=tts_params(text="A tone.", media_type="raw", **params), timeout=30)
+
+
+def test_each_request_gets_its_voice_and_the_default_is_unchanged(catalog_worker):
+    worker, _ = catalog_worker
+    for name, hz in (("low", 200), ("high", 1000), ("mid", 500)):
+        r = say(worker.url, voice=name)
+        assert r.status_code == 200 and abs(tone(r.content) - hz) < 5, (name, tone(r.content))
+    plain = say(worker.url)  # no voice: the engine's own, as api_v2 serves
+    assert plain.status_code == 200 and abs(tone(plain.content) - 220) < 5
+    stats = httpx.get(f"{worker.url}/stats").json()
+    assert stats["voices"] == ["low", "mid", "high"] and stats["max_loaded_voices"] == 2
+    assert stats["loaded_voices"] == ["high", "mid"]  # low was evicted, least recently used
+    assert set(stats["voice_load_seconds"]) == {"low", "mid", "high"}
+
+
+def test_unknown_and_malformed_voices_are_clear_errors(catalog_worker):
+    worker, _ = catalog_worker
+    r = say(worker.url, voice="nobody")
+    assert r.status_code == 404
+    assert r.json() == {"message": "voice: 'nobody' is not in the voice catalog (low, mid, high)", "field": "voice"}
+    r = say(worker.url, voice="x" * 64)
+    assert r.status_code == 400 and r.json()["field"] == "voice"
+
+
+def test_a_bad_catalog_change_keeps_the_last_good_one(catalog_worker):
+    worker, path = catalog_worker
+    path.write_text("voices: [unclosed\n")
+    time.sleep(1.1)  # the worker looks at its file at most once a second
+    assert say(worker.url, voice="low").status_code == 200
+    assert "voice catalog change refused" in worker.log_text()
+    path.write_text(yaml.safe_dump({"voices": [{"name": "solo", "synthetic": {"tone_hz": 700}}]}))
+    time.sleep(1.1)
+    r = say(worker.url, voice="solo")
+    assert r.status_code == 200 and abs(tone(r.content) - 700) < 5
+    assert say(worker.url, voice="low").status_code == 404
+
+
+def test_a_bad_catalog_is_refused_at_start_naming_voice_and_field(tmp_path, voice_dir, logs_dir):
+    path = tmp_path / "voices.yaml"
+    path.write_text(yaml.safe_dump({"voices": [{"name": "Bad/Name", "synthetic": {}}]}))
+    with pytest.raises(RuntimeError, match=r"voice 'Bad/Name': name"):
+        start_worker(["--engine", "synthetic", "--voice-dir", str(voice_dir), "--voices", str(path)], logs_dir)
+
+
+def test_an_engine_without_catalog_voices_says_so(piper_worker):
+    r = httpx.post(f"{piper_worker.url}/tts", json=tts_params(voice="low"), timeout=30)
+    assert r.status_code == 404 and "none: no voice catalog" in r.json()["message"]
+
+
+def test_the_router_passes_voice_through(catalog_worker, spawn_router):
+    worker, _ = catalog_worker
+    router = spawn_router(worker)
+    r = say(router.url, voice="high")
+    assert r.status_code == 200 and abs(tone(r.content) - 1000) < 5
+    r = httpx.get(f"{router.url}/tts", params=tts_params(text="A tone.", media_type="raw", voice="low"), timeout=30)
+    assert r.status_code == 200 and abs(tone(r.content) - 200) < 5
+    assert say(router.url, voice="nobody").status_code == 404
