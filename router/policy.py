@@ -9,13 +9,15 @@ seconds per character, for pricing workers that have measured none yet.
 - power-of-two: two random candidates, the less loaded of them: robust when several routers act on stale data,
   where a global minimum sends everything to the same worker at once.
 - round-robin: in turn (the seed's first algorithm, for comparison).
+
+Only least-work knows voices: it adds, for a worker that does not hold the request's voice, that worker's load time.
 """
 
 from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Optional, Protocol
 
 from tts_common.policies import POLICY_NAMES
@@ -24,7 +26,8 @@ from .pool import WorkerState
 
 
 class RoutingPolicy(Protocol):
-    def choose(self, candidates: Sequence[WorkerState], chars: int, reference: float) -> WorkerState: ...
+    def choose(self, candidates: Sequence[WorkerState], chars: int, reference: float,
+               voice_load: Optional[Mapping[str, float]] = None) -> WorkerState: ...
 
 
 def _min_random_ties(candidates: Sequence[WorkerState], key: Callable[[WorkerState], float],
@@ -41,15 +44,21 @@ class LeastWork:
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
 
-    def choose(self, candidates: Sequence[WorkerState], chars: int, reference: float) -> WorkerState:
-        return _min_random_ties(candidates, lambda w: w.expected_finish(chars, reference), self.rng)
+    def choose(self, candidates: Sequence[WorkerState], chars: int, reference: float,
+               voice_load: Optional[Mapping[str, float]] = None) -> WorkerState:
+        # A worker that must load the voice first is priced with that load: it wins only when the ones that hold
+        # the voice are queued for longer than the load takes (so one worker loads it unless more are needed).
+        extra = voice_load or {}
+        return _min_random_ties(candidates, lambda w: w.expected_finish(chars, reference) + extra.get(w.url, 0.0),
+                                self.rng)
 
 
 class LeastLoaded:
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
 
-    def choose(self, candidates: Sequence[WorkerState], chars: int, reference: float) -> WorkerState:
+    def choose(self, candidates: Sequence[WorkerState], chars: int, reference: float,
+               voice_load: Optional[Mapping[str, float]] = None) -> WorkerState:
         return _min_random_ties(candidates, _load, self.rng)
 
 
@@ -57,7 +66,8 @@ class PowerOfTwo:
     def __init__(self, rng: random.Random) -> None:
         self.rng = rng
 
-    def choose(self, candidates: Sequence[WorkerState], chars: int, reference: float) -> WorkerState:
+    def choose(self, candidates: Sequence[WorkerState], chars: int, reference: float,
+               voice_load: Optional[Mapping[str, float]] = None) -> WorkerState:
         if len(candidates) == 1:
             return candidates[0]
         a, b = self.rng.sample(list(candidates), 2)
@@ -68,7 +78,8 @@ class RoundRobin:
     def __init__(self, rng: random.Random) -> None:
         self._turn = itertools.count()
 
-    def choose(self, candidates: Sequence[WorkerState], chars: int, reference: float) -> WorkerState:
+    def choose(self, candidates: Sequence[WorkerState], chars: int, reference: float,
+               voice_load: Optional[Mapping[str, float]] = None) -> WorkerState:
         return candidates[next(self._turn) % len(candidates)]
 
 

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import statistics
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Optional, Protocol
 
@@ -43,6 +43,16 @@ class Target:
     draining: bool = False
 
 
+# How long a voice sent to a worker counts as held there without a poll saying so (a load may take this long).
+VOICE_WINDOW_SECONDS = 30.0
+# The load time assumed for a voice no worker has measured yet.
+DEFAULT_VOICE_LOAD_SECONDS = 2.0
+
+
+class UnknownVoice(Exception):
+    """No worker's catalog has the voice: 404, naming those they have."""
+
+
 @dataclass
 class WorkerState:
     url: str
@@ -65,6 +75,9 @@ class WorkerState:
     completed: int = 0
     failed: int = 0
     outcomes: Outcomes = field(default_factory=Outcomes)
+    # Voices this router sent here lately (voice -> when): the worker is loading or holds them, even before a poll
+    # says so, so the next requests for that voice follow instead of loading it on a second worker.
+    voices_sent: dict[str, float] = field(default_factory=dict)
     poller: Optional["asyncio.Task[None]"] = field(default=None, repr=False)
 
     @property
@@ -118,6 +131,19 @@ class WorkerState:
         """Estimated engine seconds for a text of `chars` characters on this worker."""
         return chars * self.seconds_per_char(reference)
 
+    def serves(self, voice: Optional[str]) -> bool:
+        """Whether this worker can serve `voice` (None, the default voice: every worker)."""
+        return voice is None or (self.stats is not None and voice in self.stats.voices)
+
+    def voice_load(self, voice: Optional[str], now: float, default: float) -> float:
+        """Seconds before this worker could start on `voice`: 0 if it holds it or was sent it within
+        VOICE_WINDOW_SECONDS, else its measured load time for it (else `default`, the peers')."""
+        if voice is None or self.stats is None or voice in self.stats.loaded_voices:
+            return 0.0
+        if now - self.voices_sent.get(voice, -VOICE_WINDOW_SECONDS) < VOICE_WINDOW_SECONDS:
+            return 0.0
+        return self.stats.voice_load_seconds.get(voice, default)
+
     def expected_finish(self, chars: int, reference: float) -> float:
         """When a new request would finish here: admitted work, plus what was sent since the poll, plus itself."""
         s = self.stats
@@ -131,7 +157,8 @@ class WorkerState:
 
 
 class Chooser(Protocol):
-    def choose(self, candidates: Sequence[WorkerState], chars: int, reference: float) -> WorkerState: ...
+    def choose(self, candidates: Sequence[WorkerState], chars: int, reference: float,
+               voice_load: Optional[Mapping[str, float]] = None) -> WorkerState: ...
 
 
 class Lease:
@@ -253,21 +280,42 @@ class WorkerPool:
                     if w.stats is not None and w.stats.seconds_per_char > 0]
         return statistics.median(measured) if measured else DEFAULT_SECONDS_PER_CHAR
 
-    async def reserve(self, chars: int, exclude: set[str], policy: Chooser, wait: float) -> Optional[Lease]:
-        """A lease on a worker with room (URLs in `exclude` are skipped), waiting up to `wait` seconds for a slot
-        to free; None if none does. A worker whose ejection is over gets the request as its probe first."""
+    def check_voice(self, voice: Optional[str]) -> None:
+        """Raise UnknownVoice when the workers that have reported their catalogs all lack `voice`."""
+        if voice is None:
+            return
+        reported = [w.stats for w in self.ordered() if w.stats is not None]
+        known = sorted({v for s in reported for v in s.voices})
+        if reported and voice not in known:
+            raise UnknownVoice(f"voice: {voice!r} is not in the voice catalog ({', '.join(known) or 'none'})")
+
+    def _voice_loads(self, candidates: Sequence[WorkerState], voice: Optional[str], now: float) -> dict[str, float]:
+        if voice is None:
+            return {}
+        measured = [s for w in self.ordered() if w.stats is not None
+                    for v, s in w.stats.voice_load_seconds.items() if v == voice]
+        default = statistics.median(measured) if measured else DEFAULT_VOICE_LOAD_SECONDS
+        return {w.url: w.voice_load(voice, now, default) for w in candidates}
+
+    async def reserve(self, chars: int, exclude: set[str], policy: Chooser, wait: float,
+                      voice: Optional[str] = None) -> Optional[Lease]:
+        """A lease on a worker with room that serves `voice` (URLs in `exclude` are skipped), waiting up to `wait`
+        seconds for a slot to free; None if none does. A worker whose ejection is over gets the request as its
+        probe first."""
         deadline = time.monotonic() + wait
         while True:
             now = time.monotonic()
-            live = [w for w in self.ordered() if w.url not in exclude and w.has_room()]
+            live = [w for w in self.ordered() if w.url not in exclude and w.has_room() and w.serves(voice)]
             probes = [w for w in live if w.probe_due(now, self.stale_after)]
             if probes:
-                return self._lease(probes[0], chars, probe=True)
+                return self._lease(probes[0], chars, probe=True, voice=voice)
             found = [w for w in live if w.healthy(now, self.stale_after)]
             trusted = [w for w in found if not suspect(w.outcomes, self._peer_outcomes(w), self.rules)]
             found = trusted or found
             if found:
-                return self._lease(policy.choose(found, chars, self.reference_seconds_per_char()), chars, False)
+                chosen = policy.choose(found, chars, self.reference_seconds_per_char(),
+                                       self._voice_loads(found, voice, now))
+                return self._lease(chosen, chars, False, voice=voice)
             remaining = deadline - now
             if remaining <= 0:
                 return None
@@ -277,7 +325,13 @@ class WorkerPool:
             except TimeoutError:
                 return None
 
-    def _lease(self, worker: WorkerState, chars: int, probe: bool) -> Lease:
+    def _lease(self, worker: WorkerState, chars: int, probe: bool, voice: Optional[str] = None) -> Lease:
+        if voice is not None:
+            now = time.monotonic()
+            worker.voices_sent[voice] = now
+            # bounded: only voices sent within the window are kept
+            for name in [v for v, t in worker.voices_sent.items() if now - t >= VOICE_WINDOW_SECONDS]:
+                del worker.voices_sent[name]
         worker.routed += 1
         worker.in_flight += 1
         worker.sent_since_poll += 1

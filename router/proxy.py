@@ -87,8 +87,10 @@ class _Held:
 
 
 class Forwarder:
-    def __init__(self, svc: RouterService, request: Request, chars: int, body: Optional[bytes], fp: str) -> None:
+    def __init__(self, svc: RouterService, request: Request, chars: int, body: Optional[bytes], fp: str,
+                 voice: Optional[str] = None) -> None:
         self.svc = svc
+        self.voice = voice
         self.request = request
         self.chars = chars
         self.body = body
@@ -155,7 +157,7 @@ class Forwarder:
                         break
                     svc.metrics.retries.inc()
                 lease = await svc.pool.reserve(self.chars, {w.url for w in self.tried}, svc.policy,
-                                               svc.settings.capacity_wait)
+                                               svc.settings.capacity_wait, self.voice)
                 if lease is None:
                     break
                 worker = lease.worker

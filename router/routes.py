@@ -16,6 +16,7 @@ from tts_common.validation import InvalidRequest, as_api_v2_get, check_request
 
 from .admin import AdminForbidden, BadCommand, ControlBusy, FanOut, NoWorker, fan_out, rolling_control
 from .poison import fingerprint
+from .pool import UnknownVoice
 from .proxy import Forwarder, log
 from .service import RouterService
 from .stats import ConcurrentStats, concurrent_stats
@@ -45,8 +46,13 @@ async def _tts(request: Request, req: TTSRequest, body: Optional[bytes]) -> Resp
                    worker=None, attempts=0, chars=len(req.text or ""), note=exc.message)
         svc.metrics.requests.labels(status="400", worker="none").inc()
         return error(400, exc.message, exc.field)
+    try:
+        svc.pool.check_voice(req.voice)
+    except UnknownVoice as exc:
+        svc.metrics.requests.labels(status="404", worker="none").inc()
+        return error(404, str(exc), "voice")
     fp = fingerprint(req.model_dump_json())
-    return await Forwarder(svc, request, len(req.text or ""), body, fp).run()
+    return await Forwarder(svc, request, len(req.text or ""), body, fp, req.voice).run()
 
 
 TTS_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -38,6 +38,7 @@ class WorkerEntry(BaseModel):
     draining: bool
     ejected: bool
     routed: int = Field(description="Requests this router sent to the worker.")
+    voices: list[str] = Field(default_factory=list, description="Catalog voices the worker holds now.")
 
 
 class ConcurrentStats(BaseModel):
@@ -98,6 +99,7 @@ def concurrent_stats(pool: WorkerPool, counters: RequestCounters) -> ConcurrentS
             WorkerEntry(
                 index=i, url=w.url, name=w.name, device=s.device if s else None, engine=s.engine if s else None,
                 healthy=w in healthy, draining=w.draining, ejected=w.ejected, routed=w.routed,
+                voices=list(s.loaded_voices) if s else [],
             )
         )
     total = counters.total

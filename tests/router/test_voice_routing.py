@@ -1,0 +1,80 @@
+"""Routing by voice, in-process on the router's pool and policy, then through a real router in front of real
+synthetic workers: a voice goes where it is held, one worker loads a new voice unless its queue says more are
+needed, and unknown voices are a 404 from the router."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+import yaml
+
+from support.params import tts_params
+from support.router_pool import pool_of, worker
+from tts_router.policy import make_policy
+from tts_router.pool import UnknownVoice
+
+VOICES = ["low", "mid", "high"]
+
+
+def holding(url: str, loaded: list[str], **kw: object):
+    return worker(url, url, voices=VOICES, loaded_voices=loaded, voice_load_seconds={"mid": 3.0}, **kw)
+
+
+async def reserve(pool, voice: str | None, chars: int = 20):
+    lease = await pool.reserve(chars, set(), make_policy("least-work", seed=1), 0.0, voice)
+    assert lease is not None
+    lease.succeeded()
+    return lease.worker.url
+
+
+async def test_a_voice_goes_where_it_is_held():
+    pool = pool_of(holding("a", ["low"]), holding("b", ["mid"]))
+    assert await reserve(pool, "mid") == "b"
+    assert await reserve(pool, "low") == "a"
+
+
+async def test_one_worker_loads_a_new_voice_and_the_next_requests_follow_it():
+    pool = pool_of(holding("a", []), holding("b", []))
+    first = await reserve(pool, "high")
+    assert [await reserve(pool, "high") for _ in range(3)] == [first] * 3  # sent there: held, or loading
+
+
+async def test_a_long_queue_where_the_voice_is_held_sends_it_elsewhere():
+    # b holds mid but has 10 s of work queued; a would load mid in 3 s (its measured load time)
+    pool = pool_of(holding("a", []), holding("b", ["mid"], queued_work_seconds=10.0))
+    assert await reserve(pool, "mid") == "a"
+
+
+async def test_workers_without_the_voice_are_never_chosen_and_unknown_voices_are_named():
+    pool = pool_of(holding("a", []), worker("b", "b", voices=["other"]))
+    assert {await reserve(pool, "low") for _ in range(4)} == {"a"}
+    with pytest.raises(UnknownVoice, match=r"'nobody' is not in the voice catalog \(high, low, mid, other\)"):
+        pool.check_voice("nobody")
+    pool.check_voice(None)  # the default voice: every worker
+
+
+def test_through_a_real_router(tmp_path, spawn_worker, spawn_router):
+    catalog = tmp_path / "voices.yaml"
+    catalog.write_text(yaml.safe_dump({"voices": [{"name": n, "synthetic": {"tone_hz": 200 + 300 * i}}
+                                                  for i, n in enumerate(VOICES)]}))
+    args = ("--voices", str(catalog), "--max-loaded-voices", "1", "--synthetic-voice-load-seconds", "0.3")
+    workers = [spawn_worker(*args) for _ in range(2)]
+    router = spawn_router(*workers)
+
+    async def burst(voice: str, n: int) -> list[str]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            rs = await asyncio.gather(*(client.post(f"{router.url}/tts", json=tts_params(
+                text="A tone.", media_type="raw", voice=voice)) for _ in range(n)))
+        assert all(r.status_code == 200 for r in rs), [r.text for r in rs]
+        return [r.headers["x-worker-id"] for r in rs]
+
+    low = asyncio.run(burst("low", 4))
+    assert len(set(low)) == 1  # one worker loaded it; the others followed
+    high = asyncio.run(burst("high", 4))
+    assert len(set(high)) == 1
+    r = httpx.post(f"{router.url}/tts", json=tts_params(voice="nobody"), timeout=30)
+    assert r.status_code == 404 and r.json()["field"] == "voice" and "low, mid" in r.json()["message"]
+    held = {w["url"]: w["voices"] for w in httpx.get(f"{router.url}/concurrent_stats").json()["workers"]}
+    assert sorted(v for vs in held.values() for v in vs) in (["high"], ["high", "low"])
