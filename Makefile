@@ -14,7 +14,8 @@ PORT   ?= 9880
 WORKERS ?= 2
 PYTEST_ARGS ?=
 
-# The GPT-SoVITS engine's test setup: torch first, at exactly this version (pip takes a local CPU build; a range
+# The GPT-SoVITS engine's test setup: torch first, at exactly this version (the one requirements.lock pins: to
+# change it, change it here and in Dockerfile.worker, then run `make lock`) (pip takes a local CPU build; a range
 # would fetch a CUDA build of several GB), then GPT-SoVITS's code without its web-UI dependencies.
 TORCH_VERSION ?= 2.13.0
 GPT_SOVITS_DIST ?= gpt-sovits-cpufast==0.1.0 g2p_en==2.1.0 tokenizers==0.23.3

@@ -82,6 +82,8 @@ async def _call(svc: RouterService, url: str, path: str, query: str, token: str)
 
 async def fan_out(svc: RouterService, path: str, query: str, authorization: str) -> FanOut:
     token = _authorize(svc, authorization)
+    if svc.control_lock.locked():  # a worker restarted mid-roll would come back on its yaml's weights
+        raise ControlBusy("a rolling /control is under way: retry the switch when it is done")
     urls = _targets(svc)
     answers = await asyncio.gather(*(_call(svc, url, path, query, token) for url in urls))
     per_worker = {url: {"status": status, **body} for url, (status, body) in zip(urls, answers, strict=True)}
@@ -103,7 +105,12 @@ async def _serving_again(svc: RouterService, url: str, since: float, timeout: fl
             stats = None
         if isinstance(stats, dict) and stats.get("ready") and not stats.get("draining"):
             uptime = stats.get("uptime_seconds")
-            if isinstance(uptime, (int, float)) and uptime < time.monotonic() - since:
+            # ... and back in this router's pool (discovery re-listed it, polls see it, not ejected), or the next
+            # worker's restart would leave fewer to route to than the roll promises
+            pooled = svc.pool.workers.get(url)
+            now = time.monotonic()
+            if (isinstance(uptime, (int, float)) and uptime < now - since and pooled is not None
+                    and pooled.healthy(now, svc.pool.stale_after)):
                 return True
         await asyncio.sleep(0.2)
     return False

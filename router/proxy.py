@@ -56,6 +56,11 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+# A worker's chunk is one segment's audio, and a long segment at 48 kHz is tens of MB: past this the router passes
+# it on in pieces (its framing lost for that one chunk) rather than hold it all per stream.
+MAX_HELD_CHUNK = 4 << 20
+
+
 async def http_chunks(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
     """The worker's answer as the worker framed it: each HTTP chunk it sent, whole, as soon as it is complete.
 
@@ -66,10 +71,10 @@ async def http_chunks(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         async for data in upstream.content.iter_any():
             yield data
         return
-    pending = bytearray()  # one chunk of the worker's, bounded by what the worker sends at once
+    pending = bytearray()  # one chunk of the worker's, at most MAX_HELD_CHUNK bytes
     async for data, end_of_chunk in upstream.content.iter_chunks():
         pending += data
-        if end_of_chunk and pending:
+        if (end_of_chunk or len(pending) >= MAX_HELD_CHUNK) and pending:
             yield bytes(pending)
             pending.clear()
     if pending:

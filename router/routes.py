@@ -101,6 +101,8 @@ async def _fan_out(request: Request, path: str) -> JSONResponse:
     try:
         result = await fan_out(service_of(request), path, request.url.query,
                                request.headers.get("authorization", ""))
+    except ControlBusy as exc:
+        return error(409, str(exc), headers={"Retry-After": "5"})
     except (AdminForbidden, NoWorker) as exc:
         return _admin_refused(exc)
     return _admin_answer(result)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -20,8 +21,16 @@ _SENTENCE_MARKS = frozenset(".!?;。！？；\n")
 def silence_seconds(text: str, fragment_interval: float) -> float:
     """The silence a text's sentence marks add between its pieces: known before any synthesis. GPT-SoVITS builds a
     whole answer in memory before the worker sees it, so a text of 1000 marks with 10 s between them must be
-    refused here, not after 10,000 s of audio were made."""
+    refused here, not after 10,000 s of audio were made. (Streaming mode 1 adds one gap more, after the last
+    piece: at most fragment_interval, which is itself held to max_audio_seconds.)"""
+    if not fragment_interval > 0:
+        return 0.0  # none, or a value the engine cannot use: its own `tts failed` says so
     return fragment_interval * sum(1 for c in text.rstrip("".join(_SENTENCE_MARKS) + " ") if c in _SENTENCE_MARKS)
+
+
+# GPT-SoVITS v3/v4 run `sample_steps` solver steps per segment in one engine call that cannot stop between them:
+# past this, one request would hold the engine for hours whatever its deadline.
+MAX_SAMPLE_STEPS = 1000
 
 
 # Speech is never faster than this at speed_factor 1 (about 3x the fastest human speech), so text / speed_factor
@@ -82,8 +91,15 @@ def check_request(
     """Return what the engine needs, or raise InvalidRequest with the first failing check's message."""
     mode = check_api_v2(req, engine.languages, engine.prompt_languages, engine.version, max_text_length)
     req, voice = choose_voice(req, engine, catalog)
+    if not math.isfinite(req.fragment_interval) or req.fragment_interval > max_audio_seconds:
+        raise InvalidRequest(f"fragment_interval: {req.fragment_interval:g} s of silence is more than the "
+                             f"{max_audio_seconds:g} s of audio a request may make (max_audio_seconds)",
+                             "fragment_interval")
     if silence_seconds(req.text or "", req.fragment_interval) > max_audio_seconds:
         raise InvalidRequest(str(AudioTooLong(max_audio_seconds)), "text")
+    if req.sample_steps > MAX_SAMPLE_STEPS:
+        raise InvalidRequest(f"sample_steps: {req.sample_steps} is more than {MAX_SAMPLE_STEPS}, which one request "
+                             "may ask of the engine", "sample_steps")
     if spoken_seconds_floor(req.text or "", req.speed_factor) > max_audio_seconds:
         raise InvalidRequest(f"speed_factor: {req.speed_factor:g} would make this text longer than "
                              f"{max_audio_seconds:g} s of audio (max_audio_seconds)", "speed_factor")

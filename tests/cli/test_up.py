@@ -18,6 +18,18 @@ RESTARTING = (httpx.HTTPError,)
 
 
 def start_up(tmp_path, *args: str, ready_timeout: float = 60) -> tuple[subprocess.Popen, str]:
+    """`tts-cluster up` on a run of free ports. Another process may take one of them between the check and the
+    bind (`up` gives its workers the ports after the router's): then once more, on other ports."""
+    for _ in range(3):
+        try:
+            return _start_up(tmp_path, *args, ready_timeout=ready_timeout)
+        except AssertionError as exc:
+            if "address already in use" not in str(exc):
+                raise
+    raise AssertionError("no run of free ports for `up` after 3 tries")
+
+
+def _start_up(tmp_path, *args: str, ready_timeout: float = 60) -> tuple[subprocess.Popen, str]:
     port = free_port()
     # workers take the ports right after the router's: find a run of free ones
     while any(_busy(port + i) for i in range(1, 4)):

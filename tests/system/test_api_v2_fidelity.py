@@ -101,6 +101,15 @@ def test_a_value_the_engine_cannot_use_is_tts_failed_not_500(piper_worker, route
         assert r.status_code == 400 and r.json()["field"] == "speed_factor"
 
 
+def test_the_two_values_that_would_exhaust_a_worker_are_bounded(piper_worker, routed):
+    for url in _both(piper_worker, routed):
+        r = httpx.post(f"{url}/tts", json=tts_params(text="Hello.", streaming_mode=1, fragment_interval=200000),
+                       timeout=30)  # 200000 s of silence after one sentence: 8.8 GB of PCM
+        assert r.status_code == 400 and r.json()["field"] == "fragment_interval", r.text
+        r = httpx.post(f"{url}/tts", json=tts_params(sample_steps=10**6), timeout=30)
+        assert r.status_code == 400 and r.json()["field"] == "sample_steps", r.text
+
+
 @pytest.mark.parametrize("word,streamed", [("yes", True), ("on", True), ("no", False), ("off", False)])
 def test_streaming_mode_takes_pydantics_lax_booleans(piper_worker, routed, word, streamed):
     for url in _both(piper_worker, routed):
