@@ -112,6 +112,14 @@ class WorkerStats(BaseModel):
     loaded_voices: list[str] = Field(default_factory=list, description="Voices held now, least recently used first.")
     max_loaded_voices: int = Field(1, description="Most voices held at once (least recently used evicted).")
     voice_load_seconds: dict[str, float] = Field(default_factory=dict, description="Each voice's last load time.")
+    voices_loading: list[str] = Field(default_factory=list, description="Voices being loaded now (0 or 1).")
+    pinned_voices: list[str] = Field(default_factory=list, description="Voices this worker keeps loaded, never "
+                                     "evicted: the catalog's placement for it.")
+    voice_loads: int = Field(0, description="Voice loads performed since start.")
+    voice_load_waits: int = Field(0, description="Requests that waited for a voice load (their own or one queued "
+                                  "before them) since start.")
+    voice_errors: dict[str, str] = Field(default_factory=dict, description="Voices whose last load failed, with why "
+                                         "(naming the file); cleared by a load that succeeds.")
     gpu_memory_allocated_bytes: Optional[int] = None
 
 

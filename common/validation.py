@@ -59,10 +59,12 @@ def check_request(
     prompt_languages: Optional[Sequence[str]],
     version: str,
     max_text_length: Optional[int],
+    reference_required: bool = True,
 ) -> int:
     """Raise InvalidRequest for the first failing check; return the streaming mode. `None` skips a check whose
-    engine facts are unknown (the worker then makes it)."""
-    if _blank(req.ref_audio_path):
+    engine facts are unknown (the worker then makes it). `reference_required` False: a catalog voice brings its own
+    reference clip and prompt (or its engine reads none), so a request naming it may leave them out."""
+    if _blank(req.ref_audio_path) and reference_required:
         raise InvalidRequest("ref_audio_path is required", "ref_audio_path")
     if _blank(req.text):
         raise InvalidRequest("text is required", "text")
@@ -72,9 +74,9 @@ def check_request(
     if languages is not None and req.text_lang.lower() not in languages:
         raise InvalidRequest(f"text_lang: {req.text_lang} is not supported in version {version}", "text_lang")
     if _blank(req.prompt_lang):
-        raise InvalidRequest("prompt_lang is required", "prompt_lang")
-    assert req.prompt_lang is not None
-    if prompt_languages is not None and req.prompt_lang.lower() not in prompt_languages:
+        if reference_required:
+            raise InvalidRequest("prompt_lang is required", "prompt_lang")
+    elif prompt_languages is not None and (req.prompt_lang or "").lower() not in prompt_languages:
         raise InvalidRequest(
             f"prompt_lang: {req.prompt_lang} is not supported in version {version}", "prompt_lang"
         )

@@ -32,6 +32,7 @@ from .schemas import LANGUAGES_V2, MAX_AUX_REFS, MAX_PATH_CHARS, TTSRequest
 VOICE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 MAX_VOICES = 256
 MAX_CATALOG_BYTES = 1 << 20
+MAX_WORKERS = 1024
 # What a voice may preset for its requests: the synthesis knobs, never the text, the voice's own clips or the format.
 _NOT_DEFAULTS = frozenset({"text", "text_lang", "ref_audio_path", "aux_ref_audio_paths", "prompt_text",
                            "prompt_lang", "media_type", "streaming_mode", "voice"})
@@ -135,6 +136,10 @@ class Voice(_Strict):
 class VoiceCatalog(_Strict):
     voices: list[Voice] = Field(default_factory=list, max_length=MAX_VOICES)
     default: Optional[str] = Field(None, description="The voice of requests that name none; unset: tts_infer.yaml's.")
+    placement: dict[str, list[str]] = Field(
+        default_factory=dict, max_length=MAX_WORKERS,
+        description="Worker id -> voices that worker keeps loaded (never evicted); the operator writes it from "
+        "spec.voices[*].minWorkers.")
 
     @model_validator(mode="after")
     def _names(self) -> "VoiceCatalog":
@@ -145,7 +150,19 @@ class VoiceCatalog(_Strict):
             seen.add(voice.name)
         if self.default is not None and self.default not in seen:
             raise ValueError(f"default: {self.default!r} is not a voice of this catalog ({', '.join(sorted(seen))})")
+        for worker, names in self.placement.items():
+            if not worker or len(worker) > 253:
+                raise ValueError(f"placement: worker id {worker[:40]!r} must be 1 to 253 characters")
+            if len(names) > MAX_VOICES:
+                raise ValueError(f"placement.{worker}: more than {MAX_VOICES} voices")
+            unknown = [n for n in names if n not in seen]
+            if unknown:
+                raise ValueError(f"placement.{worker}: {', '.join(map(repr, unknown))} not a voice of this catalog")
         return self
+
+    def pinned_for(self, worker_id: str) -> list[str]:
+        """The voices the placement asks `worker_id` to keep loaded."""
+        return list(dict.fromkeys(self.placement.get(worker_id, [])))
 
     def names(self) -> list[str]:
         return [v.name for v in self.voices]

@@ -36,6 +36,11 @@ def _min_random_ties(candidates: Sequence[WorkerState], key: Callable[[WorkerSta
     return rng.choice([w for w in candidates if key(w) <= best + 1e-9])
 
 
+def _fewest(candidates: Sequence[WorkerState], key: Callable[[WorkerState], float]) -> list[WorkerState]:
+    best = min(key(w) for w in candidates)
+    return [w for w in candidates if key(w) <= best]
+
+
 def _load(w: WorkerState) -> float:
     return w.admitted / max(1, w.capacity)
 
@@ -49,8 +54,17 @@ class LeastWork:
         # A worker that must load the voice first is priced with that load: it wins only when the ones that hold
         # the voice are queued for longer than the load takes (so one worker loads it unless more are needed).
         extra = voice_load or {}
-        return _min_random_ties(candidates, lambda w: w.expected_finish(chars, reference) + extra.get(w.url, 0.0),
-                                self.rng)
+
+        def cost(w: WorkerState) -> float:
+            return w.expected_finish(chars, reference) + extra.get(w.url, 0.0)
+
+        best = min(cost(w) for w in candidates)
+        tied = [w for w in candidates if cost(w) <= best + 1e-9]
+        if len(tied) > 1 and all(extra.get(w.url, 0.0) > 0 for w in tied):
+            # Nobody holds the voice: the worker with the most room, then the fewest voices, loads it, so voices
+            # spread over workers instead of evicting each other on one.
+            tied = _fewest(_fewest(tied, lambda w: -w.room), lambda w: w.loaded_voice_count)
+        return self.rng.choice(tied)
 
 
 class LeastLoaded:

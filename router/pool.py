@@ -121,6 +121,14 @@ class WorkerState:
     def has_room(self) -> bool:
         return self.admitted < self.capacity
 
+    @property
+    def room(self) -> int:
+        return self.capacity - self.admitted
+
+    @property
+    def loaded_voice_count(self) -> int:
+        return len(self.stats.loaded_voices) if self.stats is not None else 0
+
     def seconds_per_char(self, reference: float) -> float:
         """Its own measured speed; a worker that has measured nothing yet is priced at its peers' (`reference`)."""
         s = self.stats
@@ -204,8 +212,10 @@ class WorkerPool:
         stale_after: float,
         eject_after: int,
         rules: Optional[OutlierRules] = None,
+        voice_affinity: bool = True,
     ) -> None:
         self.client = client
+        self.voice_affinity = voice_affinity
         self._poll_timeout = aiohttp.ClientTimeout(total=max(0.5, stale_after))
         self.poll_interval = poll_interval
         self.stale_after = stale_after
@@ -313,9 +323,11 @@ class WorkerPool:
             trusted = [w for w in found if not suspect(w.outcomes, self._peer_outcomes(w), self.rules)]
             found = trusted or found
             if found:
+                # Voice-blind (benchmark comparison): least-work as if every worker held every voice.
+                affine = voice if self.voice_affinity else None
                 chosen = policy.choose(found, chars, self.reference_seconds_per_char(),
-                                       self._voice_loads(found, voice, now))
-                return self._lease(chosen, chars, False, voice=voice)
+                                       self._voice_loads(found, affine, now))
+                return self._lease(chosen, chars, False, voice=affine)
             remaining = deadline - now
             if remaining <= 0:
                 return None

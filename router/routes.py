@@ -37,22 +37,24 @@ async def _tts(request: Request, req: TTSRequest, body: Optional[bytes]) -> Resp
     try:
         # The same ordered checks the worker makes, with its engine's facts from /stats: a bad request never
         # occupies a worker slot. Reference paths are the worker's to check (its voice directory).
+        # A request naming a voice may leave the reference out: the voice's own is the worker's to fill in.
         if facts is not None:
-            check_request(req, facts.languages, facts.prompt_languages, facts.engine_version, facts.max_text_length)
+            check_request(req, facts.languages, facts.prompt_languages, facts.engine_version, facts.max_text_length,
+                          reference_required=not req.voice)
         else:
-            check_request(req, None, None, "", None)
+            check_request(req, None, None, "", None, reference_required=not req.voice)
     except InvalidRequest as exc:
         log_fields(log, "tts request", request_id=request_id_of(request.scope), method=request.method, status=400,
                    worker=None, attempts=0, chars=len(req.text or ""), note=exc.message)
         svc.metrics.requests.labels(status="400", worker="none").inc()
         return error(400, exc.message, exc.field)
     try:
-        svc.pool.check_voice(req.voice)
+        svc.pool.check_voice(req.voice or None)
     except UnknownVoice as exc:
         svc.metrics.requests.labels(status="404", worker="none").inc()
         return error(404, str(exc), "voice")
     fp = fingerprint(req.model_dump_json())
-    return await Forwarder(svc, request, len(req.text or ""), body, fp, req.voice).run()
+    return await Forwarder(svc, request, len(req.text or ""), body, fp, req.voice or None).run()
 
 
 TTS_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -53,7 +53,8 @@ class RouterService:
         self._forward_session: Optional[aiohttp.ClientSession] = None
         rules = OutlierRules(consecutive_failures=settings.eject_after, base_ejection_seconds=settings.ejection_seconds,
                              max_ejected_share=settings.max_ejected_share)
-        self.pool = WorkerPool(self.control_session, settings.poll_interval, settings.stale_after, settings.eject_after, rules)
+        self.pool = WorkerPool(self.control_session, settings.poll_interval, settings.stale_after, settings.eject_after, rules,
+                               voice_affinity=settings.voice_affinity)
         self.policy = make_policy(settings.policy)
         self.metrics = RouterMetrics(self.pool)
         self.counters = RequestCounters()

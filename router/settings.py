@@ -33,6 +33,9 @@ class RouterSettings(ServingSettings):
     )
     kubeconfig: Optional[Path] = Field(None, description="Kubernetes: kubeconfig file; default: in-cluster.")
     policy: PolicyName = Field(DEFAULT_POLICY, description="How to choose a worker for each request.")
+    voice_affinity: bool = Field(
+        True, description="Send a voice where it is loaded (least-work adds a worker's load time for a voice it "
+        "lacks); off: voice-blind, for comparison in benchmarks.")
     poll_interval: float = Field(0.2, gt=0, le=60, description="Seconds between /stats polls of each worker.")
     stale_after: float = Field(1.0, gt=0, description="A poll older than this many seconds is unknown load.")
     max_retries: int = Field(2, ge=0, le=10, description="Other workers tried after a failure before any byte.")

@@ -39,6 +39,19 @@ class WorkerMetrics:
         self.in_flight = Gauge("ttsc_worker_in_flight", "Requests in the engine now.", registry=self.registry)
         self.capacity = Gauge("ttsc_worker_capacity", "Most requests admitted at once.", registry=self.registry)
         self.ready = Gauge("ttsc_worker_ready", "1 when the worker accepts requests.", registry=self.registry)
+        self.voice_load = Histogram(
+            "ttsc_worker_voice_load_seconds", "Time to load a catalog voice, per voice and result.",
+            ["voice", "result"], buckets=_LATENCY_BUCKETS, registry=self.registry,
+        )
+        self.voice_load_waits = Counter(
+            "ttsc_worker_voice_load_waits", "Requests that waited for a voice load (theirs or one before them).",
+            registry=self.registry,
+        )
+        self.loaded_voices = Gauge("ttsc_worker_loaded_voices", "Catalog voices held now.", registry=self.registry)
+        self.voices_loading = Gauge("ttsc_worker_voices_loading", "Catalog voices loading now.",
+                                    registry=self.registry)
+        self.max_loaded_voices = Gauge("ttsc_worker_max_loaded_voices", "Most catalog voices held at once.",
+                                       registry=self.registry)
 
     def bind(
         self,
@@ -46,8 +59,14 @@ class WorkerMetrics:
         in_flight: Callable[[], float],
         capacity: Callable[[], float],
         ready: Callable[[], float],
+        loaded_voices: Callable[[], float] = lambda: 0.0,
+        voices_loading: Callable[[], float] = lambda: 0.0,
+        max_loaded_voices: Callable[[], float] = lambda: 0.0,
     ) -> None:
         """Gauges read live values at scrape time instead of being kept in step by hand."""
+        self.loaded_voices.set_function(loaded_voices)
+        self.voices_loading.set_function(voices_loading)
+        self.max_loaded_voices.set_function(max_loaded_voices)
         self.queue_depth.set_function(queue_depth)
         self.in_flight.set_function(in_flight)
         self.capacity.set_function(capacity)

@@ -20,7 +20,7 @@ from tts_common.streaming import ChunkStream, ClientGone, StreamAborted, wait_di
 from tts_common.validation import InvalidRequest, as_api_v2_get
 
 from .encoders import CONTENT_TYPES, encode, encode_chunk, wav_header
-from .engines.base import AudioTooLong, Cancelled, EngineError, StreamMode
+from .engines.base import AudioTooLong, Cancelled, EngineError, StreamMode, VoiceUnavailable
 from .scheduler import DeadlinePassed, Draining, Job, JobOutcome, QueueFull
 from .service import WorkerService, service_of
 from .validation import UnknownVoice, check_request
@@ -143,6 +143,9 @@ def _refusal(svc: WorkerService, job: Optional[Job], exc: Exception, outcome: "_
     if isinstance(exc, AudioTooLong):
         outcome.log(400, job, note=str(exc))
         return error(400, str(exc), "text")
+    if isinstance(exc, VoiceUnavailable):  # this worker's problem, not the request's: another worker may serve it
+        outcome.log(503, job, note=str(exc))
+        return error(503, str(exc), "voice", headers={"Retry-After": str(svc.scheduler.retry_after())})
     if isinstance(exc, (EngineError, StopAsyncIteration)):  # the scheduler ends no job without audio; still
         detail = str(exc) or "the text produced no audio"
         outcome.log(400, job, note=detail)

@@ -88,6 +88,11 @@ class Job:
     samples: int = 0
     outcome: JobOutcome = JobOutcome.QUEUED
     cancel_reason: JobOutcome = JobOutcome.CANCELLED
+    #: engine seconds spent loading this job's voice before synthesis (0: it was held)
+    load_seconds: float = 0.0
+    #: voice loads the engine had done (or begun) when this job was admitted: more at its start means it waited
+    loads_at_admission: int = 0
+    waited_for_load: bool = False
 
     @property
     def chars(self) -> int:
@@ -125,6 +130,7 @@ class Counters:
     queue_wait_total: float = 0.0
     started: int = 0
     audio_seconds: float = 0.0
+    voice_load_waits: int = 0
 
 
 class Scheduler:
@@ -196,12 +202,17 @@ class Scheduler:
         return sum(j.chars for j in self._pending) + (self._running.chars if self._running is not None else 0)
 
     def queued_work_seconds(self) -> float:
-        """Expected engine seconds for everything admitted: what `least-work` routing compares."""
+        """Expected engine seconds for everything admitted, voice loads included: what `least-work` routing
+        compares."""
         chars = sum(j.chars for j in self._pending)
         work = chars * self._per_char.value
-        if self._running is not None:
-            work += max(0.0, self._running.chars * self._per_char.value - self._running.processing)
-        return work
+        running = self._running
+        if running is not None:
+            work += max(0.0, running.chars * self._per_char.value - max(0.0, running.processing - running.load_seconds))
+        # Each voice not held costs one load, however many admitted requests want it.
+        wanted = {j.params.voice.name for j in (*self._pending, *([running] if running else [])) if j.params.voice}
+        loaded = self.engine.loaded
+        return work + sum(loaded.expected_load_seconds(v, self.engine.default_voice_load_seconds) for v in wanted)
 
     def retry_after(self) -> int:
         """Seconds until a slot is likely free (the policy the router applies to its own 503s too)."""
@@ -217,7 +228,9 @@ class Scheduler:
         if self.admitted >= self.max_queue_size:
             self.counters.rejected += 1
             raise QueueFull(self.retry_after())
-        job = Job(id=request_id, params=params, deadline=deadline)
+        loaded = self.engine.loaded
+        job = Job(id=request_id, params=params, deadline=deadline,
+                  loads_at_admission=loaded.loads + len(loaded.loading()))
         self._pending.append(job)
         self._idle.clear()
         self._wakeup.set()
@@ -337,8 +350,9 @@ class Scheduler:
             loop.call_soon_threadsafe(self._settle, job, outcome, last)
 
         seconds = job.params.max_audio_seconds
-        limit = float("inf") if seconds is None else seconds * self.engine.output_rate(job.params)
         try:
+            self._load_voice(job)
+            limit = float("inf") if seconds is None else seconds * self.engine.output_rate(job.params)
             for chunk in self.engine.synthesize(job.params, job.cancel):
                 job.cancel.check()
                 if len(chunk) == 0:
@@ -361,6 +375,24 @@ class Scheduler:
             log.exception("engine failed on request %s", job.id)
             settle(JobOutcome.FAILED, _Failed(EngineError(f"{type(exc).__name__}: {exc}")))
 
+    def _load_voice(self, job: Job) -> None:
+        """On the engine thread: hold the job's voice before its synthesis starts, timed apart from synthesis so
+        a load never inflates the measured seconds per character."""
+        voice, loaded = job.params.voice, self.engine.loaded
+        if voice is not None and self.engine.serves_voices and not loaded.holds(voice.name):
+            t0 = time.monotonic()
+            result = "error"
+            try:
+                self.engine.prepare_voice(voice, job.cancel)
+                result = "ok"
+            except Cancelled:
+                result = "cancelled"
+                raise
+            finally:
+                job.load_seconds = time.monotonic() - t0
+                self.metrics.voice_load.labels(voice=voice.name, result=result).observe(job.load_seconds)
+        job.waited_for_load = job.load_seconds > 0 or loaded.loads > job.loads_at_admission
+
     def _finish(self, job: Job, outcome: JobOutcome) -> None:
         job.outcome = outcome
         job.finished_at = job.finished_at or time.monotonic()
@@ -368,10 +400,13 @@ class Scheduler:
         if job.started_at is not None:
             c.started += 1
             c.queue_wait_total += job.queue_wait
+        if job.waited_for_load:
+            c.voice_load_waits += 1
+            self.metrics.voice_load_waits.inc()
         if outcome is JobOutcome.OK:
             c.processed += 1
             c.processing_total += job.processing
-            seconds = job.samples / self.engine.sample_rate
+            seconds = job.samples / self.engine.output_rate(job.params)
             c.audio_seconds += seconds
             self.metrics.processing.observe(job.processing)
             self.metrics.audio_seconds.inc(seconds)
@@ -379,7 +414,7 @@ class Scheduler:
                 self.metrics.first_chunk.observe(job.first_chunk_at - job.admitted_at)
             self._per_request.add(job.processing)
             if job.chars:
-                self._per_char.add(job.processing / job.chars)
+                self._per_char.add(max(0.0, job.processing - job.load_seconds) / job.chars)
         elif outcome is JobOutcome.CANCELLED:
             c.cancelled += 1
         else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import os
 import time
@@ -12,7 +14,7 @@ from tts_common.logs import log_fields
 from tts_common.schemas import WorkerStats
 from tts_common.voices import CatalogFile, VoiceCatalog
 
-from .engines.base import Engine
+from .engines.base import CancelToken, Engine, EngineError
 from .metrics import WorkerMetrics
 from .scheduler import Scheduler
 from .settings import WorkerSettings
@@ -26,6 +28,8 @@ class WorkerService:
         self.engine = engine
         self._catalog = catalog
         self._catalog_checked = 0.0
+        self._applied: Optional[VoiceCatalog] = None  # the catalog whose pins and changes the engine has applied
+        self._watcher: Optional[asyncio.Task[None]] = None
         self.metrics = WorkerMetrics(settings.name, engine.name, engine.device)
         self.scheduler = Scheduler(engine, settings.max_queue_size, self.metrics)
         self.started_at = time.monotonic()
@@ -36,13 +40,54 @@ class WorkerService:
             in_flight=lambda: self.scheduler.in_flight,
             capacity=lambda: self.settings.max_queue_size,
             ready=lambda: 1.0 if self.ready else 0.0,
+            loaded_voices=lambda: len(engine.loaded.names()),
+            voices_loading=lambda: len(engine.loaded.loading()),
+            max_loaded_voices=lambda: engine.loaded.limit,
         )
 
     async def start(self) -> None:
         self.scheduler.start()
+        if self._catalog is not None and self.engine.serves_voices:
+            self._watcher = asyncio.create_task(self._watch_catalog(), name="voice-catalog")
 
     async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
         await self.scheduler.close()
+
+    async def _watch_catalog(self) -> None:
+        """Apply each catalog that takes effect: forget held voices it removed or changed, pin and load the voices
+        its placement gives this worker. On the engine thread, between syntheses."""
+        while True:
+            catalog = self.catalog()
+            if catalog is not None and catalog is not self._applied:
+                try:
+                    await self.scheduler.run_in_engine_thread(functools.partial(self._apply, catalog))
+                except Exception:  # noqa: BLE001 - a failed preload is in voice_errors; keep watching
+                    log.exception("applying the voice catalog failed")
+                self._applied = catalog
+            await asyncio.sleep(1.0)
+
+    def _apply(self, catalog: VoiceCatalog) -> None:
+        loaded, engine = self.engine.loaded, self.engine
+        previous = self._applied
+        stale = [n for n in loaded.names()
+                 if catalog.get(n) is None or (previous is not None and previous.get(n) != catalog.get(n))]
+        if stale:
+            dropped = loaded.drop(stale, engine.release_voice)
+            log_fields(log, "voices dropped: removed or changed in the catalog", voices=dropped)
+        pins = [n for n in catalog.pinned_for(self.settings.name)
+                if (v := catalog.get(n)) is not None and v.supports(engine.name)]
+        loaded.pin(pins)
+        for name in pins:
+            voice = catalog.get(name)
+            assert voice is not None
+            try:
+                engine.prepare_voice(voice, CancelToken())
+            except EngineError as exc:
+                log_fields(log, "pinned voice failed to load", logging.WARNING, voice=name, error=str(exc))
+        if pins:
+            log_fields(log, "voices pinned", voices=pins)
 
     def catalog(self) -> Optional[VoiceCatalog]:
         """The voice catalog in force, re-read at most once a second when its file changed (a bad change is
@@ -110,6 +155,11 @@ class WorkerService:
             loaded_voices=self.engine.loaded.names(),
             max_loaded_voices=self.engine.loaded.limit,
             voice_load_seconds=self.engine.loaded.load_seconds(),
+            voices_loading=self.engine.loaded.loading(),
+            pinned_voices=self.engine.loaded.pinned(),
+            voice_loads=self.engine.loaded.loads,
+            voice_load_waits=c.voice_load_waits,
+            voice_errors=self.engine.loaded.errors(),
         )
 
     def _servable_voices(self) -> list[str]:

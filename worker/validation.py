@@ -84,13 +84,34 @@ def choose_voice(req: TTSRequest, engine: Engine, catalog: Optional[VoiceCatalog
     return (req.model_copy(update=presets) if presets else req), voice
 
 
+def with_voice_reference(req: TTSRequest, voice: Voice) -> TTSRequest:
+    """A GPT-SoVITS voice's own reference clip, prompt text and language, and aux clips, for a request that gives no
+    reference clip of its own (one that does keeps its own, with the voice's weights)."""
+    ref = voice.gpt_sovits
+    if ref is None or req.ref_audio_path:
+        return req
+    update: dict[str, object] = {"ref_audio_path": ref.ref_audio}
+    if not req.prompt_text:
+        update["prompt_text"] = ref.prompt_text
+    if not req.prompt_lang:
+        update["prompt_lang"] = ref.prompt_lang
+    if "aux_ref_audio_paths" not in req.model_fields_set:
+        update["aux_ref_audio_paths"] = list(ref.aux_ref_audio)
+    return req.model_copy(update=update)
+
+
 def check_request(
     req: TTSRequest, engine: Engine, voice_dir: Path, max_text_length: int, max_audio_seconds: float,
     catalog: Optional[VoiceCatalog] = None,
 ) -> SynthesisParams:
     """Return what the engine needs, or raise InvalidRequest with the first failing check's message."""
-    mode = check_api_v2(req, engine.languages, engine.prompt_languages, engine.version, max_text_length)
     req, voice = choose_voice(req, engine, catalog)
+    if voice is not None:
+        req = with_voice_reference(req, voice)
+    # A voice's engine that reads no reference clip (synthetic, piper) needs none from a request naming the voice.
+    needs_reference = voice is None or engine.uses_reference
+    mode = check_api_v2(req, engine.languages, engine.prompt_languages, engine.version, max_text_length,
+                        reference_required=needs_reference)
     if not math.isfinite(req.fragment_interval) or req.fragment_interval > max_audio_seconds:
         raise InvalidRequest(f"fragment_interval: {req.fragment_interval:g} s of silence is more than the "
                              f"{max_audio_seconds:g} s of audio a request may make (max_audio_seconds)",
@@ -104,7 +125,7 @@ def check_request(
         raise InvalidRequest(f"speed_factor: {req.speed_factor:g} would make this text longer than "
                              f"{max_audio_seconds:g} s of audio (max_audio_seconds)", "speed_factor")
     try:
-        ref = resolve_voice_path(voice_dir, req.ref_audio_path or "", "ref_audio_path")
+        ref = resolve_voice_path(voice_dir, req.ref_audio_path, "ref_audio_path") if req.ref_audio_path else Path()
         aux, skipped = _aux_refs(voice_dir, req.aux_ref_audio_paths)
     except PathRejected as exc:
         raise InvalidRequest(str(exc), exc.field) from exc

@@ -55,6 +55,24 @@ async def test_workers_without_the_voice_are_never_chosen_and_unknown_voices_are
     pool.check_voice(None)  # the default voice: every worker
 
 
+async def test_with_the_voice_held_nowhere_the_worker_with_most_room_and_fewest_voices_loads_it():
+    # Equal cost everywhere (idle, same load time): room first, then the fewest voices held.
+    crowded = holding("crowded", ["low", "mid"])
+    roomy = holding("roomy", ["low"], capacity=20)
+    sparse = holding("sparse", [])
+    assert {await reserve(pool_of(holding("a", ["low", "mid"]), holding("b", ["low"]), sparse), "high")
+            for _ in range(5)} == {"sparse"}
+    assert await reserve(pool_of(crowded, roomy, holding("b", [])), "high") == "roomy"
+
+
+async def test_voice_blind_least_work_ignores_where_a_voice_is_held():
+    pool = pool_of(holding("a", ["mid"], queued_work_seconds=0.5), holding("b", []))
+    assert await reserve(pool, "mid") == "a"  # aware: b would first spend 3 s loading mid
+    pool.voice_affinity = False
+    assert await reserve(pool, "mid") == "b"  # blind: b has less work queued, so it loads mid
+    assert not pool.workers["b"].voices_sent  # and the blind router keeps no affinity either
+
+
 def test_through_a_real_router(tmp_path, spawn_worker, spawn_router):
     catalog = tmp_path / "voices.yaml"
     catalog.write_text(yaml.safe_dump({"voices": [{"name": n, "synthetic": {"tone_hz": 200 + 300 * i}}
@@ -78,3 +96,9 @@ def test_through_a_real_router(tmp_path, spawn_worker, spawn_router):
     assert r.status_code == 404 and r.json()["field"] == "voice" and "low, mid" in r.json()["message"]
     held = {w["url"]: w["voices"] for w in httpx.get(f"{router.url}/concurrent_stats").json()["workers"]}
     assert sorted(v for vs in held.values() for v in vs) in (["high"], ["high", "low"])
+    # A request naming a voice needs no reference clip of its own: the voice is the worker's to fill in.
+    bare = {"text": "A tone.", "text_lang": "en", "media_type": "raw", "voice": "mid"}
+    r = httpx.post(f"{router.url}/tts", json=bare, timeout=30)
+    assert r.status_code == 200, r.text
+    r = httpx.post(f"{router.url}/tts", json={k: v for k, v in bare.items() if k != "voice"}, timeout=30)
+    assert r.status_code == 400 and r.json()["message"] == "ref_audio_path is required"

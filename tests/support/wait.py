@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -27,3 +27,14 @@ def eventually(fn: Callable[[], T], timeout: float = 30.0, interval: float = 0.0
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not reached in {timeout} s; last: {last!r}")
         time.sleep(interval)
+
+
+def stats_when(url: str, predicate: Callable[[dict[str, Any]], bool], timeout: float = 10.0) -> dict[str, Any]:
+    """A worker's /stats once `predicate` holds for it."""
+    import httpx
+
+    def holds() -> dict[str, Any] | None:
+        stats: dict[str, Any] = httpx.get(f"{url}/stats").json()
+        return stats if predicate(stats) else None
+
+    return eventually(holds, timeout)

@@ -75,6 +75,59 @@ def test_a_bad_catalog_change_keeps_the_last_good_one(catalog_worker):
     assert say(worker.url, voice="low").status_code == 404
 
 
+def test_placement_pins_voices_and_a_changed_voice_is_loaded_again(catalog_worker):
+    worker, path = catalog_worker
+
+    def stats() -> dict[str, object]:
+        return httpx.get(f"{worker.url}/stats", timeout=10).json()
+
+    assert abs(tone(say(worker.url, voice="high").content) - 1000) < 5
+    changed = {"voices": [*CATALOG["voices"][:2], {"name": "high", "synthetic": {"tone_hz": 1500}}],
+               "placement": {"another-worker": ["high"]}}
+    path.write_text(yaml.safe_dump(changed))
+    deadline = time.monotonic() + 10
+    while "high" in stats()["loaded_voices"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "high" not in stats()["loaded_voices"]  # its definition changed: the held one is dropped
+    assert stats()["pinned_voices"] == []  # the placement names another worker
+    assert abs(tone(say(worker.url, voice="high").content) - 1500) < 5
+    changed["placement"] = {stats()["worker_id"]: ["mid"]}
+    path.write_text(yaml.safe_dump(changed))
+    deadline = time.monotonic() + 10
+    while "mid" not in stats()["loaded_voices"] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert stats()["pinned_voices"] == ["mid"] and "mid" in stats()["loaded_voices"]  # loaded without a request
+    for name in ("low", "high", "low", "high"):  # two slots, mid pinned: low and high take turns in the other
+        assert say(worker.url, voice=name).status_code == 200
+    assert "mid" in stats()["loaded_voices"]
+
+
+def test_voice_loads_are_counted_in_queued_work(tmp_path, voice_dir, logs_dir):
+    path = tmp_path / "voices.yaml"
+    path.write_text(yaml.safe_dump(CATALOG))
+    worker = start_worker(["--engine", "synthetic", "--voice-dir", str(voice_dir), "--voices", str(path),
+                           "--synthetic-voice-load-seconds", "2", "--synthetic-sample-rate", str(RATE)], logs_dir)
+    try:
+        import threading
+
+        threads = [threading.Thread(target=say, args=(worker.url,), kwargs={"voice": v}) for v in ("low", "mid")]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        stats = httpx.get(f"{worker.url}/stats", timeout=10).json()
+        # Two voices not held, 2 s each (the configured load time, none measured yet): at least 3 s of work queued,
+        # where the text alone is a fraction of a second.
+        assert stats["queued_work_seconds"] >= 3.0, stats
+        assert stats["voices_loading"] == ["low"]
+        for t in threads:
+            t.join()
+        stats = httpx.get(f"{worker.url}/stats", timeout=10).json()
+        assert stats["voice_loads"] == 2 and stats["voice_load_waits"] == 2 and stats["queued_work_seconds"] == 0
+        assert stats["seconds_per_char"] < 0.1  # the loads did not count as synthesis time
+    finally:
+        worker.stop()
+
+
 def test_a_bad_catalog_is_refused_at_start_naming_voice_and_field(tmp_path, voice_dir, logs_dir):
     path = tmp_path / "voices.yaml"
     path.write_text(yaml.safe_dump({"voices": [{"name": "Bad/Name", "synthetic": {}}]}))

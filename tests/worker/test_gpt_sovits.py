@@ -156,7 +156,7 @@ def test_the_router_never_imports_torch_or_gpt_sovits():
 
 def test_up_serves_gpt_sovits_workers_behind_the_router(tmp_path, voice_dir, gpt_sovits_weights, monkeypatch):
     """The seed's setup end to end: `tts-cluster up` with the gpt-sovits engine, two workers, one router."""
-    from test_up import start_up
+    from support.up import start_up
 
     shutil.copy(gpt_sovits_weights / "w0" / "ref.wav", voice_dir / "gsv-ref.wav")
     monkeypatch.setenv("NLTK_DATA", str(gpt_sovits_weights / "nltk_data"))

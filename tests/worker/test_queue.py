@@ -8,24 +8,14 @@ import socket
 import httpx
 
 from support.params import tts_params
-from support.wait import eventually
-
-
-def wait_for(url: str, predicate, timeout: float = 10.0) -> dict:
-    """The worker's /stats once `predicate` holds for it."""
-
-    def holds() -> dict | None:
-        stats = httpx.get(f"{url}/stats").json()
-        return stats if predicate(stats) else None
-
-    return eventually(holds, timeout)
+from support.wait import stats_when
 
 
 async def test_overflow_answers_503_with_retry_after_while_admitted_requests_succeed(spawn_worker):
     worker = spawn_worker("--max-queue-size", "3", "--synthetic-base-seconds", "0.6")
     async with httpx.AsyncClient(timeout=60) as client:
         admitted = [asyncio.create_task(client.post(f"{worker.url}/tts", json=tts_params())) for _ in range(3)]
-        await asyncio.to_thread(wait_for, worker.url, lambda s: s["queue_depth"] + s["in_flight"] == 3)
+        await asyncio.to_thread(stats_when, worker.url, lambda s: s["queue_depth"] + s["in_flight"] == 3)
         overflow = await asyncio.gather(*(client.post(f"{worker.url}/tts", json=tts_params()) for _ in range(4)))
         done = await asyncio.gather(*admitted)
     for r in overflow:
@@ -46,7 +36,7 @@ def test_retry_after_grows_with_the_work_admitted(spawn_worker):
         async def scenario() -> tuple[httpx.Response, httpx.Response]:
             async with httpx.AsyncClient(timeout=60) as ac:
                 first = asyncio.create_task(ac.post(f"{worker.url}/tts", json=tts_params()))
-                await asyncio.to_thread(wait_for, worker.url, lambda s: s["in_flight"] == 1)
+                await asyncio.to_thread(stats_when, worker.url, lambda s: s["in_flight"] == 1)
                 refused = await ac.post(f"{worker.url}/tts", json=tts_params())
                 return await first, refused
 
@@ -65,16 +55,16 @@ def test_client_that_leaves_while_queued_loses_its_place(spawn_worker):
     worker = spawn_worker("--max-queue-size", "4", "--synthetic-base-seconds", "1.0")
     query = str(httpx.URL("/tts", params=tts_params()))
     busy = _raw_request(worker.port, query)
-    wait_for(worker.url, lambda s: s["in_flight"] == 1)
+    stats_when(worker.url, lambda s: s["in_flight"] == 1)
     waiting = _raw_request(worker.port, query)
-    wait_for(worker.url, lambda s: s["queue_depth"] == 1)
+    stats_when(worker.url, lambda s: s["queue_depth"] == 1)
     waiting.close()  # leaves before the engine reaches it
-    stats = wait_for(worker.url, lambda s: s["queue_depth"] == 0)
+    stats = stats_when(worker.url, lambda s: s["queue_depth"] == 0)
     assert stats["cancelled"] == 1
     busy.settimeout(30)
     assert busy.recv(64).startswith(b"HTTP/1.1 200")
     busy.close()
-    stats = wait_for(worker.url, lambda s: s["in_flight"] == 0)
+    stats = stats_when(worker.url, lambda s: s["in_flight"] == 0)
     assert stats["processed"] == 1  # the engine never ran the abandoned request
     assert stats["cancelled"] == 1
 
@@ -84,5 +74,5 @@ def test_request_timeout_answers_504_and_frees_the_engine(spawn_worker):
     r = httpx.post(f"{worker.url}/tts", json=tts_params(), timeout=60)
     assert r.status_code == 504
     assert "timed out after 0.5 s" in r.json()["message"]
-    stats = wait_for(worker.url, lambda s: s["in_flight"] == 0, timeout=3)
+    stats = stats_when(worker.url, lambda s: s["in_flight"] == 0, timeout=3)
     assert stats["failed"] == 1 and stats["processed"] == 0

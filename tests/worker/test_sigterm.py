@@ -6,9 +6,9 @@ import asyncio
 import signal
 
 import httpx
-from test_queue import wait_for
 
 from support.params import tts_params
+from support.wait import stats_when
 
 
 async def test_sigterm_drains_without_losing_an_admitted_request(spawn_worker):
@@ -18,7 +18,7 @@ async def test_sigterm_drains_without_losing_an_admitted_request(spawn_worker):
             asyncio.create_task(client.post(f"{worker.url}/tts", json=tts_params(streaming_mode=i % 2)))
             for i in range(4)
         ]
-        await asyncio.to_thread(wait_for, worker.url, lambda s: s["queue_depth"] + s["in_flight"] == 4)
+        await asyncio.to_thread(stats_when, worker.url, lambda s: s["queue_depth"] + s["in_flight"] == 4)
         worker.proc.send_signal(signal.SIGTERM)
         for _ in range(100):
             ready = await client.get(f"{worker.url}/readyz")
@@ -43,7 +43,7 @@ def test_drain_timeout_bounds_the_shutdown(spawn_worker):
     async def start_long() -> None:
         async with httpx.AsyncClient(timeout=60) as client:
             task = asyncio.create_task(client.post(f"{worker.url}/tts", json=tts_params()))
-            await asyncio.to_thread(wait_for, worker.url, lambda s: s["in_flight"] == 1)
+            await asyncio.to_thread(stats_when, worker.url, lambda s: s["in_flight"] == 1)
             worker.proc.send_signal(signal.SIGTERM)
             try:
                 await task

@@ -51,5 +51,6 @@ def _engine(settings: "WorkerSettings") -> Engine:
             root=settings.gpt_sovits_root,
             warmup_reference=settings.voice_dir / "reference.wav",
             cpu_threads=settings.cpu_threads,
+            models_dir=settings.models_dir,
         )
     raise EngineLoadError(f"engine {settings.engine!r} is not available in this build")

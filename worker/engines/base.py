@@ -15,7 +15,7 @@ import numpy as np
 from tts_common.schemas import TTSRequest
 from tts_common.voices import Voice
 
-from ..loaded_voices import LoadedVoices
+from ..loaded_voices import LoadedVoices, NoVoiceSlot
 
 
 class StreamMode(IntEnum):
@@ -39,6 +39,11 @@ class AudioTooLong(EngineError):
             f"text: the audio would be longer than the limit of {limit_seconds:g} s per request "
             "(max_audio_seconds): send a shorter text or a smaller fragment_interval"
         )
+
+
+class VoiceUnavailable(EngineError):
+    """A catalog voice could not be loaded here (a weight file missing, every slot pinned): 503, so the router tries
+    another worker, with a message naming the voice and the file."""
 
 
 class EngineUnsupported(EngineError):
@@ -101,6 +106,10 @@ class Engine(ABC):
     switches_weights: bool = False
     #: whether it serves catalog voices (`voice` on /tts) besides its default one
     serves_voices: bool = False
+    #: whether synthesis reads the reference clip (api_v2 requires one of every request regardless)
+    uses_reference: bool = False
+    #: load time assumed for a catalog voice before this worker has measured one
+    default_voice_load_seconds: float = 2.0
 
     def __init__(self, max_loaded_voices: int = 1) -> None:
         self.refer_audio: Optional[Path] = None
@@ -117,6 +126,30 @@ class Engine(ABC):
     def output_rate(self, params: SynthesisParams) -> int:
         """Sample rate of this request's audio: the engine's, unless a request option changes it."""
         return self.sample_rate
+
+    def prepare_voice(self, voice: Voice, cancel: CancelToken) -> None:
+        """Hold `voice`, loading it if needed: on the engine thread, between syntheses. A load that fails holds
+        nothing and raises VoiceUnavailable naming the voice and what is missing."""
+        try:
+            self.loaded.get(voice.name, lambda: self._load_voice(voice, cancel), self.release_voice)
+        except NoVoiceSlot as exc:
+            raise VoiceUnavailable(str(exc)) from exc
+        except (EngineLoadError, OSError) as exc:
+            raise VoiceUnavailable(f"voice {voice.name!r} could not be loaded: {exc}") from exc
+
+    def voice_state(self, voice: Voice, cancel: CancelToken) -> Any:
+        """The held state of `voice` (loading it first if a caller skipped `prepare_voice`)."""
+        self.prepare_voice(voice, cancel)
+        return self.loaded.get(voice.name, lambda: self._load_voice(voice, cancel), self.release_voice)
+
+    def _load_voice(self, voice: Voice, cancel: CancelToken) -> Any:
+        """Engine state for one catalog voice; raise EngineLoadError naming a missing file."""
+        raise EngineUnsupported(f"engine {self.name} serves only its default voice")
+
+    def release_voice(self, state: Any) -> None:
+        """Free what an evicted voice held (accelerator memory); the state's references going away is enough for
+        engines on the CPU."""
+        del state
 
     def warmup(self, count: int) -> None:
         lang = "en" if "en" in self.languages else self.languages[0]

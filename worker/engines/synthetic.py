@@ -10,7 +10,6 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -41,6 +40,7 @@ class SyntheticEngine(Engine):
                  voice_load_seconds: float = 0.0):
         super().__init__()
         self.voice_load_seconds = voice_load_seconds
+        self.default_voice_load_seconds = voice_load_seconds
         self.base_seconds = base_seconds
         self.seconds_per_char = seconds_per_char
         self.sample_rate = sample_rate
@@ -71,7 +71,7 @@ class SyntheticEngine(Engine):
             raise EngineError("text produced no speakable segment")
         tone, speed = 220.0, 1.0
         if params.voice is not None and params.voice.synthetic is not None:
-            voice = self.loaded.get(params.voice.name, lambda: self._load_voice(params.voice, cancel))
+            voice: SyntheticVoice = self.voice_state(params.voice, cancel)
             tone, speed = voice.tone_hz, voice.speed
 
         def audio() -> Iterator[np.ndarray]:
@@ -84,9 +84,9 @@ class SyntheticEngine(Engine):
 
         yield from shape_stream(audio(), params, self.sample_rate, cancel)
 
-    def _load_voice(self, voice: Optional[Voice], cancel: CancelToken) -> SyntheticVoice:
+    def _load_voice(self, voice: Voice, cancel: CancelToken) -> SyntheticVoice:
         """A synthetic voice "loads" in `voice_load_seconds`, standing in for a model pair's load time."""
-        assert voice is not None and voice.synthetic is not None
+        assert voice.synthetic is not None
         self._sleep(self.voice_load_seconds, cancel)
         return voice.synthetic
 
