@@ -108,6 +108,9 @@ class WorkerStats(BaseModel):
     audio_seconds: float = Field(description="Total seconds of audio produced.")
     uptime_seconds: float
     pid: int
+    instance_id: str = Field("", description="Unique per worker process start (a restart, even in place, changes it).")
+    gpt_weights: Optional[str] = Field(None, description="The default voice's GPT weights file, where the engine has one.")
+    sovits_weights: Optional[str] = Field(None, description="The default voice's SoVITS weights file, likewise.")
     voices: list[str] = Field(default_factory=list, description="Catalog voices this worker's engine can serve.")
     loaded_voices: list[str] = Field(default_factory=list, description="Voices held now, least recently used first.")
     max_loaded_voices: int = Field(1, description="Most voices held at once (least recently used evicted).")

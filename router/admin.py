@@ -9,6 +9,7 @@ import logging
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, urlencode
 
 import aiohttp
 from yarl import URL
@@ -16,6 +17,7 @@ from yarl import URL
 from tts_common.auth import admin_refusal
 from tts_common.logs import log_fields
 
+from .default_voice import Switched
 from .service import RouterService
 
 log = logging.getLogger("tts_router.admin")
@@ -90,6 +92,37 @@ async def fan_out(svc: RouterService, path: str, query: str, authorization: str)
     failed = [(status, body) for status, body in answers if status != 200]
     log_fields(log, "admin fan-out", path=path, workers=len(urls), failed=len(failed))
     return FanOut(per_worker, failed[0] if failed else None)
+
+
+class MissingPath(Exception):
+    """A weight switch without weights_path: 400, as a worker answers it."""
+
+
+async def switch_weights(svc: RouterService, kind: str, query: str, authorization: str) -> Switched:
+    """A switch of the cluster's default voice: on every worker or none, then kept by the router
+    (`default_voice`)."""
+    token = _authorize(svc, authorization)
+    if svc.control_lock.locked():  # a worker restarted mid-roll would come back on its yaml's weights
+        raise ControlBusy("a rolling /control is under way: retry the switch when it is done")
+    path = (parse_qs(query).get("weights_path") or [""])[0]
+    if not path:
+        raise MissingPath(f"{kind} weight path is required")
+    urls = _targets(svc)
+
+    async def call(url: str, route: str, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        return await _call(svc, url, route, urlencode(params), token)
+
+    return await svc.default_voice.switch(kind, path, call, urls)
+
+
+def worker_caller(svc: RouterService) -> Any:
+    """How the router's default voice reaches a worker on its own (bringing a restarted worker to the choice)."""
+    token = svc.settings.admin_token.get_secret_value() if svc.settings.admin_token else ""
+
+    async def call(url: str, route: str, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        return await _call(svc, url, route, urlencode(params), token)
+
+    return call
 
 
 async def _serving_again(svc: RouterService, url: str, since: float, timeout: float) -> bool:

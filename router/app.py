@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,6 +12,7 @@ from tts_common.http_errors import install_error_handlers
 from tts_common.request_id import RequestIDMiddleware
 
 from . import routes
+from .admin import worker_caller
 from .service import RouterService
 from .settings import RouterSettings
 
@@ -22,9 +24,12 @@ def create_app(settings: RouterSettings) -> FastAPI:
         service = RouterService(settings)
         app.state.service = service
         await service.start()
+        keeper = asyncio.create_task(service.default_voice.keep(worker_caller(service), settings.poll_interval),
+                                     name="default-voice")
         try:
             yield
         finally:
+            keeper.cancel()
             await service.close()
 
     app = FastAPI(

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import statistics
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Optional, Protocol
 
@@ -216,6 +216,8 @@ class WorkerPool:
     ) -> None:
         self.client = client
         self.voice_affinity = voice_affinity
+        # Whether a worker serves the cluster's default voice now (the router's DefaultVoice decides).
+        self.default_ready: Callable[[WorkerState], bool] = lambda _w: True
         self._poll_timeout = aiohttp.ClientTimeout(total=max(0.5, stale_after))
         self.poll_interval = poll_interval
         self.stale_after = stale_after
@@ -315,7 +317,8 @@ class WorkerPool:
         deadline = time.monotonic() + wait
         while True:
             now = time.monotonic()
-            live = [w for w in self.ordered() if w.url not in exclude and w.has_room() and w.serves(voice)]
+            live = [w for w in self.ordered() if w.url not in exclude and w.has_room() and w.serves(voice)
+                    and (voice is not None or self.default_ready(w))]
             probes = [w for w in live if w.probe_due(now, self.stale_after)]
             if probes:
                 return self._lease(probes[0], chars, probe=True, voice=voice)

@@ -14,7 +14,17 @@ from tts_common.request_id import request_id_of
 from tts_common.schemas import Health, MessageBody, TTSRequest
 from tts_common.validation import InvalidRequest, as_api_v2_get, check_request
 
-from .admin import AdminForbidden, BadCommand, ControlBusy, FanOut, NoWorker, fan_out, rolling_control
+from .admin import (
+    AdminForbidden,
+    BadCommand,
+    ControlBusy,
+    FanOut,
+    MissingPath,
+    NoWorker,
+    fan_out,
+    rolling_control,
+    switch_weights,
+)
 from .poison import fingerprint
 from .pool import UnknownVoice
 from .proxy import Forwarder, log
@@ -143,11 +153,30 @@ async def set_refer_audio(request: Request, refer_audio_path: Optional[str] = No
     return await _fan_out(request, "/set_refer_audio")
 
 
-@router.get("/set_gpt_weights", response_model=MessageBody, summary="admin: on every worker")
+async def _switch(request: Request, kind: str) -> JSONResponse:
+    try:
+        result = await switch_weights(service_of(request), kind, request.url.query,
+                                      request.headers.get("authorization", ""))
+    except MissingPath as exc:
+        return error(400, str(exc), "weights_path")
+    except ControlBusy as exc:
+        return error(409, str(exc), headers={"Retry-After": "5"})
+    except (AdminForbidden, NoWorker) as exc:
+        return _admin_refused(exc)
+    if result.first_failure is None:
+        return JSONResponse({"message": "success", "workers": result.per_worker})
+    status, body = result.first_failure
+    return JSONResponse({**body, "rolled_back": result.rolled_back, "workers": result.per_worker},
+                        status_code=status)
+
+
+@router.get("/set_gpt_weights", response_model=MessageBody,
+            summary="admin: the cluster's default voice, on every worker or none; kept for workers that join later")
 async def set_gpt_weights(request: Request, weights_path: Optional[str] = None) -> JSONResponse:
-    return await _fan_out(request, "/set_gpt_weights")
+    return await _switch(request, "gpt")
 
 
-@router.get("/set_sovits_weights", response_model=MessageBody, summary="admin: on every worker")
+@router.get("/set_sovits_weights", response_model=MessageBody,
+            summary="admin: the cluster's default voice, on every worker or none; kept for workers that join later")
 async def set_sovits_weights(request: Request, weights_path: Optional[str] = None) -> JSONResponse:
-    return await _fan_out(request, "/set_sovits_weights")
+    return await _switch(request, "sovits")

@@ -7,6 +7,7 @@ from typing import Optional, Union
 
 import aiohttp
 
+from .default_voice import DefaultVoice
 from .discovery import KubernetesDiscovery, StaticDiscovery
 from .health import OutlierRules
 from .metrics import RouterMetrics
@@ -55,6 +56,8 @@ class RouterService:
                              max_ejected_share=settings.max_ejected_share)
         self.pool = WorkerPool(self.control_session, settings.poll_interval, settings.stale_after, settings.eject_after, rules,
                                voice_affinity=settings.voice_affinity)
+        self.default_voice = DefaultVoice(self.pool)
+        self.pool.default_ready = self.default_voice.current
         self.policy = make_policy(settings.policy)
         self.metrics = RouterMetrics(self.pool)
         self.counters = RequestCounters()

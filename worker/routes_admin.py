@@ -82,8 +82,8 @@ async def _switch(svc: WorkerService, kind: str, weights_path: Optional[str]) ->
     except PathRejected as exc:
         return error(400, f"change {kind} weight failed", exc.field, str(exc))
     try:
-        # Runs between requests on the engine thread: the current synthesis finishes first.
-        await svc.scheduler.run_in_engine_thread(lambda: switch(path))
+        # Runs on the engine thread after the requests admitted before it, which keep the weights they came to.
+        await svc.scheduler.run_after_admitted(lambda: switch(path))
     except EngineError as exc:
         return error(400, f"change {kind} weight failed", "weights_path", str(exc))
     return JSONResponse({"message": "success"})

@@ -88,6 +88,8 @@ class Job:
     samples: int = 0
     outcome: JobOutcome = JobOutcome.QUEUED
     cancel_reason: JobOutcome = JobOutcome.CANCELLED
+    #: admission order (1, 2, ...): what a barrier (`run_after_admitted`) waits behind
+    seq: int = 0
     #: engine seconds spent loading this job's voice before synthesis (0: it was held)
     load_seconds: float = 0.0
     #: voice loads the engine had done (or begun) when this job was admitted: more at its start means it waited
@@ -152,6 +154,9 @@ class Scheduler:
         self._per_char = _Ewma(alpha=0.2, initial=0.0)
         self._per_request = _Ewma(alpha=0.2, initial=0.0)
         self.draining = False
+        self._admitted_count = 0
+        # Engine calls that must run after every job admitted before them and before any admitted after them.
+        self._barriers: deque[tuple[int, Callable[[], Any], asyncio.Future[Any]]] = deque()
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -163,6 +168,9 @@ class Scheduler:
             self.cancel(job, JobOutcome.CANCELLED)
         if self._running is not None:
             self._running.cancel.cancel()
+        while self._barriers:
+            _seq, _fn, future = self._barriers.popleft()
+            future.cancel()
         if self._task:
             self._task.cancel()
             try:
@@ -172,9 +180,17 @@ class Scheduler:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def run_in_engine_thread(self, fn: Callable[[], T]) -> T:
-        """Run `fn` on the engine's thread between requests (weight switches, warm-up)."""
+        """Run `fn` on the engine's thread between requests (warm-up, catalog voices)."""
         async with self._engine_lock:
             return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    async def run_after_admitted(self, fn: Callable[[], T]) -> T:
+        """Run `fn` on the engine's thread once every job admitted before this call has run, and before any job
+        admitted after it: a weight switch changes the voice of later requests only, never of admitted ones."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._barriers.append((self._admitted_count, fn, future))
+        self._wakeup.set()
+        return await future
 
     # -- load signal -----------------------------------------------------------------------------------------
     @property
@@ -229,7 +245,8 @@ class Scheduler:
             self.counters.rejected += 1
             raise QueueFull(self.retry_after())
         loaded = self.engine.loaded
-        job = Job(id=request_id, params=params, deadline=deadline,
+        self._admitted_count += 1
+        job = Job(id=request_id, params=params, deadline=deadline, seq=self._admitted_count,
                   loads_at_admission=loaded.loads + len(loaded.loading()))
         self._pending.append(job)
         self._idle.clear()
@@ -312,10 +329,13 @@ class Scheduler:
     async def _dispatch(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            while not self._pending:
+            while not self._pending and not self._barriers:
                 self._wakeup.clear()
                 await self._wakeup.wait()
             async with self._engine_lock:
+                if self._barriers and (not self._pending or self._pending[0].seq > self._barriers[0][0]):
+                    await self._run_barrier(loop)
+                    continue
                 if not self._pending:
                     continue
                 job = self._pending.popleft()
@@ -329,6 +349,17 @@ class Scheduler:
                     log.exception("engine thread failed")
                 if job.outcome is JobOutcome.RUNNING:
                     self._settle(job, JobOutcome.FAILED, _Failed(EngineError("engine thread failed")))
+
+    async def _run_barrier(self, loop: asyncio.AbstractEventLoop) -> None:
+        _seq, fn, future = self._barriers.popleft()
+        try:
+            result = await loop.run_in_executor(self._executor, fn)
+        except Exception as exc:  # noqa: BLE001 - the caller's to answer
+            if not future.done():
+                future.set_exception(exc)
+        else:
+            if not future.done():
+                future.set_result(result)
 
     def _settle(self, job: Job, outcome: JobOutcome, last: _Item) -> None:
         """On the loop: record the outcome, then close the job's stream, so whoever reads the last item sees

@@ -7,6 +7,7 @@ import functools
 import logging
 import os
 import time
+import uuid
 from collections.abc import Callable
 from typing import Optional
 
@@ -33,6 +34,7 @@ class WorkerService:
         self.metrics = WorkerMetrics(settings.name, engine.name, engine.device)
         self.scheduler = Scheduler(engine, settings.max_queue_size, self.metrics)
         self.started_at = time.monotonic()
+        self.instance_id = uuid.uuid4().hex
         # Set by the server: asks it to drain and exit (or re-exec, for /control?command=restart).
         self.request_shutdown: Optional[Callable[[bool], None]] = None
         self.metrics.bind(
@@ -150,6 +152,9 @@ class WorkerService:
             audio_seconds=round(c.audio_seconds, 3),
             uptime_seconds=round(time.monotonic() - self.started_at, 3),
             pid=os.getpid(),
+            instance_id=self.instance_id,
+            gpt_weights=self.engine.default_weights()[0],
+            sovits_weights=self.engine.default_weights()[1],
             gpu_memory_allocated_bytes=self.engine.memory_allocated(),
             voices=self._servable_voices(),
             loaded_voices=self.engine.loaded.names(),

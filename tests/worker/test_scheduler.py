@@ -99,3 +99,27 @@ async def test_a_drain_that_runs_out_ends_every_admitted_job(scheduler):
                 pass
     assert await scheduler.wait_idle(5)  # the running one stops at its next chunk
     assert [job.outcome for job in jobs] == [JobOutcome.DRAINING, JobOutcome.DRAINING]
+
+
+async def test_a_barrier_runs_after_the_jobs_admitted_before_it_and_before_later_ones():
+    engine = SyntheticEngine(base_seconds=0.05, seconds_per_char=0.0, sample_rate=RATE)
+    s = Scheduler(engine, max_queue_size=4, metrics=WorkerMetrics("w", "synthetic", "cpu"))
+    s.start()
+    try:
+        before = [s.submit(params(), f"b{i}", time.monotonic() + 30) for i in range(2)]
+        seen: dict[str, object] = {}
+
+        def switch() -> str:  # runs on the engine thread, as a weight switch does
+            seen["before"] = [j.outcome for j in before]
+            seen["after_started"] = after.started_at
+            return "switched"
+
+        barrier = asyncio.ensure_future(s.run_after_admitted(switch))
+        await asyncio.sleep(0)
+        after = s.submit(params(), "a", time.monotonic() + 30)
+        assert await barrier == "switched"
+        for job in (*before, after):
+            assert [c async for c in s.chunks(job, never())]
+        assert seen == {"before": [JobOutcome.OK, JobOutcome.OK], "after_started": None}
+    finally:
+        await s.close()

@@ -162,6 +162,10 @@ class Engine(ABC):
         """Remember a default reference clip (api_v2's /set_refer_audio)."""
         self.refer_audio = path
 
+    def default_weights(self) -> tuple[Optional[str], Optional[str]]:
+        """The default voice's (GPT, SoVITS) weight files, where the engine has any."""
+        return None, None
+
     def set_gpt_weights(self, path: Path) -> None:
         raise EngineUnsupported(f"engine {self.name} cannot switch GPT weights")
 

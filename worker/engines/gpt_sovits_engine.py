@@ -397,6 +397,12 @@ class GPTSoVITSEngine(Engine):
         self._tts.prompt_cache["ref_audio_path"] = None
         self._keep(self._default)
 
+    def default_weights(self) -> tuple[Optional[str], Optional[str]]:
+        if self._default is None:
+            return None, None
+        cfg = self._default.config_attrs
+        return cfg.get("t2s_weights_path"), cfg.get("vits_weights_path")
+
     def set_gpt_weights(self, path: Path) -> None:
         self._switch(self._tts.init_t2s_weights, "t2s_weights_path", path)
 

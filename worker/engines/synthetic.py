@@ -10,6 +10,7 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -89,6 +90,10 @@ class SyntheticEngine(Engine):
         assert voice.synthetic is not None
         self._sleep(self.voice_load_seconds, cancel)
         return voice.synthetic
+
+    def default_weights(self) -> tuple[Optional[str], Optional[str]]:
+        return (str(self.gpt_weights) if self.gpt_weights else None,
+                str(self.sovits_weights) if self.sovits_weights else None)
 
     # Weight switching is recorded (the file must exist) so the admin path can be exercised end to end.
     def set_gpt_weights(self, path: Path) -> None:
