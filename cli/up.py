@@ -36,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=9880, help="router port; workers take the next ones [default 9880]")
     p.add_argument("-c", "--tts_config", "--tts-config", dest="tts_config", type=Path, default=None,
                    help="tts_infer.yaml: the seed's enable_concurrent_tts and num_gpus are honoured")
+    p.add_argument("--voices", type=Path, default=None, metavar="PATH",
+                   help="voice catalog for every worker (re-read when it changes) [default: the voices.yaml next to "
+                   "tts_infer.yaml, if any]; checked before anything starts")
     p.add_argument("--policy", default=None, help="router policy (see tts-cluster router --help)")
     p.add_argument("--voice-dir", type=Path, default=Path("voices"), help="workers' voice directory [default voices]")
     p.add_argument("--admin-token-file", type=Path, default=None, metavar="PATH",
@@ -152,6 +155,8 @@ def _worker_children(args: argparse.Namespace, plan: Plan) -> list[Child]:
                str(args.voice_dir), "--worker-id", f"worker-{i}"]
         if args.tts_config:
             cmd += ["-c", str(args.tts_config)]
+        if args.voices:
+            cmd += ["--voices", str(args.voices.absolute())]
         if plan.gpus:
             env["CUDA_VISIBLE_DEVICES"] = plan.gpus[i]
             cmd += ["--device", "cuda"]
@@ -200,6 +205,17 @@ def run(args: argparse.Namespace) -> int:
     from tts_worker.settings import read_tts_infer_yaml
 
     configure_logging("info", json_lines=False)
+    if args.voices is None and args.tts_config and (beside := args.tts_config.parent / "voices.yaml").is_file():
+        args.voices = beside
+    if args.voices is not None:
+        from tts_common.voices import CatalogError, load_catalog
+
+        try:  # one clear error naming the voice and field, before any worker starts (each would refuse alike)
+            catalog = load_catalog(args.voices)
+        except CatalogError as exc:
+            log_fields(log, f"voice catalog refused: {exc}", logging.ERROR)
+            return 2
+        log_fields(log, f"voice catalog {args.voices}: {', '.join(catalog.names()) or 'no voices'}")
     yaml_values = read_tts_infer_yaml(args.tts_config) if args.tts_config else {}
     plan = plan_workers(args.workers, args.engine, yaml_values)
     log_fields(log, f"starting {plan.count} worker(s): {plan.reason}")

@@ -83,7 +83,7 @@ class WorkerSettings(ServingSettings):
     log_json: bool = Field(True, description="One JSON object per log line.")
     voices: Optional[Path] = Field(
         None, description="Voice catalog (voices.yaml) for the `voice` parameter of /tts; re-read when it changes. "
-        "Unset: the default voice only, as api_v2."
+        "Unset: the voices.yaml next to tts_infer.yaml if there is one, else the default voice only, as api_v2."
     )
     max_loaded_voices: int = Field(3, ge=1, le=64, description="Most catalog voices held at once; least recently "
                                    "used evicted.")
@@ -147,6 +147,12 @@ class WorkerSettings(ServingSettings):
     @property
     def name(self) -> str:
         return self.worker_id or f"{socket.gethostname()}:{self.port}"
+
+    @model_validator(mode="after")
+    def _voices_beside_tts_config(self) -> "WorkerSettings":
+        if self.voices is None and (beside := self.tts_config.parent / "voices.yaml").is_file():
+            self.voices = beside
+        return self
 
     @model_validator(mode="after")
     def _default_models_dir(self) -> "WorkerSettings":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import httpx
@@ -41,14 +43,29 @@ def test_up_serves_restarts_a_dead_worker_and_stops_cleanly(tmp_path, voice_dir)
 def test_up_falls_back_to_one_worker_when_the_yaml_says_so(tmp_path, voice_dir):
     yaml = tmp_path / "tts_infer.yaml"
     yaml.write_text("enable_concurrent_tts: false\nnum_gpus: 4\n")
+    # ... and a voices.yaml beside it is every worker's catalog
+    (tmp_path / "voices.yaml").write_text("voices:\n  - name: narrator\n    synthetic: {tone_hz: 440}\n")
     proc, url = start_up(tmp_path, "--engine", "synthetic", "-c", str(yaml), "--voice-dir", str(voice_dir))
     try:
         stats = httpx.get(f"{url}/concurrent_stats").json()
         assert stats["mode"] == "single" and stats["gpu_count"] == 1
+        r = httpx.post(f"{url}/tts", json={"text": "Hello.", "text_lang": "en", "voice": "narrator"}, timeout=30)
+        assert r.status_code == 200, r.text
+        assert httpx.post(f"{url}/tts", json={"text": "Hi.", "text_lang": "en", "voice": "x"}).status_code == 404
     finally:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
     assert "enable_concurrent_tts is false" in (tmp_path / "up.log").read_text()
+
+
+def test_up_refuses_a_bad_catalog_before_starting_anything(tmp_path):
+    bad = tmp_path / "voices.yaml"
+    bad.write_text("voices:\n  - name: ../escape\n    synthetic: {}\n")
+    done = subprocess.run([sys.executable, "-m", "tts_cli", "up", "--engine", "synthetic", "--voices", str(bad)],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "voice '../escape': name" in done.stderr + done.stdout
+    assert "worker(s)" not in done.stderr + done.stdout  # no "starting N worker(s)"
 
 
 def test_worker_plan_follows_gpus_and_the_seed_keys(monkeypatch):
