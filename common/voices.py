@@ -92,6 +92,9 @@ class SyntheticVoice(_Strict):
 
     tone_hz: float = Field(220.0, ge=50.0, le=4000.0)
     speed: float = Field(1.0, ge=0.25, le=4.0, description="Multiplies the engine's synthesis time.")
+    weights: Optional[PathText] = Field(
+        None, description="A file that must exist in the worker's models directory to load this voice, standing in "
+        "for a model's weights (so a missing one can be exercised).")
 
 
 class Voice(_Strict):

@@ -48,6 +48,17 @@ class Kube:
         patch(obj["metadata"]["name"], namespace, obj)
         return "updated"
 
+    def create_if_absent(self, namespace: str, obj: dict[str, Any]) -> bool:
+        """Create `obj` unless one of its name exists (that one is left as it is). Returns whether it created."""
+        create, _, _ = self._ops(obj["kind"])
+        try:
+            create(namespace, obj)
+            return True
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        return False
+
     def delete(self, namespace: str, kind: str, name: str) -> bool:
         _, _, delete = self._ops(kind)
         try:

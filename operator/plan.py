@@ -146,3 +146,15 @@ def plan(desired: int, worker_pods: list[dict[str, Any]], loads: Mapping[str, Op
         else:
             still += 1
     return WorkerPlan(tuple(actions), active=count, ready=ready, draining=still)
+
+
+def serving_after(worker_pods: list[dict[str, Any]], actions: tuple[Action, ...]) -> list[str]:
+    """The workers that serve (or are starting to) once `actions` are carried out, pods still to be created
+    aside: what the voices' placement spreads over. Draining, replaced and removed workers hold no pins."""
+    names = {pods.name_of(p) for p in worker_pods if not pods.is_terminating(p) and not pods.is_draining(p)}
+    for action in actions:
+        if isinstance(action, Undrain):
+            names.add(action.pod)
+        elif isinstance(action, (Replace, Drain, Remove)):
+            names.discard(action.pod)
+    return sorted(names)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from collections.abc import Mapping
 from typing import Any, Optional
 
 import httpx
@@ -76,13 +77,23 @@ def stats_url(pod: dict[str, Any], port: int) -> Optional[str]:
     return f"http://{host}:{port}/stats"
 
 
-def admitted(pod: dict[str, Any], port: int, client: httpx.Client) -> Optional[int]:
-    """Requests the worker holds (waiting + running), from its /stats; None when it cannot be asked."""
+def read_stats(pod: dict[str, Any], port: int, client: httpx.Client) -> Optional[dict[str, Any]]:
+    """The worker's /stats document; None when it cannot be asked (no address yet, down, not JSON)."""
     url = stats_url(pod, port)
     if url is None:
         return None
     try:
         body = client.get(url, timeout=1.0).json()
-        return int(body["queue_depth"]) + int(body["in_flight"])
-    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+    except (httpx.HTTPError, ValueError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def admitted(stats: Optional[Mapping[str, Any]]) -> Optional[int]:
+    """Requests the worker holds (waiting + running), from its /stats; None when it could not be asked."""
+    if stats is None:
+        return None
+    try:
+        return int(stats["queue_depth"]) + int(stats["in_flight"])
+    except (KeyError, TypeError, ValueError):
         return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Optional, cast
 
@@ -15,14 +16,18 @@ import httpx
 import kopf
 
 from tts_common.modes import mode_for
+from tts_common.voices import CatalogError
 
 from . import pods, resources
 from .autoscale import Autoscaler, cluster_admitted
 from .kube import Kube
-from .plan import Create, Drain, Remove, Replace, Rules, Undrain, WorkerPlan, loads_needed, plan
+from .placement import Placement, place
+from .plan import Create, Drain, Remove, Replace, Rules, Undrain, WorkerPlan, loads_needed, plan, serving_after
 from .settings import OperatorSettings
 from .spec import GROUP, PLURAL, VERSION, TTSClusterSpec, parse_spec
 from .status import condition
+from .voice_status import VoiceErrorLog, placement_from_status, placement_problem, status_rows, voice_report
+from .voices import VoicesSpec, catalog_yaml, empty_catalog_yaml, read_voices
 
 EventFn = Callable[[str, str, str], None]  # (type, reason, message)
 
@@ -35,6 +40,12 @@ class ClusterMemory:
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     autoscaler: Autoscaler = field(default_factory=Autoscaler)
+    #: the placement last written to the voices ConfigMap (None: not yet in this process; the status has it)
+    placement: Optional[Placement] = None
+    #: voice load failures already posted as Events
+    voice_errors: VoiceErrorLog = field(default_factory=VoiceErrorLog)
+    #: the spec.voices error last posted as an Event, so a bad spec is told once, not every interval
+    voices_refused: Optional[str] = None
 
 
 def cluster_memory(memo: kopf.Memo) -> ClusterMemory:
@@ -91,7 +102,8 @@ class Reconciler:
                 return {}  # being deleted: cleanup() owns it now, and nothing may be re-created behind it
             self._owned_objects(name, namespace, spec, body, event)
             desired = self._desired_workers(name, namespace, spec, memory, event)
-            return self._workers(body, spec, desired, event, old_conditions)
+            voices = self._check_voices(spec, memory, event)
+            return self._workers(body, spec, desired, voices, memory, event, old_conditions)
 
     def _owned_objects(self, name: str, namespace: str, spec: TTSClusterSpec, body: kopf.Body,
                        event: EventFn) -> None:
@@ -127,19 +139,44 @@ class Reconciler:
             self.kube.set_worker_replicas(namespace, name, decided, GROUP, VERSION, PLURAL)
         return decided
 
-    def _workers(self, body: kopf.Body, spec: TTSClusterSpec, desired: int, event: EventFn, old_conditions: list[dict[str, Any]]) -> dict[str, Any]:
+    def _check_voices(self, spec: TTSClusterSpec, memory: ClusterMemory, event: EventFn) -> VoicesSpec | str:
+        """spec.voices as a catalog, or why it is refused (told once in a Warning Event)."""
+        try:
+            voices = read_voices(spec.voices, spec.default_voice)
+        except CatalogError as exc:
+            message = f"{exc} (the voice catalog in force stays)"
+            if memory.voices_refused != message:
+                event("Warning", "InvalidVoices", message)
+                memory.voices_refused = message
+            return message
+        memory.voices_refused = None
+        return voices
+
+    def _workers(self, body: kopf.Body, spec: TTSClusterSpec, desired: int, voices: VoicesSpec | str,
+                 memory: ClusterMemory, event: EventFn, old_conditions: list[dict[str, Any]]) -> dict[str, Any]:
         s = self.settings
         name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
         generation: Optional[int] = body["metadata"].get("generation")
-        port = spec.workers.port
         worker_pods = self.kube.list_pods(namespace, resources.selector_string(name, "worker"))
         rules = Rules(s.crashloop_restarts, s.not_ready_seconds, spec.drain_timeout_seconds)
         now = pods.now()
         by_name = {pods.name_of(p): p for p in worker_pods}
         needed = loads_needed(desired, worker_pods, rules, now)
-        loads = {n: pods.admitted(by_name[n], port, self.http) for n in needed}
+        asked = list(needed)
+        if isinstance(voices, VoicesSpec) and not voices.empty:  # what they hold goes into status.voices
+            asked += [pods.name_of(p) for p in worker_pods if pods.is_ready(p) and not pods.is_terminating(p)]
+        stats = self._read_stats([by_name[n] for n in dict.fromkeys(asked)], spec.workers.port)
+        loads = {n: pods.admitted(stats.get(n)) for n in needed}
         step = plan(desired, worker_pods, loads, rules, now)
-        self._apply_workers(name, namespace, spec, body, step, event)
+        # The catalog goes out before new pods (they mount it) and again once their names are known.
+        workers = serving_after(worker_pods, step.actions)
+        placement = self._write_voices(name, namespace, spec, body, voices, workers, memory, event)
+        created = self._apply_workers(name, namespace, spec, body, step, event)
+        if created:
+            workers = sorted(workers + created)
+            placement = self._write_voices(name, namespace, spec, body, voices, workers, memory, event)
+        voice_status, voice_conditions = self._voice_status(voices, placement, stats, workers, memory, event,
+                                                            old_conditions, generation)
         active, ready, draining = step.active, step.ready, step.draining
 
         router_ok = self.kube.deployment_available(namespace, f"{name}-router") > 0
@@ -155,6 +192,7 @@ class Reconciler:
                       f"{active} workers, {draining} draining, {ready} ready, {desired} wanted", generation),
             condition(old_conditions, "Degraded", degraded,
                       "WorkersNotReady" if degraded else "AllReady", f"{ready} of {desired} workers ready", generation),
+            *voice_conditions,
         ]
         return {
             "observedGeneration": generation,
@@ -164,12 +202,66 @@ class Reconciler:
             "mode": mode_for(ready),
             "routerEndpoint": f"http://{name}.{namespace}.svc:{spec.router.port}",
             "selector": resources.selector_string(name, "worker"),
+            **voice_status,
             "conditions": conditions,
         }
 
+    def _read_stats(self, worker_pods: list[dict[str, Any]], port: int) -> dict[str, Optional[dict[str, Any]]]:
+        """Each pod's /stats, asked all at once (each has a short timeout): one slow worker delays the
+        reconciliation by that timeout, not by the sum over every worker."""
+        if not worker_pods:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(16, len(worker_pods))) as pool:
+            found = list(pool.map(lambda p: pods.read_stats(p, port, self.http), worker_pods))
+        return {pods.name_of(p): stats for p, stats in zip(worker_pods, found, strict=True)}
+
+    def _write_voices(self, name: str, namespace: str, spec: TTSClusterSpec, body: kopf.Body,
+                      voices: VoicesSpec | str, workers: list[str], memory: ClusterMemory,
+                      event: EventFn) -> Placement:
+        """The voices ConfigMap: the catalog with a placement over `workers`. A refused spec.voices changes
+        nothing written before; a cluster that never had a catalog gets an empty one, which its pods need to
+        start."""
+        if isinstance(voices, str):
+            obj = resources.voices_config_map(name, empty_catalog_yaml())
+            kopf.adopt(obj, owner=body)
+            if self.kube.create_if_absent(namespace, obj):
+                event("Normal", "Created", f"created ConfigMap {obj['metadata']['name']} (no voices)")
+            return {}
+        current = memory.placement if memory.placement is not None else \
+            placement_from_status(body.get("status") or {})
+        placement = place(voices.min_workers, workers, current, spec.workers.max_loaded_voices)
+        obj = resources.voices_config_map(name, catalog_yaml(voices, placement))
+        kopf.adopt(obj, owner=body)
+        if self.kube.apply(namespace, obj) == "created":
+            event("Normal", "Created", f"created ConfigMap {obj['metadata']['name']}")
+        memory.placement = placement
+        return placement
+
+    def _voice_status(self, voices: VoicesSpec | str, placement: Placement,
+                      stats: dict[str, Optional[dict[str, Any]]], workers: list[str], memory: ClusterMemory,
+                      event: EventFn, old_conditions: list[dict[str, Any]],
+                      generation: Optional[int]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """status.voices and the VoicesPlaced condition (only for a cluster with voices), and an Event for each
+        voice load failure a worker reports for the first time."""
+        if isinstance(voices, str):  # status.voices keeps describing the catalog still in force
+            return {}, [condition(old_conditions, "VoicesPlaced", False, "InvalidVoices", voices, generation)]
+        if voices.empty:
+            return {"voices": []}, []
+        reports = {w: voice_report(stats[w]) for w in workers if w in stats}
+        for worker, voice, message in memory.voice_errors.new(reports, workers):
+            event("Warning", "VoiceLoadFailed", f"worker {worker}: voice {voice}: {message}")
+        problem = placement_problem(voices, placement, len(workers))
+        placed = condition(old_conditions, "VoicesPlaced", problem is None,
+                           "Placed" if problem is None else "PlacementShort",
+                           problem or f"{len(voices.min_workers)} voices, each on its minWorkers workers",
+                           generation)
+        return {"voices": status_rows(voices, placement, reports)}, [placed]
+
     def _apply_workers(self, name: str, namespace: str, spec: TTSClusterSpec, body: kopf.Body, step: WorkerPlan,
-                       event: EventFn) -> None:
-        """Carry out a plan against the API server, in its order, with one Event per action."""
+                       event: EventFn) -> list[str]:
+        """Carry out a plan against the API server, in its order, with one Event per action. Returns the names
+        of the pods it created."""
+        created_names: list[str] = []
         for action in step.actions:
             if isinstance(action, Replace):
                 event("Warning", "ReplacingWorker", f"{action.pod}: {action.reason}")
@@ -182,6 +274,7 @@ class Reconciler:
                 pod = resources.worker_pod(name, spec)
                 kopf.adopt(pod, owner=body)
                 created = self.kube.create_pod(namespace, pod)
+                created_names.append(pods.name_of(created))
                 event("Normal", "CreatedWorker", f"created {pods.name_of(created)} ({action.ordinal}/{step.active})")
             elif isinstance(action, Drain):
                 self.kube.patch_pod_metadata(namespace, action.pod, {
@@ -191,6 +284,7 @@ class Reconciler:
             elif isinstance(action, Remove):
                 event("Normal", "RemovedWorker", f"{action.pod}: {action.why}")
                 self._delete_pod(namespace, action.pod)
+        return created_names
 
     def cleanup(self, name: str, namespace: str, memory: ClusterMemory) -> None:
         """On TTSCluster deletion. Owner references let Kubernetes collect these; deleting them here as well
@@ -204,5 +298,6 @@ class Reconciler:
         for kind, obj_name in [("Service", name), ("Deployment", f"{name}-router"),
                                ("RoleBinding", f"{name}-router"), ("Role", f"{name}-router"),
                                ("ServiceAccount", f"{name}-router"), ("Service", resources.workers_service_name(name)),
-                               ("ConfigMap", f"{name}-tts-infer")]:
+                               ("ConfigMap", f"{name}-tts-infer"),
+                               ("ConfigMap", resources.voices_config_map_name(name))]:
             self.kube.delete(namespace, kind, obj_name)

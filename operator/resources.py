@@ -17,6 +17,10 @@ RESTRICTED_POD = {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001,
 RESTRICTED_CONTAINER = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "runAsNonRoot": True,
                         "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
 MODELS_DIR = "/models"
+# Its own directory: a ConfigMap volume is updated in place (no subPath), so a changed catalog reaches running
+# workers, which re-read it, without replacing a pod.
+VOICES_DIR = "/etc/tts-cluster-voices"
+VOICES_KEY = "voices.yaml"
 
 
 def labels(cluster: str, component: str) -> dict[str, str]:
@@ -61,6 +65,20 @@ def config_map(cluster: str, spec: TTSClusterSpec) -> dict[str, Any] | None:
     }
 
 
+def voices_config_map_name(cluster: str) -> str:
+    return f"{cluster}-voices"
+
+
+def voices_config_map(cluster: str, catalog_yaml: str) -> dict[str, Any]:
+    """The workers' voice catalog (spec.voices with the operator's placement), mounted into every worker."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": voices_config_map_name(cluster), "labels": labels(cluster, "voices")},
+        "data": {VOICES_KEY: catalog_yaml},
+    }
+
+
 def _quantities(resources: dict[str, Any]) -> dict[str, Any]:
     """Kubernetes quantities are strings on the wire ("1", "500m"); YAML users write `nvidia.com/gpu: 1`."""
     return {k: {q: str(v) for q, v in val.items()} if isinstance(val, dict) else val for k, val in resources.items()}
@@ -80,11 +98,12 @@ def worker_pod(cluster: str, spec: TTSClusterSpec) -> dict[str, Any]:
     w = spec.workers
     args = ["worker", "--bind-addr", "0.0.0.0", "--port", str(w.port), "--engine", w.engine,
             "--max-queue-size", str(w.max_queue_size), "--voice-dir", "/var/lib/tts-cluster/voices",
-            "--drain-timeout", str(spec.drain_timeout_seconds)]
+            "--drain-timeout", str(spec.drain_timeout_seconds), "--max-loaded-voices", str(w.max_loaded_voices)]
     admin_args, admin_env = _admin(spec, "TTSC_ADMIN_TOKEN")
     args += admin_args
-    volumes: list[dict[str, Any]] = []
-    mounts: list[dict[str, Any]] = []
+    # Always mounted, whatever spec.voices holds now: voices added later then need no new pods.
+    volumes: list[dict[str, Any]] = [{"name": "voices", "configMap": {"name": voices_config_map_name(cluster)}}]
+    mounts: list[dict[str, Any]] = [{"name": "voices", "mountPath": VOICES_DIR, "readOnly": True}]
     cm = config_map_name(cluster, spec)
     if cm:
         volumes.append({"name": "tts-infer", "configMap": {"name": cm}})
@@ -102,7 +121,9 @@ def worker_pod(cluster: str, spec: TTSClusterSpec) -> dict[str, Any]:
         "image": w.image,
         "imagePullPolicy": w.image_pull_policy,
         "args": args,
-        "env": [{"name": "TTSC_WORKER_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}, *admin_env],
+        # The worker id is the pod name: what the voices' placement names.
+        "env": [{"name": "TTSC_WORKER_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                {"name": "TTSC_VOICES", "value": f"{VOICES_DIR}/{VOICES_KEY}"}, *admin_env],
         "ports": [{"name": "http", "containerPort": w.port, "protocol": "TCP"}],
         "readinessProbe": probe,
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10,

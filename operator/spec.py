@@ -25,6 +25,8 @@ class WorkersSpec(_Model):
     engine: Literal["piper", "gpt-sovits", "synthetic"] = "piper"
     port: int = Field(9880, ge=1, le=65535)
     max_queue_size: int = Field(10, ge=1, le=1000, alias="maxQueueSize")
+    #: the worker's --max-loaded-voices; placement pins at most one fewer per worker
+    max_loaded_voices: int = Field(3, ge=1, le=64, alias="maxLoadedVoices")
     tts_infer_config_map: Optional[str] = Field(None, alias="ttsInferConfigMap")
     tts_infer_yaml: Optional[str] = Field(None, alias="ttsInferYaml")
     model_volume: Optional[dict[str, Any]] = Field(None, alias="modelVolume")
@@ -65,6 +67,10 @@ class TTSClusterSpec(_Model):
     autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
     admin: AdminSpec = Field(default_factory=AdminSpec)
     drain_timeout_seconds: int = Field(120, ge=0, le=3600, alias="drainTimeoutSeconds")
+    #: the voice catalog's entries, checked apart (operator/voices.py): a bad voice must not stop the workers'
+    #: reconciliation, only keep the last good catalog in force
+    voices: list[Any] = Field(default_factory=list)
+    default_voice: Optional[str] = Field(None, alias="defaultVoice")
 
     @model_validator(mode="after")
     def _bounds(self) -> "TTSClusterSpec":

@@ -42,6 +42,12 @@ VALUE_SETS = {
                     "nodeSelector": {"nvidia.com/gpu.present": "true"}},
         "autoscaling": {"enabled": True, "targetQueueDepth": 3}}},
     "operator-only": {"ttsCluster": {"enabled": False}, "dashboards": {"enabled": False}},
+    "voices": {"ttsCluster": {
+        "workers": {"engine": "synthetic", "maxLoadedVoices": 4},
+        "voices": [{"name": "alice", "minWorkers": 2, "synthetic": {"tone_hz": 330}, "defaults": {"top_k": 5}},
+                   {"name": "bob", "gpt_sovits": {"gpt_weights": "gpt/bob.ckpt", "sovits_weights": "sovits/bob.pth",
+                                                  "ref_audio": "bob.wav", "prompt_lang": "en"}}],
+        "defaultVoice": "alice"}},
 }
 
 
@@ -148,12 +154,22 @@ def test_rbac_is_namespaced_unless_watching_all():
     ({"ingress": {"enabled": True, "hosts": []}}, "hosts"),
     ({"monitoring": {"serviceMonitor": {"interval": "often"}}}, "interval"),
     ({"surprise": True}, "surprise"),
+    ({"ttsCluster": {"voices": [{"name": "../x", "synthetic": {}}]}}, "../x"),
+    ({"ttsCluster": {"workers": {"maxLoadedVoices": 0}}}, "maxLoadedVoices"),
 ])
 def test_values_schema_refuses_wrong_values(values, needle):
     chart = helm.Chart.load(str(CHART))
     with pytest.raises(helm.HelmValuesError) as err:
         chart.validate_schema(values)
     assert needle in str(err.value)
+
+
+def test_voices_reach_the_ttscluster_as_given():
+    cluster = next(d for d in render(VALUE_SETS["voices"]) if d["kind"] == "TTSCluster")
+    assert cluster["spec"]["voices"] == VALUE_SETS["voices"]["ttsCluster"]["voices"]
+    assert cluster["spec"]["defaultVoice"] == "alice" and cluster["spec"]["workers"]["maxLoadedVoices"] == 4
+    default = next(d for d in render({}) if d["kind"] == "TTSCluster")
+    assert "voices" not in default["spec"] and "defaultVoice" not in default["spec"]
 
 
 def test_example_ttscluster_fits_the_crd():

@@ -41,6 +41,7 @@ def _engine(settings: "WorkerSettings") -> Engine:
             sample_rate=settings.synthetic_sample_rate,
             device=device,
             voice_load_seconds=settings.synthetic_voice_load_seconds,
+            models_dir=settings.models_dir,
         )
     if settings.engine == "gpt-sovits":
         from .gpt_sovits_engine import GPTSoVITSEngine

@@ -17,7 +17,8 @@ import numpy as np
 from tts_common.schemas import LANGUAGES_V2
 from tts_common.voices import SyntheticVoice, Voice
 
-from .base import CancelToken, Engine, EngineError, SynthesisParams, shape_stream
+from ..voices import PathRejected, resolve_inside
+from .base import CancelToken, Engine, EngineError, EngineLoadError, SynthesisParams, shape_stream
 
 # Roughly how long speech of one character lasts (about 14 characters per second).
 SECONDS_OF_AUDIO_PER_CHAR = 0.07
@@ -38,8 +39,9 @@ class SyntheticEngine(Engine):
     serves_voices = True
 
     def __init__(self, base_seconds: float, seconds_per_char: float, sample_rate: int, device: str = "cpu",
-                 voice_load_seconds: float = 0.0):
+                 voice_load_seconds: float = 0.0, models_dir: Optional[Path] = None):
         super().__init__()
+        self.models_dir = models_dir or Path.cwd()
         self.voice_load_seconds = voice_load_seconds
         self.default_voice_load_seconds = voice_load_seconds
         self.base_seconds = base_seconds
@@ -89,6 +91,11 @@ class SyntheticEngine(Engine):
         """A synthetic voice "loads" in `voice_load_seconds`, standing in for a model pair's load time."""
         assert voice.synthetic is not None
         self._sleep(self.voice_load_seconds, cancel)
+        if voice.synthetic.weights is not None:
+            try:
+                resolve_inside(self.models_dir, voice.synthetic.weights, "synthetic.weights", "models directory")
+            except PathRejected as exc:
+                raise EngineLoadError(str(exc)) from None
         return voice.synthetic
 
     def default_weights(self) -> tuple[Optional[str], Optional[str]]:
