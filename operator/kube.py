@@ -97,6 +97,11 @@ class Kube:
             raise
         return int((d.status and d.status.available_replicas) or 0)
 
+    def patch_spec(self, namespace: str, name: str, spec: dict[str, Any], group: str, version: str,
+                   plural: str) -> None:
+        """A merge patch of the resource's spec (the default voice persisted from a router's switch)."""
+        self.custom.patch_namespaced_custom_object(group, version, namespace, plural, name, {"spec": spec})
+
     def set_worker_replicas(self, namespace: str, name: str, replicas: int, group: str, version: str,
                             plural: str) -> None:
         """Through the scale subresource, as `kubectl scale`, an HPA or KEDA would: the autoscaler never writes

@@ -20,6 +20,7 @@ from tts_common.voices import CatalogError
 
 from . import pods, resources
 from .autoscale import Autoscaler, cluster_admitted
+from .default_weights import router_default_voice, to_persist
 from .kube import Kube
 from .placement import Placement, place
 from .plan import Create, Drain, Remove, Replace, Rules, Undrain, WorkerPlan, loads_needed, plan, serving_after
@@ -101,6 +102,7 @@ class Reconciler:
             if body["metadata"].get("deletionTimestamp"):
                 return {}  # being deleted: cleanup() owns it now, and nothing may be re-created behind it
             self._owned_objects(name, namespace, spec, body, event)
+            self._persist_default_weights(name, namespace, spec, event)
             desired = self._desired_workers(name, namespace, spec, memory, event)
             voices = self._check_voices(spec, memory, event)
             return self._workers(body, spec, desired, voices, memory, event, old_conditions)
@@ -122,6 +124,19 @@ class Reconciler:
             kopf.adopt(obj, owner=body)  # owner reference: Kubernetes removes them with the TTSCluster
             if self.kube.apply(namespace, obj) == "created":
                 event("Normal", "Created", f"created {obj['kind']} {obj['metadata']['name']}")
+
+    def _persist_default_weights(self, name: str, namespace: str, spec: TTSClusterSpec, event: EventFn) -> None:
+        """A default-voice switch made through the router goes into spec.defaultWeights (switches need the admin
+        routes: without them there is nothing to read)."""
+        if not (spec.admin.token_secret or spec.admin.allow_unauthenticated):
+            return
+        url = self.settings.router_url.format(name=name, namespace=namespace, port=spec.router.port)
+        wanted = to_persist(spec.default_weights, router_default_voice(url))
+        if wanted is None:
+            return
+        self.kube.patch_spec(namespace, name, {"defaultWeights": wanted}, GROUP, VERSION, PLURAL)
+        event("Normal", "DefaultVoiceSwitched", f"default voice switched through the router: {wanted} "
+                                                "(persisted in spec.defaultWeights; routers restart with it)")
 
     def _desired_workers(self, name: str, namespace: str, spec: TTSClusterSpec, memory: ClusterMemory,
                          event: EventFn) -> int:

@@ -207,6 +207,10 @@ def router_deployment(cluster: str, spec: TTSClusterSpec) -> dict[str, Any]:
     args = ["router", "--bind-addr", "0.0.0.0", "--port", str(r.port), "--discovery", "kubernetes",
             "--k8s-service", workers_service_name(cluster), "--policy", r.policy]
     admin_args, admin_env = _admin(spec, "TTSC_ROUTER_ADMIN_TOKEN")
+    # The default voice every router replica keeps (a switch through one is persisted here by the operator).
+    weights = spec.default_weights
+    admin_env += [{"name": f"TTSC_ROUTER_DEFAULT_{kind.upper()}_WEIGHTS", "value": path}
+                  for kind, path in weights.as_dict().items()]
     container: dict[str, Any] = {
         "name": "router",
         "image": r.image,

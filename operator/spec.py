@@ -61,6 +61,15 @@ class AdminSpec(_Model):
     allow_unauthenticated: bool = Field(False, alias="allowUnauthenticated")
 
 
+class DefaultWeightsSpec(_Model):
+    #: paths inside the workers' models directory (/models); unset: each worker's tts_infer.yaml
+    gpt: Optional[str] = Field(None, min_length=1, max_length=1024)
+    sovits: Optional[str] = Field(None, min_length=1, max_length=1024)
+
+    def as_dict(self) -> dict[str, str]:
+        return {k: v for k, v in (("gpt", self.gpt), ("sovits", self.sovits)) if v}
+
+
 class TTSClusterSpec(_Model):
     workers: WorkersSpec = Field(default_factory=WorkersSpec)
     router: RouterSpec = Field(default_factory=RouterSpec)
@@ -71,6 +80,7 @@ class TTSClusterSpec(_Model):
     #: reconciliation, only keep the last good catalog in force
     voices: list[Any] = Field(default_factory=list)
     default_voice: Optional[str] = Field(None, alias="defaultVoice")
+    default_weights: DefaultWeightsSpec = Field(default_factory=DefaultWeightsSpec, alias="defaultWeights")
 
     @model_validator(mode="after")
     def _bounds(self) -> "TTSClusterSpec":

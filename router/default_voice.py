@@ -6,6 +6,10 @@ those that switched are switched back (to the cluster's previous choice, or to t
 so the cluster is never left half-switched. Once a switch has succeeded the router keeps the choice and applies it
 to every worker process that has not had it: one that joins later, restarts or crashes and comes back on its
 yaml's weights. Until it has, such a worker gets no request for the default voice (catalog voices still go there).
+
+A router may also start with a choice (`--default-gpt-weights`, `--default-sovits-weights`: in Kubernetes the
+operator passes `spec.defaultWeights`, where it also persists a switch made through a router), and brings every
+worker to it from the start.
 """
 
 from __future__ import annotations
@@ -46,8 +50,19 @@ class DefaultVoice:
     #: url -> (instance id, generation) the worker process there was brought to
     applied: dict[str, tuple[str, int]] = field(default_factory=dict)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: whether the choice was switched through this router process (not only given at start)
+    switched: bool = False
     #: url -> when bringing it failed last: retried after RETRY_SECONDS, not at every poll
     failed_at: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def starting_with(cls, pool: WorkerPool, gpt: Optional[str], sovits: Optional[str]) -> "DefaultVoice":
+        chosen = {k: v for k, v in (("gpt", gpt), ("sovits", sovits)) if v}
+        return cls(pool, chosen=chosen, generation=1 if chosen else 0)
+
+    def behind(self) -> int:
+        """Workers with stats that do not serve the cluster's choice yet."""
+        return sum(1 for w in self.pool.ordered() if w.stats is not None and not self.current(w))
 
     def current(self, worker: WorkerState) -> bool:
         """Whether this worker serves the cluster's default voice: always, until a switch through the router."""
@@ -67,6 +82,7 @@ class DefaultVoice:
             if not failed:
                 self.chosen[kind] = path
                 self.generation += 1
+                self.switched = True
                 for url in targets:
                     if (w := self.pool.workers.get(url)) is not None and w.stats is not None:
                         self.applied[url] = (w.stats.instance_id, self.generation)

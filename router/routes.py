@@ -89,7 +89,7 @@ async def tts_post(request: Request, params: TTSRequest) -> Response:
 @router.get("/concurrent_stats", response_model=ConcurrentStats, summary="cluster-wide stats in the seed's shape")
 async def cluster_stats(request: Request) -> ConcurrentStats:
     svc = service_of(request)
-    return concurrent_stats(svc.pool, svc.counters)
+    return concurrent_stats(svc.pool, svc.counters, svc.default_voice)
 
 
 @router.get("/healthz", response_model=Health)

@@ -56,7 +56,8 @@ class RouterService:
                              max_ejected_share=settings.max_ejected_share)
         self.pool = WorkerPool(self.control_session, settings.poll_interval, settings.stale_after, settings.eject_after, rules,
                                voice_affinity=settings.voice_affinity)
-        self.default_voice = DefaultVoice(self.pool)
+        self.default_voice = DefaultVoice.starting_with(self.pool, settings.default_gpt_weights,
+                                                        settings.default_sovits_weights)
         self.pool.default_ready = self.default_voice.current
         self.policy = make_policy(settings.policy)
         self.metrics = RouterMetrics(self.pool)

@@ -36,6 +36,11 @@ class RouterSettings(ServingSettings):
     voice_affinity: bool = Field(
         True, description="Send a voice where it is loaded (least-work adds a worker's load time for a voice it "
         "lacks); off: voice-blind, for comparison in benchmarks.")
+    default_gpt_weights: Optional[str] = Field(
+        None, description="The cluster's default voice: GPT weights every worker is brought to (a path inside the "
+        "workers' models directory); unset: each worker's tts_infer.yaml, until a switch through the router.")
+    default_sovits_weights: Optional[str] = Field(
+        None, description="Likewise, the SoVITS weights (the operator sets both from spec.defaultWeights).")
     poll_interval: float = Field(0.2, gt=0, le=60, description="Seconds between /stats polls of each worker.")
     stale_after: float = Field(1.0, gt=0, description="A poll older than this many seconds is unknown load.")
     max_retries: int = Field(2, ge=0, le=10, description="Other workers tried after a failure before any byte.")

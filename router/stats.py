@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, StringConstraints
 
 from tts_common.modes import ClusterMode, mode_for
 
+from .default_voice import DefaultVoice
 from .pool import WorkerPool
 
 # The published schema of /concurrent_stats, generated from the models below (`python -m tts_router.stats`).
@@ -41,6 +42,13 @@ class WorkerEntry(BaseModel):
     voices: list[str] = Field(default_factory=list, description="Catalog voices the worker holds now.")
 
 
+class DefaultVoiceStat(BaseModel):
+    gpt_weights: Optional[str] = Field(description="GPT weights every worker is brought to; null: each worker's yaml's.")
+    sovits_weights: Optional[str] = Field(description="Likewise for SoVITS.")
+    switched: bool = Field(description="Switched through this router process (not only given at its start).")
+    workers_behind: int = Field(ge=0, description="Workers not serving this choice yet (no default-voice requests).")
+
+
 class ConcurrentStats(BaseModel):
     """GET /concurrent_stats: the seed's shape, cluster-wide, plus `workers`."""
 
@@ -59,6 +67,8 @@ class ConcurrentStats(BaseModel):
         description='Per worker ("gpu_0".."gpu_N-1").', json_schema_extra={"additionalProperties": False}
     )
     workers: list[WorkerEntry]
+    default_voice: Optional[DefaultVoiceStat] = Field(
+        None, description="The cluster's default voice as this router keeps it; null until one is chosen.")
 
 
 def json_schema() -> dict[str, Any]:
@@ -83,7 +93,8 @@ class RequestCounters:
         return self.completed + self.failed
 
 
-def concurrent_stats(pool: WorkerPool, counters: RequestCounters) -> ConcurrentStats:
+def concurrent_stats(pool: WorkerPool, counters: RequestCounters,
+                     default_voice: Optional[DefaultVoice] = None) -> ConcurrentStats:
     now = time.monotonic()
     workers = pool.ordered()
     healthy = [w for w in workers if w.healthy(now, pool.stale_after)]
@@ -113,7 +124,15 @@ def concurrent_stats(pool: WorkerPool, counters: RequestCounters) -> ConcurrentS
         gpu_stats=gpu_stats,
         queue_status=queue_status,
         workers=entries,
+        default_voice=_default_voice(default_voice),
     )
+
+
+def _default_voice(voice: Optional[DefaultVoice]) -> Optional[DefaultVoiceStat]:
+    if voice is None or voice.generation == 0:
+        return None
+    return DefaultVoiceStat(gpt_weights=voice.chosen.get("gpt"), sovits_weights=voice.chosen.get("sovits"),
+                            switched=voice.switched, workers_behind=voice.behind())
 
 
 if __name__ == "__main__":

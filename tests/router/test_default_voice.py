@@ -70,3 +70,16 @@ def test_without_a_weights_path_or_token_nothing_is_switched(spawn_worker, spawn
     r = httpx.get(f"{router.url}/set_sovits_weights", params={"weights_path": "a.ckpt"}, timeout=30)
     assert r.status_code == 403
     assert httpx.get(f"{worker.url}/stats").json()["sovits_weights"] is None
+
+
+def test_a_router_started_with_a_default_voice_brings_every_worker_to_it(spawn_worker, spawn_router, tmp_path):
+    worker = spawn_worker("--models-dir", models(tmp_path, "m", "a.ckpt", "b.ckpt"), env=ENV)
+    router = spawn_router(worker, env={"TTSC_ROUTER_ADMIN_TOKEN": ADMIN_TOKEN,
+                                       "TTSC_ROUTER_DEFAULT_GPT_WEIGHTS": "a.ckpt"})
+    stats_when(worker.url, lambda s: (s["gpt_weights"] or "").endswith("/a.ckpt"), timeout=20)
+    chosen = eventually(lambda: (v := httpx.get(f"{router.url}/concurrent_stats").json()["default_voice"])
+                        and v["workers_behind"] == 0 and v)
+    assert chosen == {"gpt_weights": "a.ckpt", "sovits_weights": None, "switched": False, "workers_behind": 0}
+    assert switch(router, "b.ckpt").status_code == 200
+    chosen = httpx.get(f"{router.url}/concurrent_stats").json()["default_voice"]
+    assert chosen["gpt_weights"] == "b.ckpt" and chosen["switched"] is True
