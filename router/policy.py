@@ -58,12 +58,14 @@ class LeastWork:
         def cost(w: WorkerState) -> float:
             return w.expected_finish(chars, reference) + extra.get(w.url, 0.0)
 
-        best = min(cost(w) for w in candidates)
-        tied = [w for w in candidates if cost(w) <= best + 1e-9]
-        if len(tied) > 1 and all(extra.get(w.url, 0.0) > 0 for w in tied):
-            # Nobody holds the voice: the worker with the most room, then the fewest voices, loads it, so voices
-            # spread over workers instead of evicting each other on one.
-            tied = _fewest(_fewest(tied, lambda w: -w.room), lambda w: w.loaded_voice_count)
+        if voice_load and all(extra.get(w.url, 0.0) > 0 for w in candidates):
+            # Nobody holds the voice (nor is loading it): the worker with the most room, then the fewest voices,
+            # loads it, so voices spread over workers instead of evicting each other on one; then least work.
+            tied = _fewest(_fewest(candidates, lambda w: -w.room), lambda w: w.loaded_voice_count)
+        else:
+            tied = list(candidates)
+        best = min(cost(w) for w in tied)
+        tied = [w for w in tied if cost(w) <= best + 1e-9]
         return self.rng.choice(tied)
 
 

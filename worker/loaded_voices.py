@@ -1,8 +1,10 @@
 """The voices an engine holds, least recently used evicted past the limit: filled and touched on the engine
 thread only (between syntheses), read by /stats on the event loop, hence the lock.
 
-Pinned voices (the catalog's placement for this worker) are never evicted. A load that fails leaves nothing held
-under that name (never a half-loaded voice) and its error is kept, naming the file, until a load succeeds.
+A voice is held under its name together with the definition it was loaded from: a request carrying another
+definition of that name (the catalog changed) loads it anew. Pinned voices (the catalog's placement for this worker)
+are never evicted. A load that fails leaves nothing held under that name (never a half-loaded voice) and its error
+is kept, naming the file, until a load succeeds or the voice leaves the catalog.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ class NoVoiceSlot(Exception):
 class LoadedVoices(Generic[T]):
     def __init__(self, limit: int) -> None:
         self.limit = max(1, limit)
-        self._items: OrderedDict[str, T] = OrderedDict()
+        self._items: OrderedDict[str, tuple[object, T]] = OrderedDict()
         self._load_seconds: dict[str, float] = {}
         self._errors: dict[str, str] = {}
         self._pinned: tuple[str, ...] = ()
@@ -31,23 +33,29 @@ class LoadedVoices(Generic[T]):
         self._loads = 0
         self._lock = threading.Lock()
 
-    def get(self, name: str, load: Callable[[], T], evicted: Callable[[T], None] = lambda _state: None) -> T:
-        """The voice's engine state, loaded with `load` if not held (evicting the least recently used unpinned one
-        first, so the limit holds while the new one loads; `evicted` releases what it held)."""
-        dropped: list[T] = []
+    def get(self, name: str, definition: object, load: Callable[[], T],
+            evicted: Callable[[T], None] = lambda _state: None) -> T:
+        """The voice's engine state, loaded with `load` if not held as `definition`. The least recently used
+        unpinned voice is evicted first and released with `evicted` before the load starts, so at most `limit`
+        voices are ever in memory, the one loading included."""
+        victims: list[T] = []
         with self._lock:
-            if name in self._items:
+            held = self._items.get(name)
+            if held is not None and held[0] == definition:
                 self._items.move_to_end(name)
-                return self._items[name]
+                return held[1]
+            if held is not None:  # another definition of this name: replaced
+                victims.append(self._items.pop(name)[1])
             while len(self._items) >= self.limit:
                 victim = next((n for n in self._items if n not in self._pinned), None)
                 if victim is None:
                     raise NoVoiceSlot(f"voice {name!r}: all {self.limit} voice slots hold pinned voices "
                                       f"({', '.join(self._items)})")
-                dropped.append(self._items.pop(victim))
+                victims.append(self._items.pop(victim)[1])
             self._loading = name
-        for state in dropped:
-            evicted(state)
+            held = None
+        while victims:  # popped, so the release is the last reference and the memory is free before the load
+            evicted(victims.pop())
         t0 = time.monotonic()
         try:
             state = load()  # outside the lock: /stats stays answerable while a voice loads
@@ -58,7 +66,7 @@ class LoadedVoices(Generic[T]):
             raise
         with self._lock:
             self._loading = None
-            self._items[name] = state
+            self._items[name] = (definition, state)
             self._load_seconds[name] = round(time.monotonic() - t0, 4)
             self._errors.pop(name, None)
             self._loads += 1
@@ -66,25 +74,39 @@ class LoadedVoices(Generic[T]):
 
     def drop(self, names: Iterable[str], evicted: Callable[[T], None] = lambda _state: None) -> list[str]:
         """Forget these voices (removed from the catalog, or changed there); the names actually dropped."""
+        wanted = set(names)
         with self._lock:
-            dropped = [(n, self._items.pop(n)) for n in list(names) if n in self._items]
-        for _name, state in dropped:
-            evicted(state)
-        return [n for n, _ in dropped]
+            dropped = [n for n in self._items if n in wanted]
+            victims = [self._items.pop(n)[1] for n in dropped]
+        while victims:
+            evicted(victims.pop())
+        return dropped
+
+    def forget(self, keep: Iterable[str]) -> None:
+        """Drop the load times and errors of voices not in `keep` (gone from the catalog): what /stats reports stays
+        about voices that exist."""
+        kept = set(keep)
+        with self._lock:
+            for table in (self._load_seconds, self._errors):
+                for name in [n for n in table if n not in kept]:
+                    del table[name]
 
     def peek(self, name: str) -> Optional[T]:
         """The voice's state if held, without touching its place in the LRU order."""
         with self._lock:
-            return self._items.get(name)
+            held = self._items.get(name)
+        return held[1] if held is not None else None
 
-    def holds(self, name: str) -> bool:
+    def holds(self, name: str, definition: object) -> bool:
         with self._lock:
-            return name in self._items
+            held = self._items.get(name)
+        return held is not None and held[0] == definition
 
     def pin(self, names: Iterable[str]) -> None:
-        """Keep these voices loaded from now on (they are loaded by whoever calls `get` for them)."""
+        """Keep these voices loaded from now on (they are loaded by whoever calls `get` for them). At most
+        `limit - 1`, so one slot always serves the voices nobody pinned here."""
         with self._lock:
-            self._pinned = tuple(dict.fromkeys(names))[: self.limit]
+            self._pinned = tuple(dict.fromkeys(names))[: max(0, self.limit - 1)]
 
     def pinned(self) -> list[str]:
         with self._lock:
@@ -113,10 +135,12 @@ class LoadedVoices(Generic[T]):
         with self._lock:
             return self._loads
 
-    def expected_load_seconds(self, name: str, default: float) -> float:
-        """0 if held; else its last measured load time, else the mean of all measured ones, else `default`."""
+    def expected_load_seconds(self, name: str, definition: object, default: float) -> float:
+        """0 if held as `definition`; else its last measured load time, else the mean of all measured ones, else
+        `default`."""
         with self._lock:
-            if name in self._items:
+            held = self._items.get(name)
+            if held is not None and held[0] == definition:
                 return 0.0
             if name in self._load_seconds:
                 return self._load_seconds[name]

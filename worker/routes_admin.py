@@ -12,6 +12,7 @@ from tts_common.http_errors import error
 from tts_common.schemas import MessageBody
 
 from .engines.base import EngineError
+from .scheduler import QueueFull
 from .service import WorkerService, service_of
 from .voices import PathRejected, resolve_inside, resolve_voice_path
 
@@ -84,6 +85,9 @@ async def _switch(svc: WorkerService, kind: str, weights_path: Optional[str]) ->
     try:
         # Runs on the engine thread after the requests admitted before it, which keep the weights they came to.
         await svc.scheduler.run_after_admitted(lambda: switch(path))
+    except QueueFull as exc:
+        return error(503, f"change {kind} weight failed: too many switches waiting", "weights_path",
+                     headers={"Retry-After": str(exc.retry_after)})
     except EngineError as exc:
         return error(400, f"change {kind} weight failed", "weights_path", str(exc))
     return JSONResponse({"message": "success"})

@@ -69,7 +69,7 @@ class _Outcome:
             fields.update(
                 queue_wait_s=round(job.queue_wait, 4),
                 processing_s=round(job.processing, 4),
-                audio_s=round(job.samples / max(1, self.svc.engine.sample_rate), 3),
+                audio_s=round(job.samples / max(1, job.rate or self.svc.engine.sample_rate), 3),
                 outcome=job.outcome.value,
                 bytes=nbytes,
             )
@@ -154,7 +154,7 @@ def _refusal(svc: WorkerService, job: Optional[Job], exc: Exception, outcome: "_
 
 
 async def _whole(svc: WorkerService, job: Job, pcm: np.ndarray, outcome: "_Outcome") -> Response:
-    req, rate = job.params.request, svc.engine.output_rate(job.params)
+    req, rate = job.params.request, job.rate or svc.engine.output_rate(job.params)
     body = await _encode(pcm, rate, req.media_type, whole=True)
     outcome.log(200, job, nbytes=len(body))
     # Lets callers (router, benchmarks) split latency into queueing, engine and transport.
@@ -172,7 +172,7 @@ def _audio_headers(svc: WorkerService, job: Job, rate: int) -> dict[str, str]:
 
 def _stream(svc: WorkerService, job: Job, first: np.ndarray, chunks: AsyncGenerator[np.ndarray, None],
             gone: "asyncio.Task[None]", outcome: "_Outcome") -> Response:
-    req, rate = job.params.request, svc.engine.output_rate(job.params)
+    req, rate = job.params.request, job.rate or svc.engine.output_rate(job.params)
     sent = 0
     cut = ""
 

@@ -46,6 +46,10 @@ class JobOutcome(StrEnum):
 
 
 # -- what the stream raises: the route maps each to an HTTP answer -----------------------------------------------
+# Most engine calls waiting behind admitted requests (weight switches): admin calls, but bounded all the same.
+MAX_BARRIERS = 16
+
+
 class QueueFull(Exception):
     def __init__(self, retry_after: int) -> None:
         super().__init__("queue is full")
@@ -95,6 +99,9 @@ class Job:
     #: voice loads the engine had done (or begun) when this job was admitted: more at its start means it waited
     loads_at_admission: int = 0
     waited_for_load: bool = False
+    #: the sample rate of this job's audio, fixed on the engine thread once its voice is held (a later eviction
+    #: must not change what its answer says)
+    rate: int = 0
 
     @property
     def chars(self) -> int:
@@ -187,6 +194,8 @@ class Scheduler:
     async def run_after_admitted(self, fn: Callable[[], T]) -> T:
         """Run `fn` on the engine's thread once every job admitted before this call has run, and before any job
         admitted after it: a weight switch changes the voice of later requests only, never of admitted ones."""
+        if len(self._barriers) >= MAX_BARRIERS:
+            raise QueueFull(self.retry_after())
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._barriers.append((self._admitted_count, fn, future))
         self._wakeup.set()
@@ -226,9 +235,10 @@ class Scheduler:
         if running is not None:
             work += max(0.0, running.chars * self._per_char.value - max(0.0, running.processing - running.load_seconds))
         # Each voice not held costs one load, however many admitted requests want it.
-        wanted = {j.params.voice.name for j in (*self._pending, *([running] if running else [])) if j.params.voice}
-        loaded = self.engine.loaded
-        return work + sum(loaded.expected_load_seconds(v, self.engine.default_voice_load_seconds) for v in wanted)
+        wanted = {j.params.voice.name: j.params.voice for j in (*self._pending, *([running] if running else []))
+                  if j.params.voice}
+        loaded, default = self.engine.loaded, self.engine.default_voice_load_seconds
+        return work + sum(loaded.expected_load_seconds(n, v, default) for n, v in wanted.items())
 
     def retry_after(self) -> int:
         """Seconds until a slot is likely free (the policy the router applies to its own 503s too)."""
@@ -352,6 +362,8 @@ class Scheduler:
 
     async def _run_barrier(self, loop: asyncio.AbstractEventLoop) -> None:
         _seq, fn, future = self._barriers.popleft()
+        if future.done():  # its caller gave up (timed out, left): a switch nobody waits for is not made
+            return
         try:
             result = await loop.run_in_executor(self._executor, fn)
         except Exception as exc:  # noqa: BLE001 - the caller's to answer
@@ -383,7 +395,8 @@ class Scheduler:
         seconds = job.params.max_audio_seconds
         try:
             self._load_voice(job)
-            limit = float("inf") if seconds is None else seconds * self.engine.output_rate(job.params)
+            job.rate = self.engine.output_rate(job.params)
+            limit = float("inf") if seconds is None else seconds * job.rate
             for chunk in self.engine.synthesize(job.params, job.cancel):
                 job.cancel.check()
                 if len(chunk) == 0:
@@ -410,7 +423,7 @@ class Scheduler:
         """On the engine thread: hold the job's voice before its synthesis starts, timed apart from synthesis so
         a load never inflates the measured seconds per character."""
         voice, loaded = job.params.voice, self.engine.loaded
-        if voice is not None and self.engine.serves_voices and not loaded.holds(voice.name):
+        if voice is not None and self.engine.serves_voices and not loaded.holds(voice.name, voice):
             t0 = time.monotonic()
             result = "error"
             try:
@@ -437,7 +450,7 @@ class Scheduler:
         if outcome is JobOutcome.OK:
             c.processed += 1
             c.processing_total += job.processing
-            seconds = job.samples / self.engine.output_rate(job.params)
+            seconds = job.samples / (job.rate or self.engine.sample_rate)
             c.audio_seconds += seconds
             self.metrics.processing.observe(job.processing)
             self.metrics.audio_seconds.inc(seconds)

@@ -22,6 +22,9 @@ from .settings import WorkerSettings
 
 log = logging.getLogger("tts_worker.service")
 
+# A pinned voice whose load failed (a weight file not there yet) is tried again this often.
+PIN_RETRY_SECONDS = 30.0
+
 
 class WorkerService:
     def __init__(self, settings: WorkerSettings, engine: Engine, catalog: Optional[CatalogFile] = None) -> None:
@@ -59,18 +62,24 @@ class WorkerService:
 
     async def _watch_catalog(self) -> None:
         """Apply each catalog that takes effect: forget held voices it removed or changed, pin and load the voices
-        its placement gives this worker. On the engine thread, between syntheses."""
+        its placement gives this worker. On the engine thread, between syntheses. A pin that failed to load is
+        tried again every PIN_RETRY_SECONDS (its error stays in voice_errors meanwhile)."""
+        retry_at = 0.0
         while True:
             catalog = self.catalog()
-            if catalog is not None and catalog is not self._applied:
+            now = time.monotonic()
+            if catalog is not None and (catalog is not self._applied or (retry_at and now >= retry_at)):
+                pinned = False
                 try:
-                    await self.scheduler.run_in_engine_thread(functools.partial(self._apply, catalog))
-                except Exception:  # noqa: BLE001 - a failed preload is in voice_errors; keep watching
+                    pinned = await self.scheduler.run_in_engine_thread(functools.partial(self._apply, catalog))
+                except Exception:  # noqa: BLE001 - keep watching: the next change or retry may succeed
                     log.exception("applying the voice catalog failed")
                 self._applied = catalog
+                retry_at = 0.0 if pinned else now + PIN_RETRY_SECONDS
             await asyncio.sleep(1.0)
 
-    def _apply(self, catalog: VoiceCatalog) -> None:
+    def _apply(self, catalog: VoiceCatalog) -> bool:
+        """Whether every voice pinned here is loaded."""
         loaded, engine = self.engine.loaded, self.engine
         previous = self._applied
         stale = [n for n in loaded.names()
@@ -78,18 +87,23 @@ class WorkerService:
         if stale:
             dropped = loaded.drop(stale, engine.release_voice)
             log_fields(log, "voices dropped: removed or changed in the catalog", voices=dropped)
+        loaded.forget(catalog.names())
         pins = [n for n in catalog.pinned_for(self.settings.name)
                 if (v := catalog.get(n)) is not None and v.supports(engine.name)]
         loaded.pin(pins)
+        pins = loaded.pinned()  # at most max_loaded_voices - 1
+        complete = True
         for name in pins:
             voice = catalog.get(name)
             assert voice is not None
             try:
                 engine.prepare_voice(voice, CancelToken())
             except EngineError as exc:
+                complete = False
                 log_fields(log, "pinned voice failed to load", logging.WARNING, voice=name, error=str(exc))
         if pins:
             log_fields(log, "voices pinned", voices=pins)
+        return complete
 
     def catalog(self) -> Optional[VoiceCatalog]:
         """The voice catalog in force, re-read at most once a second when its file changed (a bad change is

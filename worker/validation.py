@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Optional
 
-from tts_common.schemas import TTSRequest
+from tts_common.schemas import LANGUAGES_V1, TTSRequest
 from tts_common.validation import InvalidRequest
 from tts_common.validation import check_request as check_api_v2
 from tts_common.voices import Voice, VoiceCatalog
@@ -85,19 +85,24 @@ def choose_voice(req: TTSRequest, engine: Engine, catalog: Optional[VoiceCatalog
 
 
 def with_voice_reference(req: TTSRequest, voice: Voice) -> TTSRequest:
-    """A GPT-SoVITS voice's own reference clip, prompt text and language, and aux clips, for a request that gives no
-    reference clip of its own (one that does keeps its own, with the voice's weights)."""
+    """A GPT-SoVITS voice's own reference clip with its own prompt text and language (a clip and the text spoken in
+    it belong together), and its aux clips unless the request names some, for a request that gives no reference clip
+    of its own; one that does keeps its own clip and prompt, with the voice's weights."""
     ref = voice.gpt_sovits
     if ref is None or req.ref_audio_path:
         return req
-    update: dict[str, object] = {"ref_audio_path": ref.ref_audio}
-    if not req.prompt_text:
-        update["prompt_text"] = ref.prompt_text
-    if not req.prompt_lang:
-        update["prompt_lang"] = ref.prompt_lang
+    update: dict[str, object] = {"ref_audio_path": ref.ref_audio, "prompt_text": ref.prompt_text,
+                                 "prompt_lang": ref.prompt_lang}
     if "aux_ref_audio_paths" not in req.model_fields_set:
         update["aux_ref_audio_paths"] = list(ref.aux_ref_audio)
     return req.model_copy(update=update)
+
+
+def _voice_languages(voice: Optional[Voice], engine: Engine) -> tuple[tuple[str, ...], str]:
+    """The languages a request may use with this voice: a GPT-SoVITS v1 voice speaks v1's (upstream would assert)."""
+    if voice is not None and voice.gpt_sovits is not None and voice.gpt_sovits.version == "v1":
+        return LANGUAGES_V1, "v1"
+    return engine.languages, engine.version
 
 
 def check_request(
@@ -110,7 +115,8 @@ def check_request(
         req = with_voice_reference(req, voice)
     # A voice's engine that reads no reference clip (synthetic, piper) needs none from a request naming the voice.
     needs_reference = voice is None or engine.uses_reference
-    mode = check_api_v2(req, engine.languages, engine.prompt_languages, engine.version, max_text_length,
+    languages, version = _voice_languages(voice, engine)
+    mode = check_api_v2(req, languages, engine.prompt_languages, version, max_text_length,
                         reference_required=needs_reference)
     if not math.isfinite(req.fragment_interval) or req.fragment_interval > max_audio_seconds:
         raise InvalidRequest(f"fragment_interval: {req.fragment_interval:g} s of silence is more than the "

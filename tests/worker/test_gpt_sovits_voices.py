@@ -26,7 +26,9 @@ def catalog(weights):  # paths relative to the models directory (the generated w
     broken["gpt_sovits"]["gpt_weights"] = "w1/missing.ckpt"
     wrong = pair("wrong-version", "w1")
     wrong["gpt_sovits"]["version"] = "v4"
-    return {"voices": [pair("alpha", "w0"), pair("beta", "w1"), broken, wrong]}
+    half = pair("half", "w1")  # its GPT weights load, then its "SoVITS weights" (a wav file) do not
+    half["gpt_sovits"]["sovits_weights"] = "w1/ref.wav"
+    return {"voices": [pair("alpha", "w0"), pair("beta", "w1"), broken, wrong, half]}
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +91,9 @@ def test_each_request_gets_its_voice_alone_and_under_concurrent_mixed_traffic(vo
 
 def test_a_voice_whose_weights_are_missing_or_of_another_version_is_unavailable_naming_why(voices_worker):
     url = voices_worker.url
+    before = {v: httpx.post(f"{url}/tts", json=body(v), timeout=120).content for v in (None, "beta")}
+    r = httpx.post(f"{url}/tts", json=body("half"), timeout=120)
+    assert r.status_code == 503 and "voice 'half'" in r.json()["message"], r.text
     r = httpx.post(f"{url}/tts", json=body("broken"), timeout=120)
     assert r.status_code == 503 and r.headers["Retry-After"], r.text
     assert "missing.ckpt" in r.json()["message"] and "gpt_sovits.gpt_weights" in r.json()["message"]
@@ -99,10 +104,11 @@ def test_a_voice_whose_weights_are_missing_or_of_another_version_is_unavailable_
     assert "missing.ckpt" in stats["voice_errors"]["broken"]
     assert "wrong-version" in stats["voice_errors"]
     assert "broken" not in stats["loaded_voices"] and "wrong-version" not in stats["loaded_voices"]
-    # Nothing half-loaded: the default voice and a good voice still speak as before.
+    assert "half" in stats["voice_errors"] and "half" not in stats["loaded_voices"]
+    # Nothing half-loaded: the default voice and a good voice speak exactly as before the failures.
     for voice in (None, "beta"):
         r = httpx.post(f"{url}/tts", json=body(voice), timeout=120)
-        assert r.status_code == 200, r.text
+        assert r.status_code == 200 and r.content == before[voice], r.text
     metrics = httpx.get(f"{url}/metrics", timeout=10).text
     assert 'ttsc_worker_voice_load_seconds_count{result="error",voice="broken"}' in metrics
     assert "ttsc_worker_loaded_voices 1.0" in metrics

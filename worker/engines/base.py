@@ -127,20 +127,20 @@ class Engine(ABC):
         """Sample rate of this request's audio: the engine's, unless a request option changes it."""
         return self.sample_rate
 
-    def prepare_voice(self, voice: Voice, cancel: CancelToken) -> None:
-        """Hold `voice`, loading it if needed: on the engine thread, between syntheses. A load that fails holds
-        nothing and raises VoiceUnavailable naming the voice and what is missing."""
+    def prepare_voice(self, voice: Voice, cancel: CancelToken) -> Any:
+        """Hold `voice` (as the catalog now defines it), loading it if needed, and return its state: on the engine
+        thread, between syntheses. A load that fails holds nothing and raises VoiceUnavailable naming the voice and
+        what is missing."""
         try:
-            self.loaded.get(voice.name, lambda: self._load_voice(voice, cancel), self.release_voice)
+            return self.loaded.get(voice.name, voice, lambda: self._load_voice(voice, cancel), self.release_voice)
         except NoVoiceSlot as exc:
             raise VoiceUnavailable(str(exc)) from exc
         except (EngineLoadError, OSError) as exc:
             raise VoiceUnavailable(f"voice {voice.name!r} could not be loaded: {exc}") from exc
 
     def voice_state(self, voice: Voice, cancel: CancelToken) -> Any:
-        """The held state of `voice` (loading it first if a caller skipped `prepare_voice`)."""
-        self.prepare_voice(voice, cancel)
-        return self.loaded.get(voice.name, lambda: self._load_voice(voice, cancel), self.release_voice)
+        """The held state of `voice`, loading it first if a caller skipped `prepare_voice`."""
+        return self.prepare_voice(voice, cancel)
 
     def _load_voice(self, voice: Voice, cancel: CancelToken) -> Any:
         """Engine state for one catalog voice; raise EngineLoadError naming a missing file."""

@@ -326,7 +326,12 @@ class GPTSoVITSEngine(Engine):
             raise EngineError(_described(exc)) from exc
         finally:
             generator.close()
-            self._keep(pair)
+            if self._tts.t2s_model is None or self._tts.vits_model is None:
+                # TTS.run re-initialises both models after a failure; if that failed too, the pair as it was
+                # before the run is still whole: put it back rather than keep a voice without models.
+                pair.install(self._tts)
+            else:
+                self._keep(pair)
 
     # ---- catalog voices (on the engine thread, between syntheses) ----------------------------------------
 
@@ -366,6 +371,8 @@ class GPTSoVITSEngine(Engine):
             self._active = previous
 
     def release_voice(self, state: Any) -> None:
+        if state is self._active and self._default is not None:
+            self._install(self._default)  # the TTS object must not keep the evicted pair's models alive
         del state
         gc.collect()
         if self.device.startswith("cuda"):
@@ -390,11 +397,15 @@ class GPTSoVITSEngine(Engine):
         try:
             load(str(path))
         except Exception as exc:  # noqa: BLE001 - a bad checkpoint of any kind is the caller's 400
-            setattr(self._tts.configs, key, before)  # upstream records the new path before loading it
+            # Upstream changes the config (path, version, sample rate) before the load that failed: put the
+            # default pair back whole, as it was before the switch.
+            self._default.install(self._tts)
+            setattr(self._tts.configs, key, before)
+            self._refresh()
             raise EngineError(_described(exc)) from exc
         self._refresh()
         # The cached reference features came from the old weights (upstream keeps using them): recompute them.
-        self._tts.prompt_cache["ref_audio_path"] = None
+        self._tts.prompt_cache = copy.deepcopy(self._blank_prompt_cache)
         self._keep(self._default)
 
     def default_weights(self) -> tuple[Optional[str], Optional[str]]:

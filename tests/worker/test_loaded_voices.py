@@ -1,0 +1,70 @@
+"""The engine's held voices in-process: eviction frees a voice before the next one loads, a changed definition
+loads anew, pins never take the last slot, and a failed load holds nothing but its error."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import pytest
+
+from tts_worker.loaded_voices import LoadedVoices, NoVoiceSlot
+
+
+class Model:
+    """Stands for a model pair's memory."""
+
+
+def test_the_evicted_voice_is_gone_before_the_next_one_loads():
+    voices: LoadedVoices[Model] = LoadedVoices(1)
+    first = weakref.ref(voices.get("a", "v1", Model))
+    released: list[bool] = []
+
+    def load() -> Model:
+        gc.collect()
+        released.append(first() is None)  # nothing keeps the evicted model alive while the new one loads
+        return Model()
+
+    voices.get("b", "v1", load, evicted=lambda state: None)
+    assert released == [True] and voices.names() == ["b"]
+
+
+def test_a_changed_definition_is_loaded_anew_and_the_old_one_dropped():
+    voices: LoadedVoices[str] = LoadedVoices(2)
+    assert voices.get("a", {"tone": 1}, lambda: "one") == "one"
+    assert voices.get("a", {"tone": 1}, lambda: "never") == "one"  # same definition: held
+    assert voices.holds("a", {"tone": 1}) and not voices.holds("a", {"tone": 2})
+    assert voices.get("a", {"tone": 2}, lambda: "two") == "two"
+    assert voices.names() == ["a"] and voices.loads == 2
+
+
+def test_pins_leave_one_slot_and_a_failed_load_holds_nothing():
+    voices: LoadedVoices[str] = LoadedVoices(2)
+    voices.pin(["a", "b", "c"])
+    assert voices.pinned() == ["a"]
+    voices.get("a", 1, lambda: "A")
+    voices.get("b", 1, lambda: "B")
+    voices.get("c", 1, lambda: "C")  # b is evicted, a is pinned
+    assert voices.names() == ["a", "c"]
+
+    def broken() -> str:
+        raise OSError("weights/d.pth: no such file")
+
+    with pytest.raises(OSError):
+        voices.get("d", 1, broken)
+    assert voices.names() == ["a"] and voices.errors() == {"d": "weights/d.pth: no such file"}
+    assert voices.loading() == []
+    voices.forget(["a"])
+    assert voices.errors() == {} and set(voices.load_seconds()) == {"a"}
+    one: LoadedVoices[str] = LoadedVoices(1)
+    one.pin(["a"])
+    assert one.pinned() == []  # a single slot is never pinned away
+
+
+def test_a_full_set_of_pins_refuses_clearly():
+    voices: LoadedVoices[str] = LoadedVoices(2)
+    voices.pin(["a"])
+    voices.get("a", 1, lambda: "A")
+    voices.limit = 1  # as if the limit shrank under the pins
+    with pytest.raises(NoVoiceSlot, match="all 1 voice slots hold pinned voices"):
+        voices.get("b", 1, lambda: "B")
