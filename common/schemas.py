@@ -116,6 +116,8 @@ class WorkerStats(BaseModel):
     max_loaded_voices: int = Field(1, description="Most voices held at once (least recently used evicted).")
     voice_load_seconds: dict[str, float] = Field(default_factory=dict, description="Each voice's last load time.")
     voices_loading: list[str] = Field(default_factory=list, description="Voices being loaded now (0 or 1).")
+    voices_queued: list[str] = Field(default_factory=list, description="Voices the admitted requests want (held or "
+                                     "about to be loaded): where the router sends the next requests for them.")
     pinned_voices: list[str] = Field(default_factory=list, description="Voices this worker keeps loaded, never "
                                      "evicted: the catalog's placement for it.")
     voice_loads: int = Field(0, description="Voice loads performed since start.")

@@ -43,8 +43,8 @@ class Target:
     draining: bool = False
 
 
-# How long a voice sent to a worker counts as held there without a poll saying so (a load may take this long).
-VOICE_WINDOW_SECONDS = 30.0
+# A request sent this long before a poll began is taken to be in that poll's answer (it reached the worker first).
+IN_POLL_MARGIN_SECONDS = 0.1
 # The load time assumed for a voice no worker has measured yet.
 DEFAULT_VOICE_LOAD_SECONDS = 2.0
 
@@ -75,8 +75,9 @@ class WorkerState:
     completed: int = 0
     failed: int = 0
     outcomes: Outcomes = field(default_factory=Outcomes)
-    # Voices this router sent here lately (voice -> when): the worker is loading or holds them, even before a poll
-    # says so, so the next requests for that voice follow instead of loading it on a second worker.
+    # Voices this router sent here since the last poll could see them (voice -> when): the worker will load or
+    # holds them, so the next requests for that voice follow instead of loading it on a second worker. A poll that
+    # saw them replaces them: then the worker's own word (held, loading, queued) counts, evictions included.
     voices_sent: dict[str, float] = field(default_factory=dict)
     poller: Optional["asyncio.Task[None]"] = field(default=None, repr=False)
 
@@ -143,14 +144,15 @@ class WorkerState:
         """Whether this worker can serve `voice` (None, the default voice: every worker)."""
         return voice is None or (self.stats is not None and voice in self.stats.voices)
 
-    def voice_load(self, voice: Optional[str], now: float, default: float) -> float:
-        """Seconds before this worker could start on `voice`: 0 if it holds it or was sent it within
-        VOICE_WINDOW_SECONDS, else its measured load time for it (else `default`, the peers')."""
-        if voice is None or self.stats is None or voice in self.stats.loaded_voices:
+    def voice_load(self, voice: Optional[str], default: float) -> float:
+        """Seconds before this worker could start on `voice`: 0 if it holds, loads or is about to load it (by its
+        last poll), or was sent it since; else its measured load time for it (else `default`, the peers')."""
+        s = self.stats
+        if voice is None or s is None or voice in self.voices_sent:
             return 0.0
-        if now - self.voices_sent.get(voice, -VOICE_WINDOW_SECONDS) < VOICE_WINDOW_SECONDS:
+        if voice in s.loaded_voices or voice in s.voices_loading or voice in s.voices_queued:
             return 0.0
-        return self.stats.voice_load_seconds.get(voice, default)
+        return s.voice_load_seconds.get(voice, default)
 
     def expected_finish(self, chars: int, reference: float) -> float:
         """When a new request would finish here: admitted work, plus what was sent since the poll, plus itself."""
@@ -262,6 +264,7 @@ class WorkerPool:
 
     async def poll(self, state: WorkerState) -> None:
         sent_before, work_before = state.sent_since_poll, state.work_since_poll
+        started = time.monotonic()
         try:
             async with self.client.get(f"{state.url}/stats", timeout=self._poll_timeout) as r:
                 r.raise_for_status()
@@ -281,6 +284,9 @@ class WorkerPool:
         # What was sent while the poll was in flight may not be in it yet: keep only that part.
         state.sent_since_poll = max(0, state.sent_since_poll - sent_before)
         state.work_since_poll = max(0.0, state.work_since_poll - work_before)
+        seen = started - IN_POLL_MARGIN_SECONDS
+        for voice in [v for v, at in state.voices_sent.items() if at < seen]:
+            del state.voices_sent[voice]
         if state.ejected and state.ejected_reason == UNREACHABLE:
             self._readmit(state, "answering polls again")
         self.changed.set()
@@ -301,13 +307,13 @@ class WorkerPool:
         if reported and voice not in known:
             raise UnknownVoice(f"voice: {voice!r} is not in the voice catalog ({', '.join(known) or 'none'})")
 
-    def _voice_loads(self, candidates: Sequence[WorkerState], voice: Optional[str], now: float) -> dict[str, float]:
+    def _voice_loads(self, candidates: Sequence[WorkerState], voice: Optional[str]) -> dict[str, float]:
         if voice is None:
             return {}
         measured = [s for w in self.ordered() if w.stats is not None
                     for v, s in w.stats.voice_load_seconds.items() if v == voice]
         default = statistics.median(measured) if measured else DEFAULT_VOICE_LOAD_SECONDS
-        return {w.url: w.voice_load(voice, now, default) for w in candidates}
+        return {w.url: w.voice_load(voice, default) for w in candidates}
 
     async def reserve(self, chars: int, exclude: set[str], policy: Chooser, wait: float,
                       voice: Optional[str] = None) -> Optional[Lease]:
@@ -329,7 +335,7 @@ class WorkerPool:
                 # Voice-blind (benchmark comparison): least-work as if every worker held every voice.
                 affine = voice if self.voice_affinity else None
                 chosen = policy.choose(found, chars, self.reference_seconds_per_char(),
-                                       self._voice_loads(found, affine, now))
+                                       self._voice_loads(found, affine))
                 return self._lease(chosen, chars, False, voice=affine)
             remaining = deadline - now
             if remaining <= 0:
@@ -341,12 +347,8 @@ class WorkerPool:
                 return None
 
     def _lease(self, worker: WorkerState, chars: int, probe: bool, voice: Optional[str] = None) -> Lease:
-        if voice is not None:
-            now = time.monotonic()
-            worker.voices_sent[voice] = now
-            # bounded: only voices sent within the window are kept
-            for name in [v for v, t in worker.voices_sent.items() if now - t >= VOICE_WINDOW_SECONDS]:
-                del worker.voices_sent[name]
+        if voice is not None:  # bounded by the catalog's voices; each poll removes those it has seen
+            worker.voices_sent[voice] = time.monotonic()
         worker.routed += 1
         worker.in_flight += 1
         worker.sent_since_poll += 1

@@ -240,6 +240,11 @@ class Scheduler:
         loaded, default = self.engine.loaded, self.engine.default_voice_load_seconds
         return work + sum(loaded.expected_load_seconds(n, v, default) for n, v in wanted.items())
 
+    def voices_queued(self) -> list[str]:
+        """The catalog voices admitted requests want, in admission order."""
+        running = [self._running] if self._running is not None else []
+        return list(dict.fromkeys(j.params.voice.name for j in (*running, *self._pending) if j.params.voice))
+
     def retry_after(self) -> int:
         """Seconds until a slot is likely free (the policy the router applies to its own 503s too)."""
         per = self._per_request.value or self.average_processing_time

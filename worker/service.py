@@ -175,6 +175,7 @@ class WorkerService:
             max_loaded_voices=self.engine.loaded.limit,
             voice_load_seconds=self.engine.loaded.load_seconds(),
             voices_loading=self.engine.loaded.loading(),
+            voices_queued=s.voices_queued(),
             pinned_voices=self.engine.loaded.pinned(),
             voice_loads=self.engine.loaded.loads,
             voice_load_waits=c.voice_load_waits,

@@ -41,6 +41,17 @@ async def test_one_worker_loads_a_new_voice_and_the_next_requests_follow_it():
     assert [await reserve(pool, "high") for _ in range(3)] == [first] * 3  # sent there: held, or loading
 
 
+async def test_a_voice_queued_or_loading_counts_as_held_and_an_evicted_one_does_not():
+    pool = pool_of(holding("a", [], voices_queued=["mid"]), holding("b", []))
+    assert await reserve(pool, "mid") == "a"  # a's admitted requests want mid: it is about to hold it
+    pool = pool_of(holding("a", [], voices_loading=["mid"]), holding("b", []))
+    assert await reserve(pool, "mid") == "a"
+    # Sent mid to both long ago, but their last polls say neither holds it now (evicted): the cost is a load on
+    # either, and the one with the most room takes it.
+    evicted = pool_of(holding("a", ["low"]), holding("b", ["low"], capacity=20))
+    assert await reserve(evicted, "mid") == "b"
+
+
 async def test_a_long_queue_where_the_voice_is_held_sends_it_elsewhere():
     # b holds mid but has 10 s of work queued; a would load mid in 3 s (its measured load time)
     pool = pool_of(holding("a", []), holding("b", ["mid"], queued_work_seconds=10.0))

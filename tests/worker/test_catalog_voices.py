@@ -118,7 +118,7 @@ def test_voice_loads_are_counted_in_queued_work(tmp_path, voice_dir, logs_dir):
         # Two voices not held, 2 s each (the configured load time, none measured yet): at least 3 s of work queued,
         # where the text alone is a fraction of a second.
         assert stats["queued_work_seconds"] >= 3.0, stats
-        assert stats["voices_loading"] == ["low"]
+        assert stats["voices_loading"] in (["low"], ["mid"]) and set(stats["voices_queued"]) == {"low", "mid"}
         for t in threads:
             t.join()
         stats = httpx.get(f"{worker.url}/stats", timeout=10).json()
