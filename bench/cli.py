@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import chaos, cluster_bench, router_bench, worker_bench
+from . import chaos, cluster_bench, router_bench, voices_bench, worker_bench
 
 RESULTS = Path(__file__).with_name("results")
 
@@ -29,7 +29,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "succeeded, failed visibly or was lost (lost must be 0); recovery, peak RSS and fds")
     chaos.add_arguments(ch)
     ch.set_defaults(func=_run_chaos)
-    for scenario in (w, cl, rt, ch):
+    vo = sub.add_parser("voices", help="8 Zipf-popular voices on 4 workers holding 3 each: voice-aware routing "
+                        "against voice-blind least-work and one voice; p50/p99, loads per 1000, waits for a load",
+                        description=voices_bench.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    voices_bench.add_arguments(vo)
+    vo.set_defaults(func=_run_voices)
+    for scenario in (w, cl, rt, ch, vo):
         scenario.add_argument("--voice-dir", type=Path, default=Path("voices"), help="holds reference.wav")
         scenario.add_argument("--out", type=Path, default=RESULTS, help="where JSON goes [default bench/results]")
 
@@ -56,3 +61,4 @@ def _with_progress(run: Callable[..., Any]) -> Callable[[argparse.Namespace], in
 _run_cluster = _with_progress(cluster_bench.run)
 _run_router = _with_progress(router_bench.run)
 _run_chaos = _with_progress(chaos.run)
+_run_voices = _with_progress(voices_bench.run)

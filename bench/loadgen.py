@@ -11,7 +11,7 @@ import asyncio
 import random
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -34,6 +34,7 @@ class Sample:
     retries: Optional[int] = None  # X-Retries from our router; None through a balancer that does not say
     engine_s: Optional[float] = None  # the worker's own engine time (Server-Timing), the job's service time
     error: Optional[str] = None
+    voice: Optional[str] = None  # the catalog voice asked for; None: the default voice (api_v2's only one)
 
 
 @dataclass
@@ -48,9 +49,12 @@ class Run:
         return summarize(self.samples, self.wall, self.offered_rate)
 
 
-def tts_body(text: str) -> dict[str, Any]:
-    return {"text": text, "text_lang": "en", "prompt_lang": "en", "ref_audio_path": "reference.wav",
-            "media_type": "raw"}
+def tts_body(text: str, voice: Optional[str] = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"text": text, "text_lang": "en", "prompt_lang": "en", "ref_audio_path": "reference.wav",
+                            "media_type": "raw"}
+    if voice is not None:
+        body["voice"] = voice
+    return body
 
 
 class LoadGenerator:
@@ -72,7 +76,7 @@ class LoadGenerator:
         url = self._next_url()
         start = time.perf_counter()
         try:
-            async with session.post(f"{url}/tts", json=tts_body(text)) as r:
+            async with session.post(f"{url}/tts", json=tts_body(text, sample.voice)) as r:
                 sample.status = r.status
                 sample.worker = r.headers.get("x-worker-id")
                 retries = r.headers.get("x-retries")
@@ -110,9 +114,13 @@ class LoadGenerator:
         return Run(label, samples, wall, extra={"clients": clients})
 
     async def open_loop(self, texts: list[str], arrivals: list[float], label: str,
-                        at: Optional[dict[float, Callable[[], None]]] = None) -> Run:
-        """Send texts[i] at arrivals[i] seconds from the start. `at` maps a time to an action run then (a fault)."""
+                        at: Optional[dict[float, Callable[[], None]]] = None,
+                        voices: Optional[Sequence[Optional[str]]] = None) -> Run:
+        """Send texts[i] at arrivals[i] seconds from the start, in voices[i] when given. `at` maps a time to an
+        action run then (a fault)."""
         samples = [Sample(i, len(t), a) for i, (t, a) in enumerate(zip(texts, arrivals, strict=True))]
+        for sample, voice in zip(samples, voices if voices is not None else [None] * len(samples), strict=True):
+            sample.voice = voice
         actions = sorted((at or {}).items())
         async with self._session() as session:
             t0 = time.perf_counter()

@@ -105,3 +105,40 @@ def _save(plt: Any, fig: Any, path: Path) -> str:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path.name
+
+
+VOICE_RUN_COLOURS = {"one-voice": "black", "voice-aware": "tab:blue", "voice-blind": "tab:red"}
+
+
+def plot_voices(report: dict[str, Any], runs: dict[str, Run], path: Path) -> str:
+    """Latency CDF of each run; each run's voice loads per 1000 answered requests (bars, labelled with the share
+    that waited for a load); loads so far and requests admitted across the workers over the measured phase."""
+    plt = _plt()
+    fig, ((cdf, bars), (loads, admitted)) = plt.subplots(2, 2, figsize=(12, 8))
+    for name, run in runs.items():
+        if _ok_latencies(run):
+            _cdf(cdf, _ok_latencies(run), label=name, color=VOICE_RUN_COLOURS.get(name))
+    cdf.set(title=f"latency, {report['load']:.0%} load, {len(report['voices'])} voices on {report['workers']} "
+                  f"workers x {report['max_loaded_voices']}", xlabel="latency (s)", ylabel="fraction of requests")
+    rows = report["runs"]
+    names = list(rows)
+    heights = [rows[n]["loads_per_1000"] or 0.0 for n in names]
+    drawn = bars.bar(names, heights, color=[VOICE_RUN_COLOURS.get(n, "grey") for n in names])
+    for rect, n in zip(drawn, names, strict=True):
+        share = rows[n]["waited_share"]
+        bars.annotate("" if share is None else f"{share:.1%} waited", (rect.get_x() + rect.get_width() / 2,
+                      rect.get_height()), ha="center", va="bottom", fontsize=8)
+    bars.set(title=f"voice loads ({report['voice_load_seconds']:g} s each)", ylabel="loads per 1000 answered requests")
+    for name, series in report["timeline"].items():
+        points = series["points"]
+        colour = VOICE_RUN_COLOURS.get(name)
+        loads.plot([p[0] for p in points], [p[1] for p in points], label=name, color=colour)
+        admitted.plot([p[0] for p in points], [p[2] for p in points], label=name, color=colour)
+    loads.set(title="voice loads so far, measured phase", xlabel="seconds", ylabel="loads")
+    admitted.set(title="requests admitted across the workers (queued + running)", xlabel="seconds",
+                 ylabel="requests")
+    for ax in (cdf, bars, loads, admitted):
+        ax.grid(alpha=0.3)
+    for ax in (cdf, loads, admitted):
+        ax.legend(fontsize=8)
+    return _save(plt, fig, path)

@@ -154,6 +154,19 @@ class WorkerState:
             return 0.0
         return s.voice_load_seconds.get(voice, default)
 
+    def eviction_victim(self) -> Optional[str]:
+        """The voice a load here would evict, as the worker chooses it (least recently used, unpinned, sparing
+        those its queue wants while it can); None while it has a free slot."""
+        s = self.stats
+        if s is None or len(s.loaded_voices) < s.max_loaded_voices:
+            return None
+        unpinned = [v for v in s.loaded_voices if v not in s.pinned_voices]
+        return next((v for v in unpinned if v not in s.voices_queued), unpinned[0] if unpinned else None)
+
+    def holds(self, voice: str) -> bool:
+        s = self.stats
+        return s is not None and (voice in s.loaded_voices or voice in s.voices_loading)
+
     def expected_finish(self, chars: int, reference: float) -> float:
         """When a new request would finish here: admitted work, plus what was sent since the poll, plus itself."""
         s = self.stats
@@ -308,12 +321,31 @@ class WorkerPool:
             raise UnknownVoice(f"voice: {voice!r} is not in the voice catalog ({', '.join(known) or 'none'})")
 
     def _voice_loads(self, candidates: Sequence[WorkerState], voice: Optional[str]) -> dict[str, float]:
+        """What sending `voice` to each candidate costs beyond its queue: nothing where it is held (or on its way);
+        elsewhere the load, which also holds up every request admitted there, plus the load of the voice it would
+        evict when no other worker holds that one (its next request pays it). Priced so, a second worker loads a
+        voice only when the queue where it is held is longer than all that, and loads stay rare enough for the
+        cluster to keep up."""
         if voice is None:
             return {}
-        measured = [s for w in self.ordered() if w.stats is not None
-                    for v, s in w.stats.voice_load_seconds.items() if v == voice]
-        default = statistics.median(measured) if measured else DEFAULT_VOICE_LOAD_SECONDS
-        return {w.url: w.voice_load(voice, default) for w in candidates}
+        workers = self.ordered()
+
+        def load_of(name: str) -> float:
+            measured = [w.stats.voice_load_seconds[name] for w in workers
+                        if w.stats is not None and name in w.stats.voice_load_seconds]
+            return statistics.median(measured) if measured else DEFAULT_VOICE_LOAD_SECONDS
+
+        default = load_of(voice)
+        costs: dict[str, float] = {}
+        for w in candidates:
+            load = w.voice_load(voice, default)
+            if load > 0:
+                load *= 1 + w.admitted
+                victim = w.eviction_victim()
+                if victim is not None and not any(o.holds(victim) for o in workers if o is not w):
+                    load += load_of(victim)
+            costs[w.url] = load
+        return costs
 
     async def reserve(self, chars: int, exclude: set[str], policy: Chooser, wait: float,
                       voice: Optional[str] = None) -> Optional[Lease]:

@@ -34,10 +34,11 @@ class LoadedVoices(Generic[T]):
         self._lock = threading.Lock()
 
     def get(self, name: str, definition: object, load: Callable[[], T],
-            evicted: Callable[[T], None] = lambda _state: None) -> T:
+            evicted: Callable[[T], None] = lambda _state: None, spare: frozenset[str] = frozenset()) -> T:
         """The voice's engine state, loaded with `load` if not held as `definition`. The least recently used
-        unpinned voice is evicted first and released with `evicted` before the load starts, so at most `limit`
-        voices are ever in memory, the one loading included."""
+        unpinned voice is evicted first (sparing those in `spare`, which requests queued here want, while another
+        can go) and released with `evicted` before the load starts, so at most `limit` voices are ever in memory,
+        the one loading included."""
         victims: list[T] = []
         with self._lock:
             held = self._items.get(name)
@@ -47,7 +48,8 @@ class LoadedVoices(Generic[T]):
             if held is not None:  # another definition of this name: replaced
                 victims.append(self._items.pop(name)[1])
             while len(self._items) >= self.limit:
-                victim = next((n for n in self._items if n not in self._pinned), None)
+                victim = next((n for n in self._items if n not in self._pinned and n not in spare),
+                              next((n for n in self._items if n not in self._pinned), None))
                 if victim is None:
                     raise NoVoiceSlot(f"voice {name!r}: all {self.limit} voice slots hold pinned voices "
                                       f"({', '.join(self._items)})")

@@ -102,6 +102,8 @@ class Job:
     #: the sample rate of this job's audio, fixed on the engine thread once its voice is held (a later eviction
     #: must not change what its answer says)
     rate: int = 0
+    #: voices the requests queued behind this one want: a load for this one evicts them last
+    spare_voices: frozenset[str] = frozenset()
 
     @property
     def chars(self) -> int:
@@ -354,6 +356,7 @@ class Scheduler:
                 if not self._pending:
                     continue
                 job = self._pending.popleft()
+                job.spare_voices = frozenset(j.params.voice.name for j in self._pending if j.params.voice)
                 job.outcome = JobOutcome.RUNNING
                 job.started_at = time.monotonic()
                 self._running = job
@@ -432,7 +435,7 @@ class Scheduler:
             t0 = time.monotonic()
             result = "error"
             try:
-                self.engine.prepare_voice(voice, job.cancel)
+                self.engine.prepare_voice(voice, job.cancel, job.spare_voices)
                 result = "ok"
             except Cancelled:
                 result = "cancelled"

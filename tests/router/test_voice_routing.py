@@ -52,6 +52,21 @@ async def test_a_voice_queued_or_loading_counts_as_held_and_an_evicted_one_does_
     assert await reserve(evicted, "mid") == "b"
 
 
+async def test_a_load_is_priced_with_the_requests_it_holds_up_and_the_voice_it_evicts():
+    # mid is held on b, whose queue is 4 s. a lacks it: one load (3 s) would do on an idle worker, but a has two
+    # requests admitted, which would wait behind the load: 3 s x 3 = 9 s > 4 s, so mid stays on b.
+    busy = pool_of(holding("a", [], queue_depth=2, queued_work_seconds=0.1), holding("b", ["mid"], queued_work_seconds=4.0))
+    assert await reserve(busy, "mid") == "b"
+    idle = pool_of(holding("a", []), holding("b", ["mid"], queued_work_seconds=4.0))
+    assert await reserve(idle, "mid") == "a"
+    # a is full: loading mid there evicts low, which nobody else holds (its next request pays a load too)
+    full = pool_of(holding("a", ["low"], max_loaded_voices=1), holding("b", ["mid"], queued_work_seconds=4.5))
+    assert await reserve(full, "mid") == "b"
+    spare = pool_of(holding("a", ["low"], max_loaded_voices=1), holding("b", ["mid", "low"], queued_work_seconds=4.5,
+                                                                       max_loaded_voices=2))
+    assert await reserve(spare, "mid") == "a"  # low is held on b as well: evicting it on a costs nothing later
+
+
 async def test_a_long_queue_where_the_voice_is_held_sends_it_elsewhere():
     # b holds mid but has 10 s of work queued; a would load mid in 3 s (its measured load time)
     pool = pool_of(holding("a", []), holding("b", ["mid"], queued_work_seconds=10.0))

@@ -61,6 +61,16 @@ def test_pins_leave_one_slot_and_a_failed_load_holds_nothing():
     assert one.pinned() == []  # a single slot is never pinned away
 
 
+def test_a_load_evicts_a_voice_the_queue_does_not_want_while_it_can():
+    voices: LoadedVoices[str] = LoadedVoices(2)
+    voices.get("a", 1, lambda: "A")
+    voices.get("b", 1, lambda: "B")
+    voices.get("c", 1, lambda: "C", spare=frozenset({"a"}))  # a is least recent, but queued requests want it
+    assert voices.names() == ["a", "c"]
+    voices.get("d", 1, lambda: "D", spare=frozenset({"a", "c"}))  # everything wanted: least recent after all
+    assert voices.names() == ["c", "d"]
+
+
 def test_a_full_set_of_pins_refuses_clearly():
     voices: LoadedVoices[str] = LoadedVoices(2)
     voices.pin(["a"])

@@ -1,0 +1,120 @@
+"""The voices benchmark (`tts-cluster bench voices`): its scenario's pieces in-process (the Zipf mix, the catalog,
+the capacity formula, the flags' help), and one real `--quick` run whose results must be complete and agree with
+themselves. Speed is the benchmark's business: no latency figure is compared with a number here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tts_bench.voices_bench import Scenario, add_arguments, catalog, zipf_voices
+from tts_common.voices import parse_catalog
+
+RUNS = ["one-voice", "voice-aware", "voice-blind"]
+
+
+def scenario(*flags: str) -> Scenario:
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    return Scenario.of(p.parse_args(list(flags)))
+
+
+def test_every_flag_is_explained_and_quick_is_short():
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    assert all(a.help for a in p._actions)
+    full, quick = scenario(), scenario("--quick")
+    assert (full.seconds, full.warmup_seconds) == (40.0, 10.0)
+    assert quick.seconds + quick.warmup_seconds < 10 and scenario("--quick", "--seconds", "5").seconds == 5
+    with pytest.raises(SystemExit):
+        scenario("--load", "0")
+
+
+def test_capacity_follows_the_stated_formula():
+    sc = scenario("--workers", "4", "--base-seconds", "0.1", "--seconds-per-char", "0.001", "--load", "0.5")
+    assert sc.capacity == pytest.approx(4 / (0.1 + 0.001 * sc.mean_chars))
+    assert sc.rate == pytest.approx(0.5 * sc.capacity)
+    assert f"{sc.capacity:.2f} req/s" in sc.formula()
+
+
+def test_the_zipf_mix_is_seeded_and_ranked():
+    names = [f"v{k}" for k in range(8)]
+    draws = zipf_voices(names, 1.1, 4000, seed=3)
+    assert draws == zipf_voices(names, 1.1, 4000, seed=3) and draws != zipf_voices(names, 1.1, 4000, seed=4)
+    counts = [draws.count(n) for n in names]
+    assert counts[0] > counts[1] > counts[3] > counts[7] > 0  # 1/k^1.1: 40%, 19%, 9%, 4% of 4000 draws
+    assert abs(counts[0] / 4000 - 0.398) < 0.04
+    uniform = zipf_voices(names, 0.0, 4000, seed=3)
+    assert all(abs(uniform.count(n) / 4000 - 1 / 8) < 0.03 for n in names)
+
+
+def test_the_catalog_is_valid_with_a_distinct_tone_per_voice():
+    names = [f"v{k}" for k in range(8)]
+    parsed = parse_catalog(catalog(names))
+    assert parsed.names() == names
+    tones = [v.synthetic.tone_hz for v in parsed.voices if v.synthetic is not None]
+    assert len(set(tones)) == 8 and all(v.synthetic and v.synthetic.speed == 1.0 for v in parsed.voices)
+    assert len({v.synthetic.tone_hz for v in parse_catalog(catalog([f"v{k}" for k in range(256)])).voices
+                if v.synthetic}) == 256
+
+
+def test_quick_run_writes_results_that_agree_with_themselves(tmp_path, voice_dir):
+    done = subprocess.run([sys.executable, "-m", "tts_cli", "bench", "voices", "--quick", "--voice-dir",
+                           str(voice_dir), "--out", str(tmp_path)], capture_output=True, text=True, timeout=280)
+    assert done.returncode == 0, (done.stdout[-1500:], done.stderr[-3000:])
+    report = json.loads((tmp_path / "voices.json").read_text())
+    assert report["quick"] and report["workers"] == 4 and report["max_loaded_voices"] == 3
+    assert report["voices"] == [f"v{k}" for k in range(8)]
+    assert sum(report["voice_shares"].values()) == pytest.approx(1.0)
+    n = report["requests_per_run"]
+    assert n == max(8, round(report["offered_req_per_s"] * report["seconds"]))
+    assert report["offered_req_per_s"] == pytest.approx(report["load"] * report["capacity_req_per_s"])
+
+    runs = report["runs"]
+    assert list(runs) == RUNS
+    for name, r in runs.items():
+        c = r["worker_counters"]
+        assert r["requests"] == n and r["ok"] + r["failed"] == n, name  # one sample per arrival
+        assert r["ok"] > 0 and r["p99_s"] >= r["p50_s"] > 0 and len(report["latencies"][name]) == r["ok"]
+        assert r["warmup"]["requests"] > 0
+        # The counters are the workers' own, read once nothing was queued: every answer was a processed job, and
+        # neither loads nor waits outnumber the jobs that ran (no voice is pinned, so only jobs load).
+        finished = c["processed"] + c["failed"] + c["cancelled"]
+        assert (r["voice_loads"], r["voice_load_waits"]) == (c["voice_loads"], c["voice_load_waits"])
+        assert c["processed"] >= r["ok"] and r["voice_loads"] <= finished and r["voice_load_waits"] <= finished
+        assert r["loads_per_1000"] == pytest.approx(1000 * r["voice_loads"] / r["ok"])
+        assert r["waited_share"] == pytest.approx(r["voice_load_waits"] / r["ok"])
+        assert all(len(held) <= 3 for held in r["loaded_voices_after"].values())
+        assert len(r["loaded_voices_after"]) == 4
+        # Sampled during the phase: the loads so far only grow, up to the phase's count; admitted stays within
+        # the workers' queues (10 each by default).
+        points = report["timeline"][name]["points"]
+        so_far = [p[1] for p in points]
+        assert points and so_far == sorted(so_far) and 0 <= so_far[-1] <= r["voice_loads"], name
+        assert all(0 <= p[2] <= 4 * 10 for p in points)
+    # The default voice is held by every worker from the start: the baseline never loads or waits.
+    one = runs["one-voice"]
+    assert one["voice_loads"] == one["voice_load_waits"] == one["warmup"]["voice_loads"] == 0
+    assert all(held == [] for held in one["loaded_voices_after"].values())
+    # Same arrivals, same voices: routing blind to voices loads at least as often as routing by them.
+    aware, blind = runs["voice-aware"], runs["voice-blind"]
+    assert blind["voice_loads"] >= aware["voice_loads"] and blind["voice_loads"] > 0
+
+    t = report["targets"]
+    p99 = t["p99_voice_aware_vs_one_voice"]
+    assert p99["value"] == pytest.approx(aware["p99_s"] / one["p99_s"]) and p99["pass"] == (p99["value"] <= 1.3)
+    loads = t["loads_voice_blind_vs_voice_aware"]
+    if aware["voice_loads"]:
+        assert loads["value"] == pytest.approx(blind["loads_per_1000"] / aware["loads_per_1000"])
+        assert loads["pass"] == (loads["value"] >= 5)
+    else:
+        assert loads["value"] is None and loads["pass"]
+    assert report["plots"] == ["voices.png"]
+    assert (tmp_path / "voices.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for text in ("8 voices (Zipf s=1.1), 4 workers holding at most 3", "capacity = 4 workers /", "targets",
+                 "voice-blind"):
+        assert text in done.stdout
