@@ -22,12 +22,22 @@ class NoVoiceSlot(Exception):
     """Every slot holds a pinned voice: this voice cannot be loaded here now."""
 
 
+class RecentlyFailed(Exception):
+    """This voice, as defined now, failed to load moments ago: the same error again, without another load."""
+
+
+# A voice whose load failed is not tried again for this long (a broken checkpoint would otherwise cost a full load
+# per request), unless its definition changes.
+FAILED_HOLD_SECONDS = 10.0
+
+
 class LoadedVoices(Generic[T]):
     def __init__(self, limit: int) -> None:
         self.limit = max(1, limit)
         self._items: OrderedDict[str, tuple[object, T]] = OrderedDict()
         self._load_seconds: dict[str, float] = {}
         self._errors: dict[str, str] = {}
+        self._failed: dict[str, tuple[object, float]] = {}  # name -> (definition, when its load failed)
         self._pinned: tuple[str, ...] = ()
         self._loading: Optional[str] = None
         self._loads = 0
@@ -45,6 +55,9 @@ class LoadedVoices(Generic[T]):
             if held is not None and held[0] == definition:
                 self._items.move_to_end(name)
                 return held[1]
+            failed = self._failed.get(name)
+            if failed is not None and failed[0] == definition and time.monotonic() - failed[1] < FAILED_HOLD_SECONDS:
+                raise RecentlyFailed(self._errors.get(name, "failed to load"))
             if held is not None:  # another definition of this name: replaced
                 victims.append(self._items.pop(name)[1])
             while len(self._items) >= self.limit:
@@ -65,12 +78,14 @@ class LoadedVoices(Generic[T]):
             with self._lock:
                 self._loading = None
                 self._errors[name] = str(exc) or type(exc).__name__
+                self._failed[name] = (definition, time.monotonic())
             raise
         with self._lock:
             self._loading = None
             self._items[name] = (definition, state)
             self._load_seconds[name] = round(time.monotonic() - t0, 4)
             self._errors.pop(name, None)
+            self._failed.pop(name, None)
             self._loads += 1
         return state
 
@@ -89,7 +104,7 @@ class LoadedVoices(Generic[T]):
         about voices that exist."""
         kept = set(keep)
         with self._lock:
-            for table in (self._load_seconds, self._errors):
+            for table in (self._load_seconds, self._errors, self._failed):
                 for name in [n for n in table if n not in kept]:
                     del table[name]
 

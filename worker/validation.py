@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Optional
 
-from tts_common.schemas import LANGUAGES_V1, TTSRequest
+from tts_common.schemas import LANGUAGES_V1, LANGUAGES_V2, TTSRequest
 from tts_common.validation import InvalidRequest
 from tts_common.validation import check_request as check_api_v2
 from tts_common.voices import Voice, VoiceCatalog
@@ -77,7 +77,7 @@ def choose_voice(req: TTSRequest, engine: Engine, catalog: Optional[VoiceCatalog
         known = ", ".join(catalog.names()) if catalog is not None and catalog.voices else "none: no voice catalog"
         raise UnknownVoice(f"voice: {name!r} is not in the voice catalog ({known})", "voice")
     if not engine.serves_voices:
-        raise InvalidRequest(f"voice: engine {engine.name} serves only its default voice so far", "voice")
+        raise InvalidRequest(f"voice: engine {engine.name} serves only its default voice", "voice")
     if not voice.supports(engine.name):
         raise InvalidRequest(f"voice: {name!r} has nothing for engine {engine.name} in the catalog", "voice")
     presets = {k: v for k, v in voice.defaults.items() if k not in req.model_fields_set}
@@ -102,6 +102,8 @@ def _voice_languages(voice: Optional[Voice], engine: Engine) -> tuple[tuple[str,
     """The languages a request may use with this voice: a GPT-SoVITS v1 voice speaks v1's (upstream would assert)."""
     if voice is not None and voice.gpt_sovits is not None and voice.gpt_sovits.version == "v1":
         return LANGUAGES_V1, "v1"
+    if voice is not None and engine.name == "piper":  # a Piper voice speaks its own language, whatever text_lang
+        return LANGUAGES_V2, engine.version
     return engine.languages, engine.version
 
 

@@ -148,3 +148,40 @@ def test_the_router_passes_voice_through(catalog_worker, spawn_router):
     r = httpx.get(f"{router.url}/tts", params=tts_params(text="A tone.", media_type="raw", voice="low"), timeout=30)
     assert r.status_code == 200 and abs(tone(r.content) - 200) < 5
     assert say(router.url, voice="nobody").status_code == 404
+
+
+def test_piper_serves_catalog_voices_from_the_models_directory(tmp_path, voice_dir, logs_dir):
+    """A second Piper voice: the bundled model with its config's length_scale doubled (slower speech), so the
+    two are told apart by length; deterministic, so each is compared with itself."""
+    import json
+    import shutil
+
+    from tts_worker.engines.piper_engine import bundled_voice
+
+    model = bundled_voice()
+    models = tmp_path / "models"
+    (models / "piper").mkdir(parents=True)
+    shutil.copy(model, models / "piper" / "slow.onnx")
+    config = json.loads(model.with_name(model.name + ".json").read_text())
+    config["inference"]["length_scale"] = 2 * config["inference"].get("length_scale", 1.0)
+    (models / "piper" / "slow.onnx.json").write_text(json.dumps(config))
+    path = tmp_path / "voices.yaml"
+    path.write_text(yaml.safe_dump({"voices": [{"name": "slow", "piper": {"model": "piper/slow.onnx"}},
+                                               {"name": "gone", "piper": {"model": "piper/gone.onnx"}}]}))
+    worker = start_worker(["--engine", "piper", "--voice-dir", str(voice_dir), "--voices", str(path),
+                           "--models-dir", str(models), "--piper-deterministic", "--num-warmup", "0"], logs_dir)
+    try:
+        text = {"text": "Hello there, this is a test.", "text_lang": "en", "media_type": "raw"}
+        plain = httpx.post(f"{worker.url}/tts", json={**text, "ref_audio_path": "reference.wav",
+                                                      "prompt_lang": "en"}, timeout=60)
+        slow = httpx.post(f"{worker.url}/tts", json={**text, "voice": "slow"}, timeout=60)
+        assert plain.status_code == 200 and slow.status_code == 200, slow.text
+        assert len(slow.content) > 1.6 * len(plain.content)  # twice the length scale: about twice the audio
+        again = httpx.post(f"{worker.url}/tts", json={**text, "voice": "slow"}, timeout=60)
+        assert again.content == slow.content
+        r = httpx.post(f"{worker.url}/tts", json={**text, "voice": "gone"}, timeout=60)
+        assert r.status_code == 503 and "piper/gone.onnx" in r.json()["message"]
+        stats = httpx.get(f"{worker.url}/stats").json()
+        assert stats["loaded_voices"] == ["slow"] and "gone" in stats["voice_errors"]
+    finally:
+        worker.stop()

@@ -8,7 +8,7 @@ import weakref
 
 import pytest
 
-from tts_worker.loaded_voices import LoadedVoices, NoVoiceSlot
+from tts_worker.loaded_voices import LoadedVoices, NoVoiceSlot, RecentlyFailed
 
 
 class Model:
@@ -53,6 +53,10 @@ def test_pins_leave_one_slot_and_a_failed_load_holds_nothing():
     with pytest.raises(OSError):
         voices.get("d", 1, broken)
     assert voices.names() == ["a"] and voices.errors() == {"d": "weights/d.pth: no such file"}
+    with pytest.raises(RecentlyFailed, match="weights/d.pth"):  # no second load moments later...
+        voices.get("d", 1, lambda: pytest.fail("loaded again"))
+    assert voices.get("d", 2, lambda: "D2") == "D2"  # ... unless its definition changed
+    voices.drop(["d"])
     assert voices.loading() == []
     voices.forget(["a"])
     assert voices.errors() == {} and set(voices.load_seconds()) == {"a"}

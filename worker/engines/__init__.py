@@ -31,6 +31,7 @@ def _engine(settings: "WorkerSettings") -> Engine:
             device=device,
             deterministic=settings.piper_deterministic,
             cpu_threads=settings.cpu_threads,
+            models_dir=settings.models_dir,
         )
     if settings.engine == "synthetic":
         from .synthetic import SyntheticEngine

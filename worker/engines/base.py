@@ -15,7 +15,7 @@ import numpy as np
 from tts_common.schemas import TTSRequest
 from tts_common.voices import Voice
 
-from ..loaded_voices import LoadedVoices, NoVoiceSlot
+from ..loaded_voices import FAILED_HOLD_SECONDS, LoadedVoices, NoVoiceSlot, RecentlyFailed
 
 
 class StreamMode(IntEnum):
@@ -136,6 +136,9 @@ class Engine(ABC):
                                    spare)
         except NoVoiceSlot as exc:
             raise VoiceUnavailable(str(exc)) from exc
+        except RecentlyFailed as exc:  # the load's own message, which names the file
+            raise VoiceUnavailable(f"voice {voice.name!r} could not be loaded: {exc} (failed moments ago: tried "
+                                   f"again after {FAILED_HOLD_SECONDS:g} s or a catalog change)") from exc
         except (EngineLoadError, OSError) as exc:
             raise VoiceUnavailable(f"voice {voice.name!r} could not be loaded: {exc}") from exc
 
