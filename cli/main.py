@@ -145,6 +145,9 @@ def _voices_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p.add_argument("--force", action="store_true", help="rewrite reference.wav even if it exists")
     p.add_argument("--catalog", type=Path, default=Path("voices.yaml"),
                    help="check: the catalog file [default voices.yaml]")
+    p.add_argument("--models-dir", type=Path, default=None,
+                   help="check: also check that the weight files each voice names are in this directory (and its "
+                   "reference clips in --voice-dir); exit 2 naming the voice and field of each missing one")
     p.set_defaults(func=_run_voices)
 
 
@@ -158,10 +161,19 @@ def _run_voices(args: argparse.Namespace) -> int:
             print(f"tts-cluster voices check: {exc}", file=sys.stderr)
             return 2
         print(f"{args.catalog}: {len(catalog.voices)} voice(s); default: {catalog.default or 'the tts_infer.yaml weights'}")
+        problems: list[str] = []
         for engine in ("gpt-sovits", "piper", "synthetic"):
             names = [v.name for v in catalog.for_engine(engine)]
             print(f"  {engine}: {', '.join(names) if names else '-'}")
-        return 0
+            if args.models_dir is not None:
+                from tts_worker.voices import missing_files
+
+                for voice in catalog.for_engine(engine):
+                    problems += [f"voice {voice.name!r}: {p}"
+                                 for p in missing_files(voice, engine, args.models_dir, args.voice_dir)]
+        for problem in problems:
+            print(f"tts-cluster voices check: {problem}", file=sys.stderr)
+        return 2 if problems else 0
     from tts_worker.reference import write_reference_clip
 
     path = write_reference_clip(args.voice_dir, force=args.force)

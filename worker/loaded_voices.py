@@ -99,6 +99,11 @@ class LoadedVoices(Generic[T]):
             evicted(victims.pop())
         return dropped
 
+    def note_error(self, name: str, message: str) -> None:
+        """Report a voice as unloadable before anyone asks for it (a file its catalog entry names is missing)."""
+        with self._lock:
+            self._errors[name] = message
+
     def forget(self, keep: Iterable[str]) -> None:
         """Drop the load times and errors of voices not in `keep` (gone from the catalog): what /stats reports stays
         about voices that exist."""

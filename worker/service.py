@@ -19,6 +19,7 @@ from .engines.base import CancelToken, Engine, EngineError
 from .metrics import WorkerMetrics
 from .scheduler import Scheduler
 from .settings import WorkerSettings
+from .voices import missing_files
 
 log = logging.getLogger("tts_worker.service")
 
@@ -88,16 +89,23 @@ class WorkerService:
             dropped = loaded.drop(stale, engine.release_voice)
             log_fields(log, "voices dropped: removed or changed in the catalog", voices=dropped)
         loaded.forget(catalog.names())
+        assert self.settings.models_dir is not None  # set at start-up
+        for voice in catalog.for_engine(engine.name):
+            problems = missing_files(voice, engine.name, self.settings.models_dir, self.settings.voice_dir)
+            if problems:  # named now, not at the first request; the voice answers 503 with the same until fixed
+                log_fields(log, "voice catalog: a voice names files that are not there", logging.WARNING,
+                           voice=voice.name, problems=problems)
+                loaded.note_error(voice.name, "; ".join(problems))
         pins = [n for n in catalog.pinned_for(self.settings.name)
                 if (v := catalog.get(n)) is not None and v.supports(engine.name)]
         loaded.pin(pins)
         pins = loaded.pinned()  # at most max_loaded_voices - 1
         complete = True
         for name in pins:
-            voice = catalog.get(name)
-            assert voice is not None
+            pinned = catalog.get(name)
+            assert pinned is not None
             try:
-                engine.prepare_voice(voice, CancelToken())
+                engine.prepare_voice(pinned, CancelToken())
             except EngineError as exc:
                 complete = False
                 log_fields(log, "pinned voice failed to load", logging.WARNING, voice=name, error=str(exc))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tts_common.voices import Voice
+
 
 class PathRejected(ValueError):
     def __init__(self, field: str, detail: str) -> None:
@@ -42,3 +44,29 @@ def resolve_inside(root_dir: Path, raw: str, field: str, where: str) -> Path:
 
 def resolve_voice_path(voice_dir: Path, raw: str, field: str) -> Path:
     return resolve_inside(voice_dir, raw, field, "voice directory")
+
+
+def missing_files(voice: Voice, engine: str, models_dir: Path, voice_dir: Path) -> list[str]:
+    """What `voice` names for `engine` that is not there (or lies outside its directory), each as "field: why" (the
+    words a load of it would fail with): checked when a catalog takes effect, so a bad entry is named before any
+    request."""
+    wanted: list[tuple[Path, str, str]] = []
+    if engine == "gpt-sovits" and voice.gpt_sovits is not None:
+        g = voice.gpt_sovits
+        wanted += [(models_dir, g.gpt_weights, "gpt_sovits.gpt_weights"),
+                   (models_dir, g.sovits_weights, "gpt_sovits.sovits_weights"),
+                   (voice_dir, g.ref_audio, "gpt_sovits.ref_audio")]
+        wanted += [(voice_dir, a, f"gpt_sovits.aux_ref_audio[{i}]") for i, a in enumerate(g.aux_ref_audio)]
+    elif engine == "piper" and voice.piper is not None:
+        wanted += [(models_dir, voice.piper.model, "piper.model"),
+                   (models_dir, voice.piper.model + ".json", "piper.model (its .json)")]
+    elif engine == "synthetic" and voice.synthetic is not None and voice.synthetic.weights is not None:
+        wanted.append((models_dir, voice.synthetic.weights, "synthetic.weights"))
+    problems = []
+    for root, raw, field in wanted:
+        where = "models directory" if root == models_dir else "voice directory"
+        try:
+            resolve_inside(root, raw, field, where)
+        except PathRejected as exc:
+            problems.append(str(exc))
+    return problems

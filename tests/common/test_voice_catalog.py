@@ -104,3 +104,22 @@ def test_the_cli_checks_a_catalog(tmp_path):
     refused = subprocess.run([sys.executable, "-m", "tts_cli", "voices", "check", "--catalog", str(bad)],
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "voice 'x': piper.model" in refused.stderr
+
+
+def test_the_cli_names_the_files_a_catalog_lacks(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(GOOD))
+    models, voices = tmp_path / "models", tmp_path / "voices"
+    for path in (models / "gpt" / "alice.ckpt", models / "sovits" / "alice.pth", voices / "alice.wav",
+                 models / "voices" / "bob.onnx"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    check = [sys.executable, "-m", "tts_cli", "voices", "check", "--catalog", str(good), "--models-dir", str(models),
+             "--voice-dir", str(voices)]
+    missing = subprocess.run(check, capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2, missing.stdout
+    assert missing.stderr.strip().splitlines() == [
+        "tts-cluster voices check: voice 'bob-2': piper.model (its .json): 'voices/bob.onnx.json' not found in the "
+        "models directory"]
+    (models / "voices" / "bob.onnx.json").write_text("{}")
+    assert subprocess.run(check, capture_output=True, text=True, timeout=60).returncode == 0

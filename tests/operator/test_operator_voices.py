@@ -187,14 +187,13 @@ def test_a_voice_load_failure_is_one_warning_event_naming_worker_voice_and_file(
     body = {"text": "Hi.", "text_lang": "en", "voice": "bob"}
     try:
         cluster.run_pod(pod, ip="127.0.0.1")
-        assert httpx.post(f"{worker.url}/tts", json={**body, "voice": "alice"}, timeout=30).status_code == 200
-        eventually(lambda: ((cluster.get("vf").get("status") or {}).get("voices") or [{}])[0].get("loadedOn"))
-        assert not cluster.events("VoiceLoadFailed")  # no failure, no Event
-        r = httpx.post(f"{worker.url}/tts", json=body, timeout=30)
-        assert r.status_code == 503 and "voices/bob.bin" in r.json()["message"], r.text
+        # The worker names bob's missing file as soon as the catalog takes effect, before any request for bob.
         event = eventually(lambda: cluster.events("VoiceLoadFailed"))[0]
         assert event.type == "Warning" and pod in event.message and "bob" in event.message
         assert "voices/bob.bin" in event.message
+        assert httpx.post(f"{worker.url}/tts", json={**body, "voice": "alice"}, timeout=30).status_code == 200
+        r = httpx.post(f"{worker.url}/tts", json=body, timeout=30)
+        assert r.status_code == 503 and "voices/bob.bin" in r.json()["message"], r.text
         time.sleep(1.5)  # several reconciliations that read the same failure
         assert len(cluster.events("VoiceLoadFailed")) == 1
         # A different failure is told too: the worker's catalog now names another missing file.
