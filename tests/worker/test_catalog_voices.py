@@ -185,3 +185,23 @@ def test_piper_serves_catalog_voices_from_the_models_directory(tmp_path, voice_d
         assert stats["loaded_voices"] == ["slow"] and "gone" in stats["voice_errors"]
     finally:
         worker.stop()
+
+
+def test_concurrent_mixed_voices_each_get_their_own(catalog_worker):
+    """More voices asked at once than the worker holds (3 voices, 2 slots): every answer has its own voice's tone."""
+    import asyncio
+
+    worker, _ = catalog_worker
+    order = ["low", "high", None, "mid", "low", "high", "mid", None, "low"]
+    hz = {"low": 200, "mid": 500, "high": 1000, None: 220}
+
+    async def mixed() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=60) as client:
+            return list(await asyncio.gather(*(
+                client.post(f"{worker.url}/tts", json=tts_params(text="A tone.", media_type="raw",
+                                                                 **({"voice": v} if v else {})))
+                for v in order)))
+
+    answers = asyncio.run(mixed())
+    assert [r.status_code for r in answers] == [200] * len(order)
+    assert [abs(tone(r.content) - hz[v]) < 5 for v, r in zip(order, answers, strict=True)] == [True] * len(order)
