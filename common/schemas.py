@@ -11,7 +11,8 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-MEDIA_TYPES = ("wav", "raw", "ogg", "aac")
+# api_v2's four, then those beyond it (encoded in-process with PyAV)
+MEDIA_TYPES = ("wav", "raw", "ogg", "aac", "mp3", "opus", "flac")
 TEXT_SPLIT_METHODS = ("cut0", "cut1", "cut2", "cut3", "cut4", "cut5")
 LANGUAGES_V1 = ("auto", "en", "zh", "ja", "all_zh", "all_ja")
 LANGUAGES_V2 = ("auto", "auto_yue", "en", "zh", "ja", "yue", "ko", "all_zh", "all_ja", "all_yue", "all_ko")

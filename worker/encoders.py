@@ -1,7 +1,8 @@
-"""int16 mono PCM -> wav / raw / ogg (Vorbis) / aac (ADTS), whole bodies or per streamed chunk.
+"""int16 mono PCM -> wav / raw / ogg (Vorbis) / aac (ADTS) / mp3 / opus (Ogg/Opus) / flac, whole bodies or per
+streamed chunk.
 
-libsndfile (in soundfile's wheel) writes Ogg/Vorbis and ffmpeg's libraries (in PyAV's wheel) write ADTS AAC, so no
-ffmpeg binary or subprocess is involved. Both codecs are fed in blocks of `BLOCK_SAMPLES`: libsndfile's Vorbis
+libsndfile (in soundfile's wheel) writes Ogg/Vorbis and ffmpeg's libraries (in PyAV's wheel) write AAC, MP3 (LAME),
+Opus and FLAC, so no ffmpeg binary or subprocess is involved. Opus fixes its rate: its encoder resamples to 48 kHz. Both codecs are fed in blocks of `BLOCK_SAMPLES`: libsndfile's Vorbis
 writer segfaults on one `write` of about 2.1 M samples or more (65 s at 32 kHz), which took the worker down with it.
 """
 
@@ -15,7 +16,21 @@ import numpy as np
 # Samples handed to a codec per call: far below the size that crashes libsndfile, large enough to cost nothing.
 BLOCK_SAMPLES = 1 << 16
 
-CONTENT_TYPES = {"wav": "audio/wav", "raw": "audio/raw", "ogg": "audio/ogg", "aac": "audio/aac"}
+CONTENT_TYPES = {"wav": "audio/wav", "raw": "audio/raw", "ogg": "audio/ogg", "aac": "audio/aac",
+                 "mp3": "audio/mpeg", "opus": "audio/opus", "flac": "audio/flac"}
+# media_type -> (PyAV container format, encoder, the rate it fixes or None for the input's)
+PYAV_FORMATS: dict[str, tuple[str, str, int | None]] = {
+    "aac": ("adts", "aac", None),
+    "mp3": ("mp3", "libmp3lame", None),
+    "opus": ("ogg", "libopus", 48000),
+    "flac": ("flac", "flac", None),
+}
+
+
+def encoded_rate(media_type: str, sample_rate: int) -> int:
+    """The sample rate of the encoded audio: the input's, unless the format fixes one (opus)."""
+    fixed = PYAV_FORMATS.get(media_type, ("", "", None))[2]
+    return fixed or sample_rate
 
 
 def wav_header(sample_rate: int, data_bytes: int = 0) -> bytes:
@@ -48,12 +63,15 @@ def _ogg(pcm: np.ndarray, sample_rate: int) -> bytes:
     return buf.getvalue()
 
 
-def _aac(pcm: np.ndarray, sample_rate: int) -> bytes:
+def _pyav(pcm: np.ndarray, sample_rate: int, media_type: str) -> bytes:
     import av
 
+    container_format, codec, fixed_rate = PYAV_FORMATS[media_type]
     buf = io.BytesIO()
-    with av.open(buf, mode="w", format="adts") as container:
-        stream = container.add_stream("aac", rate=sample_rate)
+    with av.open(buf, mode="w", format=container_format) as container:
+        # PyAV converts each frame to the encoder's sample format and rate as it encodes.
+        stream = container.add_stream(codec, rate=fixed_rate or sample_rate)
+        assert isinstance(stream, av.AudioStream)  # an audio encoder's stream (the codec name decides the type)
         stream.layout = "mono"
         for start in range(0, len(pcm), BLOCK_SAMPLES):
             block = np.ascontiguousarray(pcm[start : start + BLOCK_SAMPLES])
@@ -77,14 +95,15 @@ def encode(pcm: np.ndarray, sample_rate: int, media_type: str) -> bytes:
         return pcm.tobytes()
     if media_type == "ogg":
         return _ogg(pcm, sample_rate)
-    if media_type == "aac":
-        return _aac(pcm, sample_rate)
+    if media_type in PYAV_FORMATS:
+        return _pyav(pcm, sample_rate, media_type)
     raise ValueError(f"media_type: {media_type} is not supported")
 
 
 def encode_chunk(pcm: np.ndarray, sample_rate: int, media_type: str) -> bytes:
-    """One streamed chunk: wav and raw send bare PCM (the wav header went first); ogg and aac encode each chunk
-    on its own, as api_v2 does, which chained-Ogg and ADTS decoders read as one stream."""
+    """One streamed chunk: wav and raw send bare PCM (the wav header went first); the other formats encode each
+    chunk on its own, as api_v2 does for ogg and aac, so every chunk decodes by itself (chained-Ogg, ADTS and MP3
+    decoders read the sequence as one stream; a FLAC stream is a sequence of complete FLAC files)."""
     if media_type in ("wav", "raw"):
         return np.ascontiguousarray(pcm, dtype=np.int16).tobytes()
     return encode(pcm, sample_rate, media_type)

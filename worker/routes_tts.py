@@ -19,7 +19,7 @@ from tts_common.schemas import TTSRequest
 from tts_common.streaming import ChunkStream, ClientGone, StreamAborted, wait_disconnect
 from tts_common.validation import InvalidRequest, as_api_v2_get
 
-from .encoders import CONTENT_TYPES, encode, encode_chunk, wav_header
+from .encoders import CONTENT_TYPES, encode, encode_chunk, encoded_rate, wav_header
 from .engines.base import AudioTooLong, Cancelled, EngineError, StreamMode, VoiceUnavailable
 from .scheduler import DeadlinePassed, Draining, Job, JobOutcome, QueueFull
 from .service import WorkerService, service_of
@@ -164,7 +164,8 @@ async def _whole(svc: WorkerService, job: Job, pcm: np.ndarray, outcome: "_Outco
 
 
 def _audio_headers(svc: WorkerService, job: Job, rate: int) -> dict[str, str]:
-    headers = {"X-Sample-Rate": str(rate), "X-Worker-ID": svc.settings.name}
+    headers = {"X-Sample-Rate": str(encoded_rate(job.params.request.media_type, rate)),
+               "X-Worker-ID": svc.settings.name}
     if job.params.skipped_aux:  # skipped as api_v2 skips them, but never silently
         headers["X-Aux-Refs-Skipped"] = str(len(job.params.skipped_aux))
     return headers

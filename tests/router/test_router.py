@@ -47,7 +47,7 @@ def test_router_refuses_bad_requests_itself(piper_worker, routed):
     cases = [
         tts_params(ref_audio_path=""),
         tts_params(text_lang="zh"),
-        tts_params(media_type="mp3"),
+        tts_params(media_type="wma"),
         tts_params(top_k="abc"),
         tts_params(text="x" * 700),
     ]

@@ -125,3 +125,29 @@ def test_client_leaving_mid_stream_stops_the_engine(spawn_worker):
         time.sleep(0.1)
     assert stats["in_flight"] == 0
     assert stats["cancelled"] == 1 and stats["processed"] == 0
+
+
+BEYOND_API_V2 = {"mp3": ("audio/mpeg", 22050), "opus": ("audio/opus", 48000), "flac": ("audio/flac", 22050)}
+
+
+@pytest.mark.parametrize("media_type", sorted(BEYOND_API_V2))
+def test_mp3_opus_and_flac_whole_and_every_streamed_chunk_decode(piper_worker, media_type):
+    """Beyond api_v2's four, encoded in-process with PyAV; opus at the 48 kHz it fixes (X-Sample-Rate says so)."""
+    from support.http_chunks import request
+
+    content_type, rate = BEYOND_API_V2[media_type]
+    r = httpx.post(f"{piper_worker.url}/tts", json=tts_params(text=TWO_SENTENCES, media_type=media_type,
+                                                               fragment_interval=0), timeout=60)
+    assert r.status_code == 200 and r.headers["content-type"] == content_type, r.text
+    assert int(r.headers["x-sample-rate"]) == rate
+    whole, decoded_rate = decode(r.content, media_type, rate)
+    assert decoded_rate == rate and 3.0 < len(whole) / rate < 12.0 and rms(whole) > 300
+    streamed = request(f"{piper_worker.url}/tts", body=tts_params(text=TWO_SENTENCES, media_type=media_type,
+                                                                   streaming_mode=1, fragment_interval=0))
+    assert streamed.status == 200 and len(streamed.chunks) == 2  # one per sentence, each a file of its own
+    seconds = 0.0
+    for chunk in streamed.chunks:
+        pcm, chunk_rate = decode(chunk, media_type, rate)
+        assert chunk_rate == rate and rms(pcm) > 300
+        seconds += len(pcm) / rate
+    assert abs(seconds - len(whole) / rate) < 0.1  # the same speech, cut in two (codec padding aside)

@@ -22,17 +22,17 @@ def call(url: str, method: str, params: dict[str, Any]) -> httpx.Response:
 
 CASES = [
     # (overrides, expected message, field) -- in api_v2's order: each case also breaks every later rule
-    ({"ref_audio_path": None, "text": None, "media_type": "mp3"}, "ref_audio_path is required", "ref_audio_path"),
+    ({"ref_audio_path": None, "text": None, "media_type": "wma"}, "ref_audio_path is required", "ref_audio_path"),
     ({"ref_audio_path": "", "text": ""}, "ref_audio_path is required", "ref_audio_path"),
     ({"text": None, "text_lang": None}, "text is required", "text"),
     ({"text": "", "prompt_lang": None}, "text is required", "text"),
     ({"text_lang": None, "prompt_lang": None}, "text_lang is required", "text_lang"),
     ({"text_lang": "zh", "prompt_lang": None}, f"text_lang: zh is not supported in version {VERSION}", "text_lang"),
     ({"text_lang": "klingon"}, f"text_lang: klingon is not supported in version {VERSION}", "text_lang"),
-    ({"prompt_lang": None, "media_type": "mp3"}, "prompt_lang is required", "prompt_lang"),
-    ({"prompt_lang": "xx", "media_type": "mp3"}, f"prompt_lang: xx is not supported in version {VERSION}",
+    ({"prompt_lang": None, "media_type": "wma"}, "prompt_lang is required", "prompt_lang"),
+    ({"prompt_lang": "xx", "media_type": "wma"}, f"prompt_lang: xx is not supported in version {VERSION}",
      "prompt_lang"),
-    ({"media_type": "mp3", "text_split_method": "cut9"}, "media_type: mp3 is not supported", "media_type"),
+    ({"media_type": "wma", "text_split_method": "cut9"}, "media_type: wma is not supported", "media_type"),
     ({"media_type": "WAV"}, "media_type: WAV is not supported", "media_type"),
     ({"text_split_method": "cut9", "streaming_mode": 7}, "text_split_method:cut9 is not supported",
      "text_split_method"),
