@@ -324,7 +324,10 @@ def test_dashboard_queries_name_only_exported_metrics(
         args=("--workers-file", str(workers_file), "--policy", "round-robin", "--eject-after", "1"),
         wait_ready=False,
     )
-    fast = ("--num-warmup", "0", "--synthetic-base-seconds", "0.01", "--synthetic-seconds-per-char", "0.0002")
+    catalog = tmp_path / "voices.yaml"
+    catalog.write_text("voices:\n  - name: narrator\n    synthetic: {tone_hz: 440}\n")
+    fast = ("--num-warmup", "0", "--synthetic-base-seconds", "0.01", "--synthetic-seconds-per-char", "0.0002",
+            "--voices", str(catalog))
     with ThreadPoolExecutor(2) as pool:
         workers = list(pool.map(lambda _: spawn_worker(*fast), range(2)))
     stub = _FailingWorker(httpx.get(f"{workers[0].url}/stats", timeout=5).json())
@@ -346,6 +349,9 @@ def test_dashboard_queries_name_only_exported_metrics(
                 assert r.status_code == 200, r.text
                 if n >= 2 and "ttsc_router_ejections_total{" in client.get("/metrics").text:
                     break
+            for worker in workers:  # a catalog voice on each worker: the voice panels' series
+                voiced = httpx.post(f"{worker.url}/tts", json=tts_params(voice="narrator"), timeout=10)
+                assert voiced.status_code == 200, voiced.text
             bad_params: dict[str, Any] = tts_params(text_lang="xx")
             bad = client.get("/tts", params=bad_params)
             assert bad.status_code == 400, bad.text
