@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal, Optional
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .openai_speech import DEFAULT_MODELS
 from .schemas import LANGUAGES_V2, MAX_AUX_REFS, MAX_PATH_CHARS, TTSRequest
 
 # A DNS label: safe as a Kubernetes name, a metric label and a file name, and never a path.
@@ -136,6 +137,15 @@ class Voice(_Strict):
         return getattr(self, engine.replace("-", "_"), None) is not None
 
 
+class OpenAINames(_Strict):
+    """How OpenAI's speech API names map here: the models it accepts, and aliases from OpenAI's voice names (or any
+    name) to catalog voices. An OpenAI voice name without an alias means the default voice."""
+
+    models: list[str] = Field(default_factory=lambda: list(DEFAULT_MODELS), min_length=1, max_length=64)
+    voices: dict[str, str] = Field(default_factory=dict, max_length=MAX_VOICES,
+                                   description="alias (e.g. alloy) -> catalog voice")
+
+
 class VoiceCatalog(_Strict):
     voices: list[Voice] = Field(default_factory=list, max_length=MAX_VOICES)
     default: Optional[str] = Field(None, description="The voice of requests that name none; unset: tts_infer.yaml's.")
@@ -143,6 +153,7 @@ class VoiceCatalog(_Strict):
         default_factory=dict, max_length=MAX_WORKERS,
         description="Worker id -> voices that worker keeps loaded (never evicted); the operator writes it from "
         "spec.voices[*].minWorkers.")
+    openai: OpenAINames = Field(default_factory=OpenAINames, description="Names for OpenAI's speech API.")
 
     @model_validator(mode="after")
     def _names(self) -> "VoiceCatalog":
@@ -153,6 +164,9 @@ class VoiceCatalog(_Strict):
             seen.add(voice.name)
         if self.default is not None and self.default not in seen:
             raise ValueError(f"default: {self.default!r} is not a voice of this catalog ({', '.join(sorted(seen))})")
+        for alias, target in self.openai.voices.items():
+            if target not in seen:
+                raise ValueError(f"openai.voices.{alias}: {target!r} is not a voice of this catalog")
         for worker, names in self.placement.items():
             if not worker or len(worker) > 253:
                 raise ValueError(f"placement: worker id {worker[:40]!r} must be 1 to 253 characters")

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from tts_common.http_errors import install_error_handlers
 from tts_common.request_id import RequestIDMiddleware
 
-from . import routes
+from . import routes, routes_openai
 from .admin import worker_caller
 from .service import RouterService
 from .settings import RouterSettings
@@ -44,5 +44,6 @@ def create_app(settings: RouterSettings) -> FastAPI:
     )
     install_error_handlers(app)
     app.include_router(routes.router)
+    app.include_router(routes_openai.router)
     app.add_middleware(RequestIDMiddleware)
     return app

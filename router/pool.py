@@ -311,6 +311,10 @@ class WorkerPool:
                     if w.stats is not None and w.stats.seconds_per_char > 0]
         return statistics.median(measured) if measured else DEFAULT_SECONDS_PER_CHAR
 
+    def known_voice(self, voice: str) -> bool:
+        """Whether some worker's catalog has `voice` by that name."""
+        return any(w.stats is not None and voice in w.stats.voices for w in self.ordered())
+
     def check_voice(self, voice: Optional[str]) -> None:
         """Raise UnknownVoice when the workers that have reported their catalogs all lack `voice`."""
         if voice is None:

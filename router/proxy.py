@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -91,11 +91,21 @@ class _Held:
     retry_after: Optional[int]
 
 
+# status, message, headers -> the router's own error answer, in the shape of the API asked (api_v2's by default)
+RouterRefuse = Callable[[int, str, Optional[dict[str, str]]], Response]
+
+
+def api_v2_error(status: int, message: str, headers: Optional[dict[str, str]] = None) -> Response:
+    return error(status, message, headers=headers)
+
+
 class Forwarder:
     def __init__(self, svc: RouterService, request: Request, chars: int, body: Optional[bytes], fp: str,
-                 voice: Optional[str] = None) -> None:
+                 voice: Optional[str] = None, path: str = "/tts", refuse: RouterRefuse = api_v2_error) -> None:
         self.svc = svc
         self.voice = voice
+        self.path = path
+        self.refuse = refuse
         self.request = request
         self.chars = chars
         self.body = body
@@ -125,7 +135,7 @@ class Forwarder:
             headers["content-type"] = self.request.headers.get("content-type", "application/json")
         query = self.request.url.query
         # The client's query string is passed on as it was encoded, not re-encoded.
-        url = URL(f"{worker.url}/tts" + (f"?{query}" if query else ""), encoded=True)
+        url = URL(f"{worker.url}{self.path}" + (f"?{query}" if query else ""), encoded=True)
         return await self.svc.forward_session.request(self.request.method, url, data=self.body, headers=headers)
 
     async def _send(self, worker: WorkerState, gone: "asyncio.Task[None]") -> aiohttp.ClientResponse:
@@ -145,7 +155,7 @@ class Forwarder:
         message = (f"this request broke the connection of {len(workers)} workers ({', '.join(workers)}) within "
                    f"{minutes:g} minutes: refused without trying another (fingerprint {self.fp})")
         self.finish(502, None, note="request condemned: it broke workers")
-        return error(502, message)
+        return self.refuse(502, message, None)
 
     async def run(self) -> Response:
         svc = self.svc
@@ -231,11 +241,11 @@ class Forwarder:
         if self.tried:
             self.finish(502, None, note="every worker tried failed")
             names = ", ".join(w.name for w in self.tried)
-            return error(502, f"no worker could answer: tried {names}",
-                         headers={"Retry-After": str(svc.pool.retry_after())})
+            return self.refuse(502, f"no worker could answer: tried {names}",
+                               {"Retry-After": str(svc.pool.retry_after())})
         self.finish(503, None, note="no worker with room")
         message = "every worker is full: retry later" if svc.pool.healthy() else "no healthy worker"
-        return error(503, message, headers={"Retry-After": str(svc.pool.retry_after())})
+        return self.refuse(503, message, {"Retry-After": str(svc.pool.retry_after())})
 
     def _stream(self, lease: Lease, upstream: aiohttp.ClientResponse, gone: "asyncio.Task[None]") -> Response:
         svc, worker = self.svc, lease.worker

@@ -12,7 +12,7 @@ from tts_common.http_errors import install_error_handlers
 from tts_common.request_id import RequestIDMiddleware
 from tts_common.voices import CatalogFile
 
-from . import routes_admin, routes_status, routes_tts
+from . import routes_admin, routes_openai, routes_status, routes_tts
 from .engines.base import Engine
 from .service import WorkerService
 from .settings import WorkerSettings
@@ -42,6 +42,7 @@ def create_app(settings: WorkerSettings, engine: Engine, catalog: Optional[Catal
     install_error_handlers(app)
     routes_admin.install_admin_handlers(app)
     app.include_router(routes_tts.router)
+    app.include_router(routes_openai.router)
     app.include_router(routes_admin.router)
     app.include_router(routes_status.router)
     app.add_middleware(RequestIDMiddleware)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import struct
+from typing import Any
 
 import numpy as np
 
@@ -107,3 +108,98 @@ def encode_chunk(pcm: np.ndarray, sample_rate: int, media_type: str) -> bytes:
     if media_type in ("wav", "raw"):
         return np.ascontiguousarray(pcm, dtype=np.int16).tobytes()
     return encode(pcm, sample_rate, media_type)
+
+
+class Resampler:
+    """int16 mono from one rate to another with FFmpeg's libswresample (in PyAV's wheel), stateful across a stream's
+    chunks, so chunk borders leave no clicks. Fixed-rate APIs (OpenAI's pcm is 24 kHz) use it."""
+
+    def __init__(self, rate_in: int, rate_out: int) -> None:
+        import av
+
+        self.rate_in, self.rate_out = rate_in, rate_out
+        self._resampler = av.AudioResampler(format="s16", layout="mono", rate=rate_out)
+        self._pts = 0
+
+    def feed(self, pcm: np.ndarray) -> np.ndarray:
+        if self.rate_in == self.rate_out:
+            return pcm
+        import av
+
+        block = np.ascontiguousarray(pcm, dtype=np.int16).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(block, format="s16", layout="mono")
+        frame.sample_rate = self.rate_in
+        frame.pts = self._pts
+        self._pts += block.shape[1]
+        return self._collect(self._resampler.resample(frame))
+
+    def flush(self) -> np.ndarray:
+        if self.rate_in == self.rate_out:
+            return np.zeros(0, dtype=np.int16)
+        return self._collect(self._resampler.resample(None))
+
+    @staticmethod
+    def _collect(frames: list[Any]) -> np.ndarray:
+        parts = [f.to_ndarray().reshape(-1) for f in frames]
+        return np.concatenate(parts).astype(np.int16) if parts else np.zeros(0, dtype=np.int16)
+
+
+class _Sink(io.RawIOBase):
+    """A write-only, unseekable file for a muxer: what it writes is taken away as it comes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def write(self, data: Any) -> int:
+        self.parts.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        data, self.parts = b"".join(self.parts), []
+        return data
+
+
+class StreamEncoder:
+    """One encoder for a whole stream, whose bytes are handed on as they are made: their concatenation is one valid
+    file (what OpenAI's streamed formats are), unlike `encode_chunk`'s file per chunk (api_v2's). The muxer writes
+    to an unseekable sink, so it never goes back to patch a header."""
+
+    def __init__(self, media_type: str, sample_rate: int) -> None:
+        import av
+
+        container_format, codec, fixed_rate = PYAV_FORMATS[media_type]
+        self._sink = _Sink()
+        self._container = av.open(self._sink, mode="w", format=container_format)
+        stream = self._container.add_stream(codec, rate=fixed_rate or sample_rate)
+        assert isinstance(stream, av.AudioStream)
+        stream.layout = "mono"
+        self._stream = stream
+        self._rate = sample_rate
+        self._pts = 0
+
+    def feed(self, pcm: np.ndarray) -> bytes:
+        import av
+
+        pcm = np.ascontiguousarray(pcm, dtype=np.int16)
+        for start in range(0, len(pcm), BLOCK_SAMPLES):
+            block = pcm[start : start + BLOCK_SAMPLES].reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(block, format="s16", layout="mono")
+            frame.sample_rate = self._rate
+            frame.pts = self._pts
+            self._pts += block.shape[1]
+            for packet in self._stream.encode(frame):
+                self._container.mux(packet)
+        return self._sink.take()
+
+    def close(self) -> bytes:
+        for packet in self._stream.encode(None):
+            self._container.mux(packet)
+        self._container.close()
+        return self._sink.take()

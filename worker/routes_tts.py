@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Optional
 
 import numpy as np
@@ -19,7 +22,16 @@ from tts_common.schemas import TTSRequest
 from tts_common.streaming import ChunkStream, ClientGone, StreamAborted, wait_disconnect
 from tts_common.validation import InvalidRequest, as_api_v2_get
 
-from .encoders import CONTENT_TYPES, encode, encode_chunk, encoded_rate, wav_header
+from .encoders import (
+    CONTENT_TYPES,
+    PYAV_FORMATS,
+    Resampler,
+    StreamEncoder,
+    encode,
+    encode_chunk,
+    encoded_rate,
+    wav_header,
+)
 from .engines.base import AudioTooLong, Cancelled, EngineError, StreamMode, VoiceUnavailable
 from .scheduler import DeadlinePassed, Draining, Job, JobOutcome, QueueFull
 from .service import WorkerService, service_of
@@ -35,6 +47,34 @@ AUDIO_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: {"description": "Queue full or draining; see Retry-After."},
     504: {"description": "Request timed out."},
 }
+
+
+# status, message, field, exception detail, headers -> the answer to a request refused before any byte
+Refuse = Callable[[int, str, Optional[str], Optional[str], Optional[dict[str, str]]], Response]
+
+
+def api_v2_refusal(status: int, message: str, field_name: Optional[str] = None, exception: Optional[str] = None,
+                   headers: Optional[dict[str, str]] = None) -> Response:
+    return error(status, message, field_name, exception, headers)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """How one API shapes a synthesis's answer: api_v2's, unless told otherwise (OpenAI's speech API)."""
+
+    refuse: Refuse = api_v2_refusal
+    #: resample to this rate before encoding (OpenAI's pcm is 24 kHz whatever the engine's)
+    rate: Optional[int] = None
+    content_type: Optional[str] = None
+    #: server-sent events: each encoded chunk as a base64 `speech.audio.delta`, then `speech.audio.done`
+    sse: bool = False
+    #: a streamed body is one file whose bytes go out as they are made (OpenAI's), not a file per chunk (api_v2's)
+    continuous: bool = False
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+
+def _sse(event: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(event, separators=(',', ':'))}\n\n".encode()
 
 
 class _Outcome:
@@ -84,8 +124,9 @@ async def _encode(pcm: np.ndarray, rate: int, media_type: str, whole: bool) -> b
     return await asyncio.to_thread(encode if whole else encode_chunk, pcm, rate, media_type)
 
 
-async def handle_tts(request: Request, req: TTSRequest) -> Response:
-    """Validate, admit, then answer a whole body or a stream; every failure is a typed error mapped here."""
+async def handle_tts(request: Request, req: TTSRequest, answer: Answer = Answer()) -> Response:
+    """Validate, admit, then answer a whole body or a stream; every failure is a typed error mapped here (in the
+    shape `answer` gives)."""
     svc = service_of(request.app.state)
     settings = svc.settings
     outcome = _Outcome(svc, request, len(req.text or ""), req.media_type, 0)
@@ -104,63 +145,64 @@ async def handle_tts(request: Request, req: TTSRequest) -> Response:
         if params.mode == StreamMode.OFF:
             pcm = np.concatenate([first] + [chunk async for chunk in chunks])
             gone.cancel()
-            return await _whole(svc, job, pcm, outcome)
+            return await _whole(svc, job, pcm, outcome, answer)
     except BaseException as exc:
         gone.cancel()
         if isinstance(exc, Exception):
-            answer = _refusal(svc, job, exc, outcome)
-            if answer is not None:
-                return answer
+            refused = _refusal(svc, job, exc, outcome, answer.refuse)
+            if refused is not None:
+                return refused
         raise
     # Streaming: the first chunk exists, so from here on an error can only cut the stream (visibly).
-    return _stream(svc, job, first, chunks, gone, outcome)
+    return _stream(svc, job, first, chunks, gone, outcome, answer)
 
 
-def _draining() -> Response:
-    return error(503, "worker is draining: retry on another worker", headers={"Retry-After": "1"})
-
-
-def _refusal(svc: WorkerService, job: Optional[Job], exc: Exception, outcome: "_Outcome") -> Optional[Response]:
+def _refusal(svc: WorkerService, job: Optional[Job], exc: Exception, outcome: "_Outcome",
+             refuse: Refuse) -> Optional[Response]:
     """The answer for a request that ended before any byte was sent; None for an error that is not ours."""
     settings = svc.settings
     if isinstance(exc, InvalidRequest):
         status = 404 if isinstance(exc, UnknownVoice) else 400
         outcome.log(status, note=exc.message)
-        return error(status, exc.message, exc.field)
+        return refuse(status, exc.message, exc.field, None, None)
     if isinstance(exc, QueueFull):
         outcome.log(503, note="queue full")
-        return error(503, f"queue is full ({settings.max_queue_size} admitted): retry later",
-                     headers={"Retry-After": str(exc.retry_after)})
+        return refuse(503, f"queue is full ({settings.max_queue_size} admitted): retry later", None, None,
+                      {"Retry-After": str(exc.retry_after)})
     if isinstance(exc, Draining):
         outcome.log(503, job, note=str(exc))
-        return _draining()
+        return refuse(503, "worker is draining: retry on another worker", None, None, {"Retry-After": "1"})
     if isinstance(exc, DeadlinePassed):
         outcome.log(504, job)
-        return error(504, f"request timed out after {settings.request_timeout:g} s (queue wait + synthesis)")
+        return refuse(504, f"request timed out after {settings.request_timeout:g} s (queue wait + synthesis)", None,
+                      None, None)
     if isinstance(exc, (ClientGone, Cancelled)):
         outcome.log(499, job, note="client disconnected")
         return Response(status_code=499)
     if isinstance(exc, AudioTooLong):
         outcome.log(400, job, note=str(exc))
-        return error(400, str(exc), "text")
+        return refuse(400, str(exc), "text", None, None)
     if isinstance(exc, VoiceUnavailable):  # this worker's problem, not the request's: another worker may serve it
         outcome.log(503, job, note=str(exc))
-        return error(503, str(exc), "voice", headers={"Retry-After": str(svc.scheduler.retry_after())})
+        return refuse(503, str(exc), "voice", None, {"Retry-After": str(svc.scheduler.retry_after())})
     if isinstance(exc, (EngineError, StopAsyncIteration)):  # the scheduler ends no job without audio; still
         detail = str(exc) or "the text produced no audio"
         outcome.log(400, job, note=detail)
-        return error(400, "tts failed", exception=detail)
+        return refuse(400, "tts failed", None, detail, None)
     return None
 
 
-async def _whole(svc: WorkerService, job: Job, pcm: np.ndarray, outcome: "_Outcome") -> Response:
+async def _whole(svc: WorkerService, job: Job, pcm: np.ndarray, outcome: "_Outcome", answer: Answer) -> Response:
     req, rate = job.params.request, job.rate or svc.engine.output_rate(job.params)
+    if answer.rate is not None:
+        resampler = Resampler(rate, answer.rate)
+        pcm, rate = np.concatenate([resampler.feed(pcm), resampler.flush()]), answer.rate
     body = await _encode(pcm, rate, req.media_type, whole=True)
     outcome.log(200, job, nbytes=len(body))
     # Lets callers (router, benchmarks) split latency into queueing, engine and transport.
     timing = f"queue;dur={job.queue_wait * 1000:.1f}, engine;dur={job.processing * 1000:.1f}"
-    headers = {**_audio_headers(svc, job, rate), "Server-Timing": timing}
-    return Response(body, media_type=CONTENT_TYPES[req.media_type], headers=headers)
+    headers = {**_audio_headers(svc, job, rate), "Server-Timing": timing, **answer.extra_headers}
+    return Response(body, media_type=answer.content_type or CONTENT_TYPES[req.media_type], headers=headers)
 
 
 def _audio_headers(svc: WorkerService, job: Job, rate: int) -> dict[str, str]:
@@ -171,24 +213,78 @@ def _audio_headers(svc: WorkerService, job: Job, rate: int) -> dict[str, str]:
     return headers
 
 
+# The largest data size a RIFF header holds (RIFF size = 36 + this): what streamed WAV writers use for "unknown".
+UNKNOWN_WAV_DATA_BYTES = 0xFFFFFFFF - 36
+
+
+class _StreamBytes:
+    """A stream's PCM chunks as the bytes the client gets: api_v2's (a wav header then PCM, or a file per chunk),
+    or, as `answer` asks, resampled, encoded continuously (one file whose bytes go out as they are made) and framed
+    as server-sent events."""
+
+    def __init__(self, media_type: str, rate: int, answer: Answer, text: str) -> None:
+        self.media_type, self.answer, self.text = media_type, answer, text
+        self.resampler = Resampler(rate, answer.rate) if answer.rate is not None else None
+        self.rate = answer.rate or rate
+        continuous = answer.continuous and media_type in PYAV_FORMATS
+        self.encoder = StreamEncoder(media_type, self.rate) if continuous else None
+
+    def _framed(self, data: bytes) -> bytes:
+        if not data or not self.answer.sse:
+            return data
+        return _sse({"type": "speech.audio.delta", "audio": base64.b64encode(data).decode()})
+
+    def start(self) -> bytes:
+        if self.media_type != "wav":
+            return b""
+        # api_v2 sends data size 0; one continuous file says "unknown, read to the end" with the largest size.
+        size = UNKNOWN_WAV_DATA_BYTES if self.answer.continuous else 0
+        return self._framed(wav_header(self.rate, size))
+
+    async def feed(self, pcm: np.ndarray) -> bytes:
+        return await self._encoded(self.resampler.feed(pcm) if self.resampler is not None else pcm)
+
+    async def _encoded(self, pcm: np.ndarray) -> bytes:
+        if not len(pcm):
+            return b""
+        if self.encoder is not None:
+            return self._framed(await asyncio.to_thread(self.encoder.feed, pcm))
+        return self._framed(await _encode(pcm, self.rate, self.media_type, whole=False))
+
+    async def end(self) -> bytes:
+        """What the resampler and the encoder still hold, then (SSE) the end event."""
+        data = await self._encoded(self.resampler.flush()) if self.resampler is not None else b""
+        if self.encoder is not None:
+            data += self._framed(await asyncio.to_thread(self.encoder.close))
+        if self.answer.sse:
+            chars = len(self.text)
+            data += _sse({"type": "speech.audio.done",
+                          "usage": {"input_tokens": chars, "output_tokens": 0, "total_tokens": chars}})
+        return data
+
+
 def _stream(svc: WorkerService, job: Job, first: np.ndarray, chunks: AsyncGenerator[np.ndarray, None],
-            gone: "asyncio.Task[None]", outcome: "_Outcome") -> Response:
-    req, rate = job.params.request, job.rate or svc.engine.output_rate(job.params)
+            gone: "asyncio.Task[None]", outcome: "_Outcome", answer: Answer) -> Response:
+    req = job.params.request
+    out = _StreamBytes(req.media_type, job.rate or svc.engine.output_rate(job.params), answer, req.text or "")
     sent = 0
     cut = ""
 
     async def body() -> AsyncIterator[bytes]:
         nonlocal sent, cut
-        if req.media_type == "wav":
-            yield wav_header(rate, 0)
+        if header := out.start():  # api_v2 clients read the wav header as a chunk of its own
+            yield header
         pcm = first
         while True:
-            data = await _encode(pcm, rate, req.media_type, whole=False)
-            sent += len(data)
-            yield data
+            if data := await out.feed(pcm):  # an empty chunk would end a chunked body early
+                sent += len(data)
+                yield data
             try:
                 pcm = await anext(chunks)
             except StopAsyncIteration:
+                if tail := await out.end():
+                    sent += len(tail)
+                    yield tail
                 return
             except ClientGone:
                 return
@@ -207,8 +303,9 @@ def _stream(svc: WorkerService, job: Job, first: np.ndarray, chunks: AsyncGenera
         note = f"stream aborted: {cut}" if cut else ("" if job.outcome is JobOutcome.OK else "client left mid-stream")
         outcome.log(200, job, nbytes=sent, note=note)
 
-    return ChunkStream(body(), on_close, status_code=200, headers=_audio_headers(svc, job, rate),
-                       media_type=CONTENT_TYPES[req.media_type])
+    media_type = "text/event-stream" if answer.sse else (answer.content_type or CONTENT_TYPES[req.media_type])
+    headers = {**_audio_headers(svc, job, out.rate), **answer.extra_headers}
+    return ChunkStream(body(), on_close, status_code=200, headers=headers, media_type=media_type)
 
 
 @router.get("/tts", responses=AUDIO_RESPONSES, summary="Synthesize speech (query parameters)")
