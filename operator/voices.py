@@ -55,12 +55,17 @@ def catalog_yaml(voices: VoicesSpec, placement: Mapping[str, Sequence[str]]) -> 
     writes an unchanged ConfigMap. Validated once more as a whole, as the worker will read it."""
     catalog = VoiceCatalog(voices=voices.catalog.voices, default=voices.catalog.default,
                            placement={w: list(vs) for w, vs in sorted(placement.items())})
-    return yaml.safe_dump(catalog.model_dump(mode="json", exclude_none=True), sort_keys=False)
+    return _dump(catalog)
 
 
 def empty_catalog_yaml() -> str:
     """The catalog of a cluster whose spec.voices never was valid: no voices, as a worker without a catalog."""
-    return yaml.safe_dump(VoiceCatalog().model_dump(mode="json", exclude_none=True), sort_keys=False)
+    return _dump(VoiceCatalog())
+
+
+def _dump(catalog: VoiceCatalog) -> str:
+    # The spec has no OpenAI names table (yet): the workers keep its defaults, so it is not written.
+    return yaml.safe_dump(catalog.model_dump(mode="json", exclude_none=True, exclude={"openai"}), sort_keys=False)
 
 
 def _label(entry: Mapping[str, Any], index: int) -> str:
