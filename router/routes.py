@@ -109,28 +109,36 @@ async def metrics(request: Request) -> Response:
     return Response(generate_latest(service_of(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-async def _fan_out(request: Request, path: str) -> JSONResponse:
-    try:
-        result = await fan_out(service_of(request), path, request.url.query,
-                               request.headers.get("authorization", ""))
-    except ControlBusy as exc:
-        return error(409, str(exc), headers={"Retry-After": "5"})
-    except (AdminForbidden, NoWorker) as exc:
-        return _admin_refused(exc)
-    return _admin_answer(result)
+_AdminError = (BadCommand, MissingPath, ControlBusy, AdminForbidden, NoWorker)
 
 
 def _admin_refused(exc: Exception) -> JSONResponse:
+    """An admin call refused before any worker acted: one mapping for every admin route."""
+    if isinstance(exc, BadCommand):
+        return error(400, str(exc), "command")
+    if isinstance(exc, MissingPath):
+        return error(400, str(exc), "weights_path")
+    if isinstance(exc, ControlBusy):
+        return error(409, str(exc), headers={"Retry-After": "5"})
     if isinstance(exc, AdminForbidden):
         return error(403, str(exc))
     return error(503, str(exc), headers={"Retry-After": "1"})
 
 
-def _admin_answer(result: FanOut) -> JSONResponse:
+def _admin_answer(result: FanOut, **extra: object) -> JSONResponse:
     if result.first_failure is None:
         return JSONResponse({"message": "success", "workers": result.per_worker})
     status, body = result.first_failure
-    return JSONResponse({**body, "workers": result.per_worker}, status_code=status)
+    return JSONResponse({**body, **extra, "workers": result.per_worker}, status_code=status)
+
+
+async def _fan_out(request: Request, path: str) -> JSONResponse:
+    try:
+        result = await fan_out(service_of(request), path, request.url.query,
+                               request.headers.get("authorization", ""))
+    except _AdminError as exc:
+        return _admin_refused(exc)
+    return _admin_answer(result)
 
 
 @router.get("/control", response_model=MessageBody,
@@ -139,11 +147,7 @@ async def control(request: Request, command: Optional[str] = None) -> JSONRespon
     try:
         result = await rolling_control(service_of(request), command, request.url.query,
                                        request.headers.get("authorization", ""))
-    except BadCommand as exc:
-        return error(400, str(exc), "command")
-    except ControlBusy as exc:
-        return error(409, str(exc), headers={"Retry-After": "5"})
-    except (AdminForbidden, NoWorker) as exc:
+    except _AdminError as exc:
         return _admin_refused(exc)
     return _admin_answer(result)
 
@@ -157,17 +161,9 @@ async def _switch(request: Request, kind: str) -> JSONResponse:
     try:
         result = await switch_weights(service_of(request), kind, request.url.query,
                                       request.headers.get("authorization", ""))
-    except MissingPath as exc:
-        return error(400, str(exc), "weights_path")
-    except ControlBusy as exc:
-        return error(409, str(exc), headers={"Retry-After": "5"})
-    except (AdminForbidden, NoWorker) as exc:
+    except _AdminError as exc:
         return _admin_refused(exc)
-    if result.first_failure is None:
-        return JSONResponse({"message": "success", "workers": result.per_worker})
-    status, body = result.first_failure
-    return JSONResponse({**body, "rolled_back": result.rolled_back, "workers": result.per_worker},
-                        status_code=status)
+    return _admin_answer(FanOut(result.per_worker, result.first_failure), rolled_back=result.rolled_back)
 
 
 @router.get("/set_gpt_weights", response_model=MessageBody,

@@ -8,7 +8,6 @@ The emulator has no garbage collector: the operator deletes what a TTSCluster ow
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import httpx
 import kubernetes
@@ -18,17 +17,6 @@ from support.kube_emulator import TTSCLUSTER, KubeAPI, Resource
 from support.operator_cluster import EXTRA, GROUP, NS, PLURAL, VERSION, Cluster
 from support.wait import eventually
 from tts_cli.processes import free_port, start_worker
-
-
-@pytest.fixture
-def cluster(tmp_path) -> Iterator[Cluster]:
-    with KubeAPI(resources=[TTSCLUSTER, *EXTRA]) as kube:
-        c = Cluster(kube, tmp_path)
-        c.start_operator()
-        try:
-            yield c
-        finally:
-            c.stop_operator()
 
 
 def test_create_makes_router_and_workers_with_the_right_specs(cluster):

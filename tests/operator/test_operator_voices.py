@@ -9,32 +9,18 @@ operator reads are real synthetic workers reading the catalog the operator wrote
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import httpx
 import kubernetes
-import pytest
 import yaml
 
-from support.kube_emulator import TTSCLUSTER, KubeAPI
-from support.operator_cluster import EXTRA, NS, Cluster
+from support.operator_cluster import NS, Cluster
 from support.wait import eventually
 from tts_cli.processes import free_port, start_worker
 
 ALICE = {"name": "alice", "minWorkers": 2, "synthetic": {"tone_hz": 330}}
 BOB = {"name": "bob", "synthetic": {"tone_hz": 440}}
 API_ERRORS = (kubernetes.client.ApiException,)
-
-
-@pytest.fixture
-def cluster(tmp_path) -> Iterator[Cluster]:
-    with KubeAPI(resources=[TTSCLUSTER, *EXTRA]) as kube:
-        c = Cluster(kube, tmp_path)
-        c.start_operator()
-        try:
-            yield c
-        finally:
-            c.stop_operator()
 
 
 def catalog(c: Cluster, name: str) -> dict:
