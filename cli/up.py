@@ -47,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-unauthenticated-admin", action="store_true",
                    help="open /control and /set_* on the router and every worker to callers without a token, as "
                    "api_v2 is (only where every client is trusted)")
+    p.add_argument("--api-keys-file", type=Path, default=None, metavar="PATH",
+                   help="API keys that /tts and /v1/* then require (Authorization: Bearer), on the router and every "
+                   "worker; see the README's API keys section; checked before anything starts")
     p.add_argument("--worker-arg", action="append", default=[], metavar="ARG",
                    help="extra flag for every worker, e.g. --worker-arg=--max-queue-size=20 (repeatable)")
     p.add_argument("--router-arg", action="append", default=[], metavar="ARG", help="extra flag for the router")
@@ -166,6 +169,8 @@ def _worker_children(args: argparse.Namespace, plan: Plan) -> list[Child]:
             env["TTSC_ADMIN_TOKEN_FILE"] = str(args.admin_token_file.absolute())
         if args.allow_unauthenticated_admin:
             cmd.append("--allow-unauthenticated-admin")
+        if args.api_keys_file:
+            cmd += ["--api-keys-file", str(args.api_keys_file.absolute())]
         workers.append(Child(f"worker-{i}", [*cmd, *args.worker_arg], env, f"http://{args.host}:{port}"))
     return workers
 
@@ -176,6 +181,8 @@ def _router_child(args: argparse.Namespace, workers: list[Child]) -> Child:
         cmd += ["--worker", w.url]
     if args.policy:
         cmd += ["--policy", args.policy]
+    if args.api_keys_file:
+        cmd += ["--api-keys-file", str(args.api_keys_file.absolute())]
     env = dict(os.environ)
     # One token for the whole local cluster, passed through the environment or a file, never argv.
     if args.allow_unauthenticated_admin:
@@ -216,6 +223,15 @@ def run(args: argparse.Namespace) -> int:
             log_fields(log, f"voice catalog refused: {exc}", logging.ERROR)
             return 2
         log_fields(log, f"voice catalog {args.voices}: {', '.join(catalog.names()) or 'no voices'}")
+    if args.api_keys_file is not None:
+        from tts_common.api_keys import KeysError, load_keys
+
+        try:
+            ring = load_keys(args.api_keys_file)
+        except KeysError as exc:
+            log_fields(log, f"API keys refused: {exc}", logging.ERROR)
+            return 2
+        log_fields(log, f"API keys {args.api_keys_file}: {len(ring.keys)} key(s) required on /tts and /v1")
     yaml_values = read_tts_infer_yaml(args.tts_config) if args.tts_config else {}
     plan = plan_workers(args.workers, args.engine, yaml_values)
     log_fields(log, f"starting {plan.count} worker(s): {plan.reason}")

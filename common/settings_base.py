@@ -27,6 +27,10 @@ class ServingSettings(BaseSettings):
     admin_token_file: Optional[Path] = Field(
         None, description="A file holding the admin token (a mounted Secret); wins over the env var."
     )
+    api_keys_file: Optional[Path] = Field(
+        None, description="A file of API keys (a mounted Secret) that /tts and /v1/* then require as "
+        "`Authorization: Bearer <key>`, each with optional limits; re-read when it changes. Unset: no keys asked."
+    )
     allow_unauthenticated_admin: bool = Field(
         False, description="Open /control and /set_* to callers without a token, as api_v2 is: only on a network "
         "where every client is trusted (a warning is logged at start)."

@@ -18,16 +18,15 @@ Every error names the voice and the field; a file that fails to load or validate
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional
 
-import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .openai_speech import DEFAULT_MODELS
 from .schemas import LANGUAGES_V2, MAX_AUX_REFS, MAX_PATH_CHARS, TTSRequest
+from .watched_file import FileProblem, WatchedFile, read_yaml
 
 # A DNS label: safe as a Kubernetes name, a metric label and a file name, and never a path.
 VOICE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -217,48 +216,19 @@ def parse_catalog(data: Any, source: str = "voices.yaml") -> VoiceCatalog:
 
 def load_catalog(path: Path) -> VoiceCatalog:
     try:
-        with path.open("rb") as f:
-            raw = f.read(MAX_CATALOG_BYTES + 1)
-    except OSError as exc:
-        raise CatalogError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if len(raw) > MAX_CATALOG_BYTES:
-        raise CatalogError(f"{path}: larger than {MAX_CATALOG_BYTES} bytes")
-    try:
-        data = yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise CatalogError(f"{path}: not YAML{where}: {getattr(exc, 'problem', None) or exc}") from None
+        data = read_yaml(path, MAX_CATALOG_BYTES)
+    except FileProblem as exc:
+        raise CatalogError(str(exc)) from None
     return parse_catalog(data, str(path))
 
 
-class CatalogFile:
-    """A catalog file re-read when it changes. A change that does not load leaves the last good catalog in force
-    and is reported in `error` until the file is fixed. Owned by one process; not shared between threads."""
+class CatalogFile(WatchedFile[VoiceCatalog]):
+    """A catalog file re-read when it changes; a change that does not load leaves the last good catalog in force
+    and is reported in `error` until the file is fixed."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self.catalog = load_catalog(path)  # at start a bad file is the caller's error
-        self.error: Optional[str] = None
-        self._stamp = self._stat()
+        super().__init__(path, load_catalog)
 
-    def _stat(self) -> tuple[int, int] | None:
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return None
-        return (st.st_mtime_ns, st.st_size)
-
-    def refresh(self) -> bool:
-        """Re-read the file if it changed; True when a new catalog took effect."""
-        stamp = self._stat()
-        if stamp == self._stamp:
-            return False
-        self._stamp = stamp
-        try:
-            self.catalog = load_catalog(self.path)
-        except CatalogError as exc:
-            self.error = str(exc)
-            return False
-        self.error = None
-        return True
+    @property
+    def catalog(self) -> VoiceCatalog:
+        return self.value

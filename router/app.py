@@ -8,7 +8,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from tts_common.api_keys import KeysFile
 from tts_common.http_errors import install_error_handlers
+from tts_common.key_guard import KeyGuard, watch_keys
+from tts_common.key_quota import KeyQuota
 from tts_common.request_id import RequestIDMiddleware
 
 from . import routes, routes_openai
@@ -18,6 +21,9 @@ from .settings import RouterSettings
 
 
 def create_app(settings: RouterSettings) -> FastAPI:
+    """The app; a keys file that cannot be used raises KeysError (the caller's to report)."""
+    keys = KeysFile(settings.api_keys_file) if settings.api_keys_file is not None else None
+    quota = KeyQuota()
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The HTTP client and the pollers belong to the server's event loop, so they are made here.
@@ -26,10 +32,13 @@ def create_app(settings: RouterSettings) -> FastAPI:
         await service.start()
         keeper = asyncio.create_task(service.default_voice.keep(worker_caller(service), settings.poll_interval),
                                      name="default-voice")
+        watcher = asyncio.create_task(watch_keys(keys, quota), name="api-keys") if keys is not None else None
         try:
             yield
         finally:
             keeper.cancel()
+            if watcher is not None:
+                watcher.cancel()
             await service.close()
 
     app = FastAPI(
@@ -45,5 +54,13 @@ def create_app(settings: RouterSettings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(routes.router)
     app.include_router(routes_openai.router)
+
+    def count(key_id: str, status: int) -> None:
+        # The service (and its metrics) is made in the lifespan, before any request.
+        service = getattr(app.state, "service", None)
+        if isinstance(service, RouterService):
+            service.metrics.key_requests.labels(key=key_id, status=str(status)).inc()
+
+    app.add_middleware(KeyGuard, keys=keys, quota=quota, count=count)
     app.add_middleware(RequestIDMiddleware)
     return app

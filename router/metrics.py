@@ -61,6 +61,10 @@ class RouterMetrics:
             "ttsc_router_upstream_seconds", "From sending to a worker to its response headers.", ["worker"],
             buckets=_BUCKETS, registry=self.registry,
         )
+        self.key_requests = Counter(
+            "ttsc_router_key_requests", "Finished /tts and /v1 requests by API key id (`none`: no valid key) and "
+            "status.", ["key", "status"], registry=self.registry,
+        )
         self.retries = Counter("ttsc_router_retries", "Requests re-sent to another worker.", registry=self.registry)
         self.truncated = Counter(
             "ttsc_router_truncated_streams", "Responses cut off after bytes had reached the client.",

@@ -23,6 +23,7 @@ from fastapi.responses import Response
 from yarl import URL
 
 from tts_common.http_errors import error
+from tts_common.key_guard import KEY_ID_HEADER, key_id_of
 from tts_common.logs import log_fields
 from tts_common.request_id import request_id_of
 from tts_common.streaming import ChunkStream, ClientGone, StreamAborted, wait_disconnect
@@ -111,6 +112,7 @@ class Forwarder:
         self.body = body
         self.fp = fp
         self.rid = request_id_of(request.scope)
+        self.key_id = key_id_of(request.scope)
         self.t0 = time.monotonic()
         self.tried: list[WorkerState] = []
 
@@ -126,11 +128,17 @@ class Forwarder:
             log, "tts request", request_id=self.rid, method=self.request.method, status=status,
             worker=worker.name if worker else None, worker_url=worker.url if worker else None,
             attempts=len(self.tried), tried=[w.name for w in self.tried],
-            total_s=round(time.monotonic() - self.t0, 4), chars=self.chars, fingerprint=self.fp, **extra,
+            total_s=round(time.monotonic() - self.t0, 4), chars=self.chars, fingerprint=self.fp, key=self.key_id,
+            **extra,
         )
 
     async def _upstream(self, worker: WorkerState) -> aiohttp.ClientResponse:
         headers = {"x-request-id": self.rid}
+        if self.key_id is not None:
+            # The key goes on as a proxy passes it (a worker with the same keys file checks it too, so its own
+            # port is guarded); its id is what a worker without keys counts the request's audio seconds by.
+            headers[KEY_ID_HEADER] = self.key_id
+            headers["authorization"] = self.request.headers.get("authorization", "")
         if self.body is not None:
             headers["content-type"] = self.request.headers.get("content-type", "application/json")
         query = self.request.url.query

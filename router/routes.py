@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tts_common.http_errors import error
+from tts_common.key_guard import key_id_of
 from tts_common.logs import log_fields
 from tts_common.request_id import request_id_of
 from tts_common.schemas import Health, MessageBody, TTSRequest
@@ -55,7 +56,7 @@ async def _tts(request: Request, req: TTSRequest, body: Optional[bytes]) -> Resp
             check_request(req, None, None, "", None, reference_required=not req.voice)
     except InvalidRequest as exc:
         log_fields(log, "tts request", request_id=request_id_of(request.scope), method=request.method, status=400,
-                   worker=None, attempts=0, chars=len(req.text or ""), note=exc.message)
+                   worker=None, attempts=0, chars=len(req.text or ""), key=key_id_of(request.scope), note=exc.message)
         svc.metrics.requests.labels(status="400", worker="none").inc()
         return error(400, exc.message, exc.field)
     try:

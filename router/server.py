@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import sys
 
+from tts_common.api_keys import KeysError
 from tts_common.auth import OPEN_WARNING
 from tts_common.logs import configure_logging, log_fields
 from tts_common.serving import GuardedConfig, Server, check_fd_budget
@@ -19,13 +21,20 @@ def run(settings: RouterSettings) -> int:
     log_fields(
         log, "starting router", port=settings.port, discovery=settings.discovery, policy=settings.policy,
         workers=settings.worker, workers_file=str(settings.workers_file) if settings.workers_file else None,
+        api_keys_file=str(settings.api_keys_file) if settings.api_keys_file else None,
     )
     if settings.allow_unauthenticated_admin:
         log_fields(log, OPEN_WARNING, logging.WARNING)
     # Each client connection may hold one to a worker too, plus the pollers' and discovery's.
     check_fd_budget(settings.limits(), reserve=settings.max_connections + 256)
+    try:
+        app = create_app(settings)
+    except KeysError as exc:
+        log_fields(log, "API keys file refused", logging.ERROR, error=str(exc))
+        print(f"tts-cluster router: {exc}", file=sys.stderr)
+        return 2
     config = GuardedConfig(
-        create_app(settings),
+        app,
         settings.limits(),
         host=settings.bind_addr,
         port=settings.port,

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Optional
 
 from fastapi import FastAPI
 
+from tts_common.api_keys import KeysFile
 from tts_common.http_errors import install_error_handlers
+from tts_common.key_guard import KeyGuard, watch_keys
+from tts_common.key_quota import KeyQuota
 from tts_common.request_id import RequestIDMiddleware
 from tts_common.voices import CatalogFile
 
@@ -19,14 +23,20 @@ from .settings import WorkerSettings
 
 
 def create_app(settings: WorkerSettings, engine: Engine, catalog: Optional[CatalogFile] = None) -> FastAPI:
+    """The app; a keys file that cannot be used raises KeysError (the caller's to report)."""
+    keys = KeysFile(settings.api_keys_file) if settings.api_keys_file is not None else None
+    quota = KeyQuota()
     service = WorkerService(settings, engine, catalog)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await service.start()
+        watcher = asyncio.create_task(watch_keys(keys, quota), name="api-keys") if keys is not None else None
         try:
             yield
         finally:
+            if watcher is not None:
+                watcher.cancel()
             await service.close()
 
     app = FastAPI(
@@ -45,5 +55,11 @@ def create_app(settings: WorkerSettings, engine: Engine, catalog: Optional[Catal
     app.include_router(routes_openai.router)
     app.include_router(routes_admin.router)
     app.include_router(routes_status.router)
+
+    def count(key_id: str, status: int) -> None:
+        service.metrics.key_requests.labels(key=service.key_label(key_id), status=str(status)).inc()
+
+    # Its own keys when it has them (a worker serving clients directly); else the key id the router sends.
+    app.add_middleware(KeyGuard, keys=keys, quota=quota, count=count, trust_forwarded_id=keys is None)
     app.add_middleware(RequestIDMiddleware)
     return app

@@ -35,6 +35,14 @@ class WorkerMetrics:
         self.audio_seconds = Counter(
             "ttsc_worker_audio_seconds", "Seconds of audio produced.", registry=self.registry
         )
+        self.key_requests = Counter(
+            "ttsc_worker_key_requests", "Finished /tts and /v1 requests by API key id (the worker's own keys, or "
+            "the id the router sends) and status.", ["key", "status"], registry=self.registry,
+        )
+        self.key_audio_seconds = Counter(
+            "ttsc_worker_key_audio_seconds", "Seconds of audio produced, by API key id.", ["key"],
+            registry=self.registry,
+        )
         self.queue_depth = Gauge("ttsc_worker_queue_depth", "Requests waiting for the engine.", registry=self.registry)
         self.in_flight = Gauge("ttsc_worker_in_flight", "Requests in the engine now.", registry=self.registry)
         self.capacity = Gauge("ttsc_worker_capacity", "Most requests admitted at once.", registry=self.registry)

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from tts_common.http_errors import error
+from tts_common.key_guard import key_id_of
 from tts_common.logs import log_fields
 from tts_common.request_id import request_id_of
 from tts_common.schemas import TTSRequest
@@ -83,6 +84,7 @@ class _Outcome:
     def __init__(self, svc: WorkerService, request: Request, chars: int, media_type: str, mode: int) -> None:
         self.svc = svc
         self.rid = request_id_of(request.scope)
+        self.key_id = key_id_of(request.scope)
         self.method = request.method
         self.t0 = time.monotonic()
         self.chars = chars
@@ -104,12 +106,16 @@ class _Outcome:
             media_type=self.media_type,
             streaming_mode=self.mode,
             total_s=round(time.monotonic() - self.t0, 4),
+            key=self.key_id,
         )
         if job is not None:
+            audio_s = job.samples / max(1, job.rate or self.svc.engine.sample_rate)
+            if self.key_id is not None:
+                self.svc.metrics.key_audio_seconds.labels(key=self.svc.key_label(self.key_id)).inc(audio_s)
             fields.update(
                 queue_wait_s=round(job.queue_wait, 4),
                 processing_s=round(job.processing, 4),
-                audio_s=round(job.samples / max(1, job.rate or self.svc.engine.sample_rate), 3),
+                audio_s=round(audio_s, 3),
                 outcome=job.outcome.value,
                 bytes=nbytes,
             )

@@ -21,6 +21,7 @@ from typing import Optional
 
 import uvicorn
 
+from tts_common.api_keys import KeysError, load_keys
 from tts_common.auth import OPEN_WARNING
 from tts_common.logs import configure_logging, log_fields
 from tts_common.serving import GuardedConfig, Server, check_fd_budget
@@ -130,12 +131,24 @@ def run(settings: WorkerSettings) -> int:
         print(f"tts-cluster worker: {exc}", file=sys.stderr)
         return 2
     try:
+        if settings.api_keys_file is not None:  # checked before an engine load that may take minutes
+            load_keys(settings.api_keys_file)
+    except KeysError as exc:
+        log_fields(log, "API keys file refused", logging.ERROR, error=str(exc))
+        print(f"tts-cluster worker: {exc}", file=sys.stderr)
+        return 2
+    try:
         engine = load_engine(settings)
     except EngineLoadError as exc:
         log_fields(log, "engine failed to load", logging.ERROR, error=str(exc))
         print(f"tts-cluster worker: {exc}", file=sys.stderr)
         return 2
-    app = create_app(settings, engine, catalog)
+    try:
+        app = create_app(settings, engine, catalog)
+    except KeysError as exc:  # changed since the check above
+        log_fields(log, "API keys file refused", logging.ERROR, error=str(exc))
+        print(f"tts-cluster worker: {exc}", file=sys.stderr)
+        return 2
     check_fd_budget(settings.limits(), reserve=64)
     config = GuardedConfig(
         app,

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from typing import Optional
 
+from tts_common.key_guard import LabelBudget
 from tts_common.logs import log_fields
 from tts_common.schemas import WorkerStats
 from tts_common.voices import CatalogFile, VoiceCatalog
@@ -39,6 +40,8 @@ class WorkerService:
         self.scheduler = Scheduler(engine, settings.max_queue_size, self.metrics)
         self.started_at = time.monotonic()
         self.instance_id = uuid.uuid4().hex
+        # Key ids label the per-key counters; those the router sends are bounded here.
+        self.key_label = LabelBudget()
         # Set by the server: asks it to drain and exit (or re-exec, for /control?command=restart).
         self.request_shutdown: Optional[Callable[[bool], None]] = None
         self.metrics.bind(
