@@ -27,6 +27,8 @@ from typing import Any, Optional
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from .openai_speech import OpenAIError, error_kind
+
 log = logging.getLogger("tts_common.serving")
 # How long a refused connection stays half-open so its answer is read before the socket closes.
 REFUSAL_LINGER_SECONDS = 0.5
@@ -41,9 +43,14 @@ class Limits:
     max_body_bytes: int = 1024 * 1024
 
 
-def raw_answer(status: int, reason: str, message: str, retry_after: Optional[int] = None) -> bytes:
-    """A complete HTTP/1.1 answer with a JSON `message`, written straight to a socket, closing it."""
-    body = json.dumps({"message": message}).encode()
+def raw_answer(status: int, reason: str, message: str, retry_after: Optional[int] = None,
+               openai: bool = False) -> bytes:
+    """A complete HTTP/1.1 answer with a JSON `message` (OpenAI's error envelope for a `/v1/` path), written
+    straight to a socket, closing it."""
+    if openai:
+        body = json.dumps(OpenAIError(status, message, kind=error_kind(status)).body()).encode()
+    else:
+        body = json.dumps({"message": message}).encode()
     head = [f"HTTP/1.1 {status} {reason}", "content-type: application/json",
             f"content-length: {len(body)}", "connection: close"]
     if retry_after is not None:
@@ -71,6 +78,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._header_bytes = 0
         self._body_bytes = 0
         self._refused = False
+        self._openai = False  # the request being read is OpenAI's API: its refusals use OpenAI's envelope
 
     # -- connection ------------------------------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:  # noqa: D102 - uvicorn's interface
@@ -111,7 +119,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if self.transport.is_closing() or self._refused:
             return
         self._refused = True
-        self.transport.write(raw_answer(status, reason, message, retry_after))
+        self.transport.write(raw_answer(status, reason, message, retry_after, self._openai))
         if self.transport.can_write_eof():
             self.transport.write_eof()
             self.loop.call_later(REFUSAL_LINGER_SECONDS, self.transport.close)
@@ -127,11 +135,13 @@ class GuardedProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._header_bytes = 0
         self._body_bytes = 0
+        self._openai = False
         self._stop_read_timer()
         self._read_timer = self.loop.call_later(self.limits.read_timeout, self._read_timed_out)
 
     def on_url(self, url: bytes) -> None:  # noqa: D102
         super().on_url(url)
+        self._openai = self._openai or url.startswith(b"/v1/")
         self._count_header(len(url))
 
     def on_header(self, name: bytes, value: bytes) -> None:  # noqa: D102

@@ -157,7 +157,7 @@ class Reconciler:
     def _check_voices(self, spec: TTSClusterSpec, memory: ClusterMemory, event: EventFn) -> VoicesSpec | str:
         """spec.voices as a catalog, or why it is refused (told once in a Warning Event)."""
         try:
-            voices = read_voices(spec.voices, spec.default_voice)
+            voices = read_voices(spec.voices, spec.default_voice, spec.openai)
         except CatalogError as exc:
             message = f"{exc} (the voice catalog in force stays)"
             if memory.voices_refused != message:

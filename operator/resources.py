@@ -20,6 +20,7 @@ MODELS_DIR = "/models"
 # Its own directory: a ConfigMap volume is updated in place (no subPath), so a changed catalog reaches running
 # workers, which re-read it, without replacing a pod.
 VOICES_DIR = "/etc/tts-cluster-voices"
+API_KEYS_DIR = "/etc/tts-cluster-api-keys"
 VOICES_KEY = "voices.yaml"
 
 
@@ -211,11 +212,22 @@ def router_deployment(cluster: str, spec: TTSClusterSpec) -> dict[str, Any]:
     weights = spec.default_weights
     admin_env += [{"name": f"TTSC_ROUTER_DEFAULT_{kind.upper()}_WEIGHTS", "value": path}
                   for kind, path in weights.as_dict().items()]
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    keys = spec.api_keys
+    if keys.secret_name:
+        # A mounted Secret, not an env var: the kubelet updates the file when the Secret changes, and the router
+        # takes the new keys without a restart.
+        volumes.append({"name": "api-keys", "secret": {"secretName": keys.secret_name,
+                                                       "items": [{"key": keys.key, "path": keys.key}]}})
+        mounts.append({"name": "api-keys", "mountPath": API_KEYS_DIR, "readOnly": True})
+        admin_env.append({"name": "TTSC_ROUTER_API_KEYS_FILE", "value": f"{API_KEYS_DIR}/{keys.key}"})
     container: dict[str, Any] = {
         "name": "router",
         "image": r.image,
         "args": args + admin_args,
         **({"env": admin_env} if admin_env else {}),
+        **({"volumeMounts": mounts} if mounts else {}),
         "ports": [{"name": "http", "containerPort": r.port, "protocol": "TCP"}],
         "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 2},
         "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10},
@@ -234,6 +246,7 @@ def router_deployment(cluster: str, spec: TTSClusterSpec) -> dict[str, Any]:
                 "spec": {
                     "serviceAccountName": f"{cluster}-router",
                     "containers": [container],
+                    **({"volumes": volumes} if volumes else {}),
                     "securityContext": RESTRICTED_POD,
                 },
             },

@@ -61,6 +61,15 @@ class AdminSpec(_Model):
     allow_unauthenticated: bool = Field(False, alias="allowUnauthenticated")
 
 
+class ApiKeysSpec(_Model):
+    """API keys that /tts and /v1/* on the router then require (see the README's API keys section)."""
+
+    #: a Secret in the TTSCluster's namespace holding the keys file (unset: no keys asked)
+    secret_name: Optional[str] = Field(None, alias="secretName", min_length=1, max_length=253)
+    #: the Secret's key that holds the file
+    key: str = Field("keys.yaml", min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
+
+
 class DefaultWeightsSpec(_Model):
     #: paths inside the workers' models directory (/models); unset: each worker's tts_infer.yaml
     gpt: Optional[str] = Field(None, min_length=1, max_length=1024)
@@ -75,11 +84,14 @@ class TTSClusterSpec(_Model):
     router: RouterSpec = Field(default_factory=RouterSpec)
     autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
     admin: AdminSpec = Field(default_factory=AdminSpec)
+    api_keys: ApiKeysSpec = Field(default_factory=ApiKeysSpec, alias="apiKeys")
     drain_timeout_seconds: int = Field(120, ge=0, le=3600, alias="drainTimeoutSeconds")
     #: the voice catalog's entries, checked apart (operator/voices.py): a bad voice must not stop the workers'
     #: reconciliation, only keep the last good catalog in force
     voices: list[Any] = Field(default_factory=list)
     default_voice: Optional[str] = Field(None, alias="defaultVoice")
+    #: the catalog's OpenAI names table, checked with spec.voices (operator/voices.py)
+    openai: Optional[dict[str, Any]] = None
     default_weights: DefaultWeightsSpec = Field(default_factory=DefaultWeightsSpec, alias="defaultWeights")
 
     @model_validator(mode="after")

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import yaml
+from pydantic import ValidationError
 
-from tts_common.voices import CatalogError, VoiceCatalog, parse_catalog
+from tts_common.voices import CatalogError, OpenAINames, VoiceCatalog, parse_catalog
 
 MAX_MIN_WORKERS = 256  # as many as workers.maxReplicas allows
 
@@ -28,8 +29,9 @@ class VoicesSpec:
         return not self.catalog.voices
 
 
-def read_voices(entries: Sequence[Any], default: Optional[str]) -> VoicesSpec:
-    """spec.voices and spec.defaultVoice, checked; CatalogError names the voice and the field."""
+def read_voices(entries: Sequence[Any], default: Optional[str],
+                openai: Optional[Mapping[str, Any]] = None) -> VoicesSpec:
+    """spec.voices, spec.defaultVoice and spec.openai, checked; CatalogError names the voice and the field."""
     plain: list[Any] = []
     counts: list[int] = []
     for index, entry in enumerate(entries):
@@ -46,15 +48,33 @@ def read_voices(entries: Sequence[Any], default: Optional[str]) -> VoicesSpec:
     if default is not None and catalog.get(default) is None:
         raise CatalogError(f"spec.defaultVoice: {default!r} is not a voice of spec.voices "
                            f"({', '.join(catalog.names()) or 'none'})")
-    return VoicesSpec(VoiceCatalog(voices=catalog.voices, default=default),
+    names = _openai_names(openai, catalog)
+    return VoicesSpec(VoiceCatalog(voices=catalog.voices, default=default, openai=names),
                       {v.name: n for v, n in zip(catalog.voices, counts, strict=True)})
+
+
+def _openai_names(openai: Optional[Mapping[str, Any]], catalog: VoiceCatalog) -> OpenAINames:
+    if not openai:
+        return OpenAINames()
+    try:
+        names = OpenAINames.model_validate(dict(openai))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "openai"
+        raise CatalogError(f"spec.openai.{where}: {first['msg']}") from None
+    for alias, target in names.voices.items():
+        if catalog.get(target) is None:
+            raise CatalogError(f"spec.openai.voices.{alias}: {target!r} is not a voice of spec.voices "
+                               f"({', '.join(catalog.names()) or 'none'})")
+    return names
 
 
 def catalog_yaml(voices: VoicesSpec, placement: Mapping[str, Sequence[str]]) -> str:
     """The `voices.yaml` of the workers: the catalog with its placement, in a stable order so an unchanged spec
     writes an unchanged ConfigMap. Validated once more as a whole, as the worker will read it."""
     catalog = VoiceCatalog(voices=voices.catalog.voices, default=voices.catalog.default,
-                           placement={w: list(vs) for w, vs in sorted(placement.items())})
+                           placement={w: list(vs) for w, vs in sorted(placement.items())},
+                           openai=voices.catalog.openai)
     return _dump(catalog)
 
 
@@ -64,8 +84,9 @@ def empty_catalog_yaml() -> str:
 
 
 def _dump(catalog: VoiceCatalog) -> str:
-    # The spec has no OpenAI names table (yet): the workers keep its defaults, so it is not written.
-    return yaml.safe_dump(catalog.model_dump(mode="json", exclude_none=True, exclude={"openai"}), sort_keys=False)
+    # The OpenAI names table is written only when the spec sets one: an unchanged default keeps the file as it was.
+    unset = {"openai"} if catalog.openai == OpenAINames() else set()
+    return yaml.safe_dump(catalog.model_dump(mode="json", exclude_none=True, exclude=unset), sort_keys=False)
 
 
 def _label(entry: Mapping[str, Any], index: int) -> str:

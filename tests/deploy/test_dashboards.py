@@ -320,8 +320,11 @@ def test_dashboard_queries_name_only_exported_metrics(
     # process starts are most of this test's time.
     workers_file = tmp_path / "workers.txt"
     workers_file.write_text("")
+    keys = tmp_path / "keys.txt"  # with a key, the per-key panels have series too
+    keys.write_text("sk-dashboards-0123456789\n")
     router = spawn_router(
-        args=("--workers-file", str(workers_file), "--policy", "round-robin", "--eject-after", "1"),
+        args=("--workers-file", str(workers_file), "--policy", "round-robin", "--eject-after", "1",
+              "--api-keys-file", str(keys)),
         wait_ready=False,
     )
     catalog = tmp_path / "voices.yaml"
@@ -333,7 +336,8 @@ def test_dashboard_queries_name_only_exported_metrics(
     stub = _FailingWorker(httpx.get(f"{workers[0].url}/stats", timeout=5).json())
     try:
         workers_file.write_text("".join(f"{u}\n" for u in (workers[0].url, workers[1].url, stub.url)))
-        with httpx.Client(base_url=router.url, timeout=10) as client:
+        with httpx.Client(base_url=router.url, timeout=10,
+                          headers={"Authorization": "Bearer sk-dashboards-0123456789"}) as client:
             deadline = time.monotonic() + 30
             while _healthy_workers(client) < 3:  # both workers and the stub take requests
                 assert router.proc.poll() is None, router.log_text()

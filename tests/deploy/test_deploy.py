@@ -48,6 +48,7 @@ VALUE_SETS = {
                    {"name": "bob", "gpt_sovits": {"gpt_weights": "gpt/bob.ckpt", "sovits_weights": "sovits/bob.pth",
                                                   "ref_audio": "bob.wav", "prompt_lang": "en"}}],
         "defaultVoice": "alice"}},
+    "api-keys": {"ttsCluster": {"apiKeys": {"secretName": "tts-api-keys", "key": "keys.txt"}}},
 }
 
 
@@ -126,10 +127,11 @@ def test_pods_the_operator_creates_run_restricted_too():
     from tts_operator.spec import parse_spec
 
     spec = parse_spec({})
+    keyed = parse_spec({"apiKeys": {"secretName": "tts-api-keys"}})
     _check_restricted("worker", resources.worker_pod("tts", spec)["spec"])
     _check_restricted("router", resources.router_deployment("tts", spec)["spec"]["template"]["spec"])
     for obj in (resources.worker_pod("tts", spec), resources.workers_service("tts", spec),
-                resources.router_deployment("tts", spec), resources.router_service("tts", spec),
+                resources.router_deployment("tts", spec), resources.router_deployment("tts", keyed), resources.router_service("tts", spec),
                 resources.router_role("tts"), resources.router_role_binding("tts"),
                 resources.router_service_account("tts")):
         obj = copy.deepcopy(obj)
@@ -156,6 +158,7 @@ def test_rbac_is_namespaced_unless_watching_all():
     ({"surprise": True}, "surprise"),
     ({"ttsCluster": {"voices": [{"name": "../x", "synthetic": {}}]}}, "../x"),
     ({"ttsCluster": {"workers": {"maxLoadedVoices": 0}}}, "maxLoadedVoices"),
+    ({"ttsCluster": {"apiKeys": {"key": "../keys"}}}, "key"),
 ])
 def test_values_schema_refuses_wrong_values(values, needle):
     chart = helm.Chart.load(str(CHART))
@@ -170,6 +173,13 @@ def test_voices_reach_the_ttscluster_as_given():
     assert cluster["spec"]["defaultVoice"] == "alice" and cluster["spec"]["workers"]["maxLoadedVoices"] == 4
     default = next(d for d in render({}) if d["kind"] == "TTSCluster")
     assert "voices" not in default["spec"] and "defaultVoice" not in default["spec"]
+
+
+def test_api_keys_reach_the_ttscluster_only_when_a_secret_is_named():
+    cluster = next(d for d in render(VALUE_SETS["api-keys"]) if d["kind"] == "TTSCluster")
+    assert cluster["spec"]["apiKeys"] == {"secretName": "tts-api-keys", "key": "keys.txt"}
+    default = next(d for d in render({}) if d["kind"] == "TTSCluster")
+    assert "apiKeys" not in default["spec"]
 
 
 def test_example_ttscluster_fits_the_crd():

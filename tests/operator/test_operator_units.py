@@ -40,6 +40,8 @@ def test_crd_shape():
     ({"drainTimeoutSeconds": "soon"}, "'soon' is not of type 'integer'"),
     ({"admin": {"allowUnauthenticated": "yes"}}, "'yes' is not of type 'boolean'"),
     ({"admin": {"tokenSecret": ""}}, "should be non-empty"),
+    ({"apiKeys": {"secretName": ""}}, "should be non-empty"),
+    ({"apiKeys": {"secretName": "k", "key": "a/b"}}, "does not match"),
 ])
 def test_crd_schema_refuses_bad_specs_with_a_clear_message(spec, needle):
     with pytest.raises(jsonschema.ValidationError) as err:
@@ -54,7 +56,7 @@ def test_schema_defaults_match_the_operator_model():
 
     crd_defaults = defaults(SCHEMA["properties"]["spec"])
     model = parse_spec({}).model_dump(by_alias=True)
-    for section in ("workers", "router", "autoscaling", "admin"):
+    for section in ("workers", "router", "autoscaling", "admin", "apiKeys"):
         for key, value in crd_defaults[section].items():
             if value is not None:
                 assert model[section][key] == value, (section, key)
@@ -154,3 +156,25 @@ def test_admin_settings_reach_router_and_workers_and_the_token_never_argv():
     assert {"name": "TTSC_ADMIN_TOKEN", "valueFrom": secret} in worker_c["env"]
     assert router_c["env"] == [{"name": "TTSC_ROUTER_ADMIN_TOKEN", "valueFrom": secret}]
     assert not any("tts-admin" in a for a in worker_c["args"] + router_c["args"])
+
+
+def test_api_keys_are_a_mounted_secret_the_router_reads(tmp_path, monkeypatch):
+    from tts_operator import resources
+    from tts_router.settings import RouterSettings
+
+    router = resources.router_deployment("c", parse_spec({}))
+    assert "volumes" not in router["spec"]["template"]["spec"]
+    spec = parse_spec({"apiKeys": {"secretName": "tts-api-keys"}})
+    pod = resources.router_deployment("c", spec)["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["volumes"] == [{"name": "api-keys", "secret": {"secretName": "tts-api-keys",
+                                                              "items": [{"key": "keys.yaml", "path": "keys.yaml"}]}}]
+    mount = container["volumeMounts"][0]
+    assert mount["name"] == "api-keys" and mount["readOnly"] is True
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["TTSC_ROUTER_API_KEYS_FILE"] == f"{mount['mountPath']}/keys.yaml"
+    # ... which is the variable the router's settings read
+    monkeypatch.setenv("TTSC_ROUTER_API_KEYS_FILE", env["TTSC_ROUTER_API_KEYS_FILE"])
+    assert str(RouterSettings().api_keys_file) == env["TTSC_ROUTER_API_KEYS_FILE"]
+    # The workers, reached only through the router (the NetworkPolicy), hold no keys.
+    assert "TTSC_API_KEYS_FILE" not in str(resources.worker_pod("c", spec))

@@ -53,6 +53,25 @@ def test_a_bad_entry_is_refused_naming_the_voice_and_the_field(entries, default,
     assert needle in str(err.value)
 
 
+@pytest.mark.parametrize("openai,needle", [
+    ({"voices": {"alloy": "zed"}}, "spec.openai.voices.alloy: 'zed' is not a voice of spec.voices (alice, bob)"),
+    ({"models": []}, "spec.openai.models: "),
+    ({"colour": "red"}, "spec.openai.colour: "),
+])
+def test_a_bad_openai_table_is_refused_naming_the_field(openai, needle):
+    with pytest.raises(CatalogError) as err:
+        read_voices([ALICE, BOB], None, openai)
+    assert needle in str(err.value)
+
+
+def test_the_openai_table_reaches_the_workers_catalog_only_when_set():
+    table = {"models": ["tts-1", "house-model"], "voices": {"alloy": "bob", "narrator": "alice"}}
+    text = catalog_yaml(read_voices([ALICE, BOB], None, table), {})
+    catalog = parse_catalog(yaml.safe_load(text), "voices.yaml")
+    assert catalog.openai.models == ["tts-1", "house-model"] and catalog.openai.voices == table["voices"]
+    assert "openai" not in yaml.safe_load(catalog_yaml(read_voices([ALICE, BOB], None), {}))
+
+
 def test_the_rendered_catalog_is_what_a_worker_reads_back():
     voices = read_voices([ALICE, BOB], "alice")
     text = catalog_yaml(voices, {"tts-worker-b": ["alice"], "tts-worker-a": ["alice"]})

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 
+import httpx
 import openai
 import pytest
 import yaml
@@ -114,6 +115,18 @@ def test_bad_requests_are_errors_in_openais_envelope(cluster):
         with pytest.raises(openai.BadRequestError) as bad:
             sdk.audio.speech.create(model="tts-1", voice="alloy", input="Hi.", speed=9)
         assert bad.value.body["param"] == "speed"
+
+
+def test_an_oversized_body_is_413_in_openais_envelope(cluster):
+    workers, router = cluster
+    for url in (workers[0].url, router.url):
+        r = httpx.post(f"{url}/v1/audio/speech", content=b'{"input": "' + b"x" * (2 << 20) + b'"}',
+                       headers={"content-type": "application/json"})
+        assert r.status_code == 413
+        assert r.json()["error"]["message"] == "body: over the limit of 1048576 bytes"
+        assert r.json()["error"]["type"] == "invalid_request_error"
+        r = httpx.post(f"{url}/tts", content=b"x" * (2 << 20))  # api_v2's shape stays on /tts
+        assert r.status_code == 413 and r.json() == {"message": "body: over the limit of 1048576 bytes"}
 
 
 def test_models_and_voices_list(cluster):
