@@ -6,6 +6,7 @@ key, a changed keys file takes effect and a bad one keeps the last good keys; th
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -27,6 +28,9 @@ KEY_NEW = "sk-rotated-0123456789abcdef"
 RATE = 16000
 TEXT = "The birch canoe slid on the smooth planks."
 API_V2 = {"text": "Hello there.", "text_lang": "en", "ref_audio_path": "reference.wav", "prompt_lang": "en"}
+# response_format -> (decoded as, rate) for the synthetic engine's default 32 kHz
+UP_FORMATS = {"mp3": ("mp3", 32000), "opus": ("opus", 48000), "aac": ("aac", 32000), "flac": ("flac", 32000),
+              "wav": ("wav", 32000), "pcm": ("raw", 24000)}
 # Long enough that its stream is still open while the next request arrives (0.01 s per character on the worker).
 LONG = " ".join(["Glue the sheet to the dark blue background."] * 12)
 
@@ -206,10 +210,23 @@ def test_the_same_through_tts_cluster_up_with_two_workers(tmp_path, voice_dir, k
         assert_refused_401(url, None)
         assert_refused_401(url, "sk-not-a-key-0123456789")
         client = sdk(url, KEY_A)
-        for fmt, media in (("mp3", "mp3"), ("wav", "wav"), ("pcm", "raw")):
+        for fmt, (media, rate) in UP_FORMATS.items():
             answer = client.audio.speech.create(model="tts-1", voice="alloy", input=TEXT, response_format=fmt)
-            pcm, rate = decode(answer.content, media, 24000 if fmt == "pcm" else 32000)
-            assert len(pcm) / rate > 1.0 and rms(pcm) > 300, fmt
+            pcm, decoded_rate = decode(answer.content, media, rate)
+            assert decoded_rate == rate and len(pcm) / rate > 1.0 and rms(pcm) > 300, fmt
+        with client.audio.speech.with_streaming_response.create(
+                model="tts-1", voice="alloy", input=f"{TEXT} {TEXT}", response_format="pcm") as response:
+            chunks = [c for c in response.iter_bytes() if c]
+        assert len(chunks) >= 2 and len(decode(b"".join(chunks), "raw", 24000)[0]) / 24000 > 2.0
+        with client.audio.speech.with_streaming_response.create(
+                model="tts-1", voice="alloy", input=TEXT, response_format="wav", stream_format="sse") as response:
+            events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
+        assert events[-1]["type"] == "speech.audio.done" and {e["type"] for e in events[:-1]} == {"speech.audio.delta"}
+        for bad, param in (({"voice": "nobody"}, "voice"), ({"model": "whisper-1"}, "model"),
+                           ({"input": "x" * 4097}, "input")):
+            with pytest.raises(openai.BadRequestError) as refused:
+                client.audio.speech.create(**{"model": "tts-1", "voice": "alloy", "input": "Hi.", **bad})
+            assert refused.value.body["param"] == param
         strict = sdk(url, KEY_SLOW)
         strict.audio.speech.create(model="tts-1", voice="alloy", input="One.", response_format="wav")
         with pytest.raises(openai.RateLimitError) as over:
