@@ -90,12 +90,23 @@ class WorkerStats(BaseModel):
     ready: bool
     draining: bool
     queue_depth: int = Field(description="Admitted requests waiting for the engine.")
-    in_flight: int = Field(description="Requests the engine is synthesizing now (0 or 1).")
+    in_flight: int = Field(description="Requests the engine is synthesizing now (0 or 1; up to max_batch on a "
+                           "batching worker).")
     capacity: int = Field(description="Most requests admitted at once (waiting + running): max_queue_size.")
     queued_work_seconds: float = Field(
-        description="Estimated engine seconds of all admitted work: text length x measured seconds per character."
+        description="Estimated engine seconds of all admitted work: text length x measured engine seconds per "
+        "character (on a batching worker, each request's share of the steps it runs in: the seconds the engine needs "
+        "at its measured aggregate speed, chars_per_second)."
     )
-    seconds_per_char: float = Field(description="Moving average of engine seconds per text character.")
+    seconds_per_char: float = Field(description="Moving average of wall seconds one request takes per text "
+                                    "character, at the concurrency it ran with (on a one-at-a-time worker, the "
+                                    "engine seconds per character).")
+    max_batch: int = Field(1, ge=1, description="Most requests the engine serves at once (1: one at a time); the "
+                           "admitted requests beyond it wait in the queue.")
+    batch_occupancy: int = Field(0, ge=0, description="Requests in the engine's batch now (at most max_batch).")
+    chars_per_second: float = Field(0.0, ge=0, description="Measured aggregate engine throughput: characters of text "
+                                    "completed per second of engine time at the concurrency the engine has been "
+                                    "running (1 / seconds_per_char on a one-at-a-time worker; 0 until measured).")
     retry_after_seconds: int = Field(1, description="When a slot is likely free here: what this worker answers in "
                                      "Retry-After, and what the router passes on (tts_common.retry_after).")
     queued_chars: int = Field(0, description="Characters of text admitted (waiting + running), for pricing a worker "

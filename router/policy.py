@@ -4,7 +4,9 @@ Every policy gets only workers that are healthy and have room (the pool filters)
 seconds per character, for pricing workers that have measured none yet.
 
 - least-work: the worker where this request is expected to finish first (admitted text x measured seconds per
-  character, plus this request): TTS requests differ in size by 10x or more and the text is known up front.
+  character, plus this request): TTS requests differ in size by 10x or more and the text is known up front. A
+  batching worker with a free place in its batch starts the request at once; a full one is priced by the part of
+  its queue that must finish first (`finish.expected_finish`).
 - least-loaded: lowest admitted requests relative to capacity, ties broken at random.
 - power-of-two: two random candidates, the less loaded of them: robust when several routers act on stale data,
   where a global minimum sends everything to the same worker at once.

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from tts_common.logs import log_fields
 from tts_common.schemas import WorkerStats
 
+from .finish import expected_finish
 from .health import Outcomes, OutlierRules, doubtful, ejection_reason, ejection_seconds, may_eject, suspect
 
 log = logging.getLogger("tts_router.pool")
@@ -137,8 +138,21 @@ class WorkerState:
         return own if own > 0 else reference
 
     def cost(self, chars: int, reference: float) -> float:
-        """Estimated engine seconds for a text of `chars` characters on this worker."""
+        """Estimated seconds a text of `chars` characters takes on this worker (at its concurrency)."""
         return chars * self.seconds_per_char(reference)
+
+    @property
+    def max_batch(self) -> int:
+        """Most requests it serves at once (1: one at a time, and any worker older than batching)."""
+        return self.stats.max_batch if self.stats is not None else 1
+
+    def work(self, chars: int, reference: float) -> float:
+        """Engine seconds a text of `chars` characters adds to this worker's admitted work: on a batching worker
+        that measured its speed, at its aggregate rate (several requests share each second); else its cost."""
+        s = self.stats
+        if s is not None and s.max_batch > 1 and s.chars_per_second > 0:
+            return chars / s.chars_per_second
+        return self.cost(chars, reference)
 
     def serves(self, voice: Optional[str]) -> bool:
         """Whether this worker can serve `voice` (None, the default voice: every worker)."""
@@ -168,7 +182,9 @@ class WorkerState:
         return s is not None and (voice in s.loaded_voices or voice in s.voices_loading)
 
     def expected_finish(self, chars: int, reference: float) -> float:
-        """When a new request would finish here: admitted work, plus what was sent since the poll, plus itself."""
+        """When a new request would finish here: its own cost, after the admitted work (plus what was sent since
+        the poll) it must wait for: all of it one at a time, on a batching worker only what frees a place
+        (`finish.expected_finish`)."""
         s = self.stats
         if s is None:
             queued = 0.0
@@ -176,7 +192,8 @@ class WorkerState:
             queued = s.queued_work_seconds
         else:  # a cold worker reports no work it cannot price: price its admitted text at the peers' speed
             queued = s.queued_chars * reference
-        return queued + self.work_since_poll + self.cost(chars, reference)
+        return expected_finish(self.cost(chars, reference), queued + self.work_since_poll, self.admitted,
+                               self.max_batch)
 
 
 class Chooser(Protocol):
@@ -388,7 +405,7 @@ class WorkerPool:
         worker.routed += 1
         worker.in_flight += 1
         worker.sent_since_poll += 1
-        worker.work_since_poll += worker.cost(chars, self.reference_seconds_per_char())
+        worker.work_since_poll += worker.work(chars, self.reference_seconds_per_char())
         if probe:
             worker.probing = True
             log_fields(log, "probing ejected worker", worker=worker.url, name=worker.name)

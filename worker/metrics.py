@@ -7,6 +7,7 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60, 120)
+_BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 
 
 class WorkerMetrics:
@@ -60,6 +61,14 @@ class WorkerMetrics:
                                     registry=self.registry)
         self.max_loaded_voices = Gauge("ttsc_worker_max_loaded_voices", "Most catalog voices held at once.",
                                        registry=self.registry)
+        self.max_batch = Gauge("ttsc_worker_max_batch", "Most requests the engine serves at once (1: one at a "
+                               "time).", registry=self.registry)
+        self.batch_occupancy = Gauge("ttsc_worker_batch_occupancy", "Requests in the engine's batch now.",
+                                     registry=self.registry)
+        self.batch_size = Histogram(
+            "ttsc_worker_batch_size", "Requests in each batched engine step (batching workers only).",
+            buckets=_BATCH_BUCKETS, registry=self.registry,
+        )
 
     def bind(
         self,
@@ -70,8 +79,11 @@ class WorkerMetrics:
         loaded_voices: Callable[[], float] = lambda: 0.0,
         voices_loading: Callable[[], float] = lambda: 0.0,
         max_loaded_voices: Callable[[], float] = lambda: 0.0,
+        max_batch: Callable[[], float] = lambda: 1.0,
     ) -> None:
         """Gauges read live values at scrape time instead of being kept in step by hand."""
+        self.max_batch.set_function(max_batch)
+        self.batch_occupancy.set_function(in_flight)  # the requests in the engine are its batch
         self.loaded_voices.set_function(loaded_voices)
         self.voices_loading.set_function(voices_loading)
         self.max_loaded_voices.set_function(max_loaded_voices)

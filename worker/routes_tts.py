@@ -119,6 +119,8 @@ class _Outcome:
                 outcome=job.outcome.value,
                 bytes=nbytes,
             )
+            if self.svc.scheduler.max_batch > 1:  # the most requests it shared the engine with, itself included
+                fields["batch_peak"] = job.batch_peak
         if note:
             fields["note"] = note
         log_fields(log, "tts request", **fields)

@@ -1,8 +1,10 @@
 """Bounded admission in front of one engine, run on one executor thread off the event loop.
 
-One engine owns one device, so exactly one synthesis runs at a time; up to `max_queue_size` requests are admitted
-(waiting + running) and the rest are refused at once with an estimate of when to retry. A request whose client left
-while waiting is removed before it reaches the engine, so no inference is wasted on it.
+One engine owns one device, so here exactly one synthesis runs at a time; up to `max_queue_size` requests are
+admitted (waiting + running) and the rest are refused at once with an estimate of when to retry. A request whose
+client left while waiting is removed before it reaches the engine, so no inference is wasted on it. A batching
+engine is driven by `batch_scheduler.BatchScheduler` instead, which keeps this admission and changes only how
+admitted jobs run.
 """
 
 from __future__ import annotations
@@ -104,6 +106,10 @@ class Job:
     rate: int = 0
     #: voices the requests queued behind this one want: a load for this one evicts them last
     spare_voices: frozenset[str] = frozenset()
+    #: engine seconds this job used: its share of each batched step (a step's time over the requests in it)
+    engine_seconds: float = 0.0
+    #: the most requests it shared a batched step with, itself included (0: run by the one-at-a-time path)
+    batch_peak: int = 0
 
     @property
     def chars(self) -> int:
@@ -175,8 +181,8 @@ class Scheduler:
         # Stop the engine between chunks, so exiting never waits for a long synthesis nobody will receive.
         for job in list(self._pending):
             self.cancel(job, JobOutcome.CANCELLED)
-        if self._running is not None:
-            self._running.cancel.cancel()
+        for running in self._engine_jobs():
+            running.cancel.cancel()
         while self._barriers:
             _seq, _fn, future = self._barriers.popleft()
             future.cancel()
@@ -205,12 +211,21 @@ class Scheduler:
 
     # -- load signal -----------------------------------------------------------------------------------------
     @property
+    def max_batch(self) -> int:
+        """Most jobs in the engine at once."""
+        return 1
+
+    def _engine_jobs(self) -> list[Job]:
+        """The jobs in the engine now, in admission order."""
+        return [self._running] if self._running is not None else []
+
+    @property
     def queue_depth(self) -> int:
         return len(self._pending)
 
     @property
     def in_flight(self) -> int:
-        return 1 if self._running is not None else 0
+        return len(self._engine_jobs())
 
     @property
     def admitted(self) -> int:
@@ -218,7 +233,18 @@ class Scheduler:
 
     @property
     def seconds_per_char(self) -> float:
+        """Wall seconds per character one request takes (at the concurrency it ran with)."""
         return self._per_char.value
+
+    def _engine_seconds_per_char(self) -> float:
+        """Engine seconds each character of admitted text will use: alone, its wall time."""
+        return self._per_char.value
+
+    @property
+    def chars_per_second(self) -> float:
+        """The engine's measured throughput: characters completed per second of engine time (0: unmeasured)."""
+        per = self._engine_seconds_per_char()
+        return 1.0 / per if per > 0 else 0.0
 
     @property
     def average_processing_time(self) -> float:
@@ -226,31 +252,35 @@ class Scheduler:
         return c.processing_total / c.processed if c.processed else 0.0
 
     def queued_chars(self) -> int:
-        return sum(j.chars for j in self._pending) + (self._running.chars if self._running is not None else 0)
+        return sum(j.chars for j in (*self._pending, *self._engine_jobs()))
+
+    def _remaining_seconds(self, job: Job) -> float:
+        """Engine seconds a job in the engine still needs: its expected time less what it has run."""
+        return max(0.0, job.chars * self._per_char.value - max(0.0, job.processing - job.load_seconds))
 
     def queued_work_seconds(self) -> float:
         """Expected engine seconds for everything admitted, voice loads included: what `least-work` routing
         compares."""
         chars = sum(j.chars for j in self._pending)
-        work = chars * self._per_char.value
-        running = self._running
-        if running is not None:
-            work += max(0.0, running.chars * self._per_char.value - max(0.0, running.processing - running.load_seconds))
+        running = self._engine_jobs()
+        work = chars * self._engine_seconds_per_char() + sum(self._remaining_seconds(j) for j in running)
         # Each voice not held costs one load, however many admitted requests want it.
-        wanted = {j.params.voice.name: j.params.voice for j in (*self._pending, *([running] if running else []))
-                  if j.params.voice}
+        wanted = {j.params.voice.name: j.params.voice for j in (*self._pending, *running) if j.params.voice}
         loaded, default = self.engine.loaded, self.engine.default_voice_load_seconds
         return work + sum(loaded.expected_load_seconds(n, v, default) for n, v in wanted.items())
 
     def voices_queued(self) -> list[str]:
         """The catalog voices admitted requests want, in admission order."""
-        running = [self._running] if self._running is not None else []
-        return list(dict.fromkeys(j.params.voice.name for j in (*running, *self._pending) if j.params.voice))
+        jobs = (*self._engine_jobs(), *self._pending)
+        return list(dict.fromkeys(j.params.voice.name for j in jobs if j.params.voice))
+
+    def _seconds_per_slot(self) -> float:
+        """Seconds between two admission slots freeing while the engine is busy: one request's time, alone."""
+        return self._per_request.value or self.average_processing_time
 
     def retry_after(self) -> int:
         """Seconds until a slot is likely free (the policy the router applies to its own 503s too)."""
-        per = self._per_request.value or self.average_processing_time
-        return retry_after_seconds(self.admitted, self.max_queue_size, per)
+        return retry_after_seconds(self.admitted, self.max_queue_size, self._seconds_per_slot())
 
     # -- admission and the job's stream ---------------------------------------------------------------------
     def submit(self, params: SynthesisParams, request_id: str, deadline: float) -> Job:
@@ -325,7 +355,7 @@ class Scheduler:
     def abort_all(self) -> int:
         """The drain ran out of time: end every admitted job now, so each route answers (503 before its first byte,
         a cut stream after) instead of uvicorn's plain 500 at exit. The engine stops at its next chunk."""
-        jobs = list(self._pending) + ([self._running] if self._running is not None else [])
+        jobs = list(self._pending) + self._engine_jobs()
         for job in jobs:
             self.cancel(job, JobOutcome.DRAINING)
             job.out.put_nowait(_Failed(Cancelled("draining")))  # its reader is waiting on this job's stream
@@ -339,7 +369,7 @@ class Scheduler:
             return False
 
     def _update_idle(self) -> None:
-        if not self._pending and self._running is None:
+        if not self._pending and not self._engine_jobs():
             self._idle.set()
 
     # -- execution -------------------------------------------------------------------------------------------
@@ -386,10 +416,14 @@ class Scheduler:
         final stats and a free engine."""
         if job.outcome is JobOutcome.RUNNING:
             self._finish(job, job.cancel_reason if outcome is JobOutcome.CANCELLED else outcome)
-        if self._running is job:
-            self._running = None
+        self._release(job)
         self._update_idle()
         job.out.put_nowait(last)
+
+    def _release(self, job: Job) -> None:
+        """The job has left the engine."""
+        if self._running is job:
+            self._running = None
 
     def _run(self, job: Job, loop: asyncio.AbstractEventLoop) -> None:
         """Runs on the engine thread: stream chunks to the event loop as they come."""

@@ -117,6 +117,7 @@ def run(settings: WorkerSettings) -> int:
         device=settings.resolved_device(),
         cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
         max_queue_size=settings.max_queue_size,
+        max_batch=settings.max_batch if settings.batching else 1,
         voice_dir=str(settings.voice_dir),
         tts_config=str(settings.tts_config) if settings.tts_config.is_file() else None,
         enable_concurrent_tts=settings.enable_concurrent_tts,

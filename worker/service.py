@@ -16,6 +16,7 @@ from tts_common.logs import log_fields
 from tts_common.schemas import WorkerStats
 from tts_common.voices import CatalogFile, VoiceCatalog
 
+from .batch_scheduler import BatchScheduler
 from .engines.base import CancelToken, Engine, EngineError
 from .metrics import WorkerMetrics
 from .scheduler import Scheduler
@@ -37,7 +38,7 @@ class WorkerService:
         self._applied: Optional[VoiceCatalog] = None  # the catalog whose pins and changes the engine has applied
         self._watcher: Optional[asyncio.Task[None]] = None
         self.metrics = WorkerMetrics(settings.name, engine.name, engine.device)
-        self.scheduler = Scheduler(engine, settings.max_queue_size, self.metrics)
+        self.scheduler = make_scheduler(settings, engine, self.metrics)
         self.started_at = time.monotonic()
         self.instance_id = uuid.uuid4().hex
         # Key ids label the per-key counters; those the router sends are bounded here.
@@ -52,6 +53,7 @@ class WorkerService:
             loaded_voices=lambda: len(engine.loaded.names()),
             voices_loading=lambda: len(engine.loaded.loading()),
             max_loaded_voices=lambda: engine.loaded.limit,
+            max_batch=lambda: self.scheduler.max_batch,
         )
 
     async def start(self) -> None:
@@ -166,6 +168,9 @@ class WorkerService:
             capacity=self.settings.max_queue_size,
             queued_work_seconds=round(s.queued_work_seconds(), 4),
             seconds_per_char=s.seconds_per_char,
+            chars_per_second=round(s.chars_per_second, 3),
+            max_batch=s.max_batch,
+            batch_occupancy=s.in_flight,
             queued_chars=s.queued_chars(),
             retry_after_seconds=s.retry_after(),
             processed=c.processed,
@@ -198,6 +203,17 @@ class WorkerService:
         if catalog is None or not self.engine.serves_voices:
             return []
         return [v.name for v in catalog.for_engine(self.engine.name)]
+
+
+def make_scheduler(settings: WorkerSettings, engine: Engine, metrics: WorkerMetrics) -> Scheduler:
+    """The batched scheduler where batching is on and the engine batches; else today's one-at-a-time one."""
+    if settings.batching and engine.max_batch > 1 and settings.max_batch > 1:
+        return BatchScheduler(engine, settings.max_queue_size, metrics, settings.max_batch,
+                              settings.batch_wait_ms / 1000)
+    if settings.batching and engine.max_batch <= 1:
+        log_fields(log, "batching is on but the engine serves one request at a time", logging.WARNING,
+                   engine=engine.name, max_batch=settings.max_batch)
+    return Scheduler(engine, settings.max_queue_size, metrics)
 
 
 def service_of(app_state: object) -> WorkerService:

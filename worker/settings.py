@@ -87,6 +87,19 @@ class WorkerSettings(ServingSettings):
     )
     max_loaded_voices: int = Field(3, ge=1, le=64, description="Most catalog voices held at once; least recently "
                                    "used evicted.")
+    # batching: several requests in the engine at once (engines that can; the others serve one at a time)
+    batching: bool = Field(
+        False, description="Serve up to --max-batch requests in the engine at once, advancing together step by step "
+        "(engines that batch: synthetic); off: one request at a time, as api_v2."
+    )
+    max_batch: int = Field(
+        8, ge=1, le=64, description="With --batching: most requests in the engine at once (the rest wait in the "
+        "queue); at most --max-queue-size."
+    )
+    batch_wait_ms: float = Field(
+        5.0, ge=0, le=1000, description="With --batching: milliseconds an idle engine's first request waits for "
+        "others to arrive, so they start in one batch (later arrivals join between steps without waiting)."
+    )
     # piper engine
     piper_voice: Optional[Path] = Field(None, description="Piper .onnx voice; default: the bundled en_US joe voice.")
     piper_deterministic: bool = Field(
@@ -101,6 +114,14 @@ class WorkerSettings(ServingSettings):
     synthetic_sample_rate: int = Field(32000, ge=8000, le=48000, description="Synthetic engine: sample rate.")
     synthetic_voice_load_seconds: float = Field(
         0.0, ge=0, le=600, description="Synthetic engine: seconds a catalog voice takes to load (a model pair's stand-in)."
+    )
+    synthetic_batch_step_seconds: float = Field(
+        0.02, gt=0, le=10, description="Synthetic engine with --batching: seconds of each request's own work one "
+        "batched step does (its length alone)."
+    )
+    synthetic_batch_alpha: float = Field(
+        0.3, ge=0, le=1, description="Synthetic engine with --batching: a step of b requests takes "
+        "step x b^alpha (0: a batch costs no more than one request; 1: no gain from batching)."
     )
     # gpt-sovits engine
     gpt_sovits_root: Optional[Path] = Field(
@@ -147,6 +168,13 @@ class WorkerSettings(ServingSettings):
     @property
     def name(self) -> str:
         return self.worker_id or f"{socket.gethostname()}:{self.port}"
+
+    @model_validator(mode="after")
+    def _batch_fits_the_queue(self) -> "WorkerSettings":
+        if self.batching and self.max_batch > self.max_queue_size:
+            raise ValueError(f"max_batch ({self.max_batch}) is above max_queue_size ({self.max_queue_size}): a batch "
+                             "holds only admitted requests, so raise max_queue_size or lower max_batch")
+        return self
 
     @model_validator(mode="after")
     def _voices_beside_tts_config(self) -> "WorkerSettings":

@@ -43,6 +43,9 @@ def _engine(settings: "WorkerSettings") -> Engine:
             device=device,
             voice_load_seconds=settings.synthetic_voice_load_seconds,
             models_dir=settings.models_dir,
+            max_batch=settings.max_batch if settings.batching else 1,
+            batch_step_seconds=settings.synthetic_batch_step_seconds,
+            batch_alpha=settings.synthetic_batch_alpha,
         )
     if settings.engine == "gpt-sovits":
         from .gpt_sovits_engine import GPTSoVITSEngine

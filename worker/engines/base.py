@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
@@ -16,6 +16,9 @@ from tts_common.schemas import TTSRequest
 from tts_common.voices import Voice
 
 from ..loaded_voices import FAILED_HOLD_SECONDS, LoadedVoices, NoVoiceSlot, RecentlyFailed
+
+if TYPE_CHECKING:
+    from .batch import BatchSession
 
 
 class StreamMode(IntEnum):
@@ -122,6 +125,15 @@ class Engine(ABC):
     @abstractmethod
     def synthesize(self, params: SynthesisParams, cancel: CancelToken) -> Iterator[np.ndarray]:
         """Yield int16 mono chunks at the granularity `params.mode` asks for. Blocking: runs off the event loop."""
+
+    @property
+    def max_batch(self) -> int:
+        """Most requests this engine can serve at once; above 1 it offers `open_batch`. 1: one at a time."""
+        return 1
+
+    def open_batch(self) -> "BatchSession":
+        """A session that serves up to `max_batch` requests together, stepped from the engine thread."""
+        raise EngineUnsupported(f"engine {self.name} serves one request at a time")
 
     def output_rate(self, params: SynthesisParams) -> int:
         """Sample rate of this request's audio: the engine's, unless a request option changes it."""

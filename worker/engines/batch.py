@@ -1,0 +1,52 @@
+"""The batched engine interface: requests that advance together, one step at a time, on the engine's one thread.
+
+A batching engine (`Engine.max_batch` > 1) hands the scheduler a `BatchSession`. Requests join (`add`) and leave
+(`remove`, or by finishing) only between steps, so an engine that keeps one row of its KV cache per request (see
+`t2s_batch.BatchDecoder`: `admit`, `step`, `cancel`) maps onto it directly, and a request that ends frees its row
+for the next one at once instead of at the end of a fixed batch.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from .base import CancelToken, SynthesisParams
+
+
+@dataclass
+class StepOutput:
+    """What one request got from one step: audio chunks at the granularity its streaming mode asks for, and
+    whether it ended (done, or failed with `error`, which ends that request alone). Either way it has left."""
+
+    key: int
+    chunks: list[np.ndarray] = field(default_factory=list)
+    done: bool = False
+    error: Optional[Exception] = None
+
+
+class BatchSession(ABC):
+    """The requests an engine is serving at once. Every method runs on the engine thread."""
+
+    @property
+    @abstractmethod
+    def active(self) -> int:
+        """Requests in the batch now."""
+
+    @abstractmethod
+    def add(self, key: int, params: SynthesisParams, cancel: CancelToken) -> None:
+        """Start a request (its voice already held). Raises EngineError (or Cancelled) for this request alone,
+        which then never joined."""
+
+    @abstractmethod
+    def remove(self, key: int) -> None:
+        """Drop a request that left early (its client left, its deadline passed, its audio grew too long); an
+        unknown key is ignored."""
+
+    @abstractmethod
+    def step(self) -> list[StepOutput]:
+        """Advance every request in the batch by one step: one output per request that took part, so the scheduler
+        can share the step's time among them."""
