@@ -92,6 +92,7 @@ bench: setup nginx
 	$(VENV)/bin/tts-cluster bench router
 	$(VENV)/bin/tts-cluster bench cluster
 	$(VENV)/bin/tts-cluster bench voices
+	$(VENV)/bin/tts-cluster bench batching
 
 # Faults injected into real workers, routers and the operator (bench/chaos.py): exits 1 if any request was lost.
 chaos: setup

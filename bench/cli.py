@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import chaos, cluster_bench, router_bench, voices_bench, worker_bench
+from . import batching_bench, chaos, cluster_bench, router_bench, voices_bench, worker_bench
 
 RESULTS = Path(__file__).with_name("results")
 
@@ -34,7 +34,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         description=voices_bench.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     voices_bench.add_arguments(vo)
     vo.set_defaults(func=_run_voices)
-    for scenario in (w, cl, rt, ch, vo):
+    ba = sub.add_parser("batching", help="one GPT-SoVITS worker (v2 T2S shapes, generated weights), batching off vs "
+                        "on at 1-16 concurrent: T2S tokens/s, req/s, p50/p95, first byte",
+                        description=batching_bench.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    batching_bench.add_arguments(ba)
+    ba.set_defaults(func=_run_batching)
+    for scenario in (w, cl, rt, ch, vo, ba):
         scenario.add_argument("--voice-dir", type=Path, default=Path("voices"), help="holds reference.wav")
         scenario.add_argument("--out", type=Path, default=RESULTS, help="where JSON goes [default bench/results]")
 
@@ -62,3 +67,4 @@ _run_cluster = _with_progress(cluster_bench.run)
 _run_router = _with_progress(router_bench.run)
 _run_chaos = _with_progress(chaos.run)
 _run_voices = _with_progress(voices_bench.run)
+_run_batching = _with_progress(batching_bench.run)

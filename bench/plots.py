@@ -142,3 +142,20 @@ def plot_voices(report: dict[str, Any], runs: dict[str, Run], path: Path) -> str
     for ax in (cdf, loads, admitted):
         ax.legend(fontsize=8)
     return _save(plt, fig, path)
+
+
+def plot_batching(report: dict[str, Any], path: Path) -> str:
+    """T2S tokens/s, requests/s and p95 latency against concurrency, batching off and on."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for mode, colour in (("off", "tab:grey"), ("on", "tab:blue")):
+        runs = report["runs"][mode]
+        levels = [r["concurrency"] for r in runs]
+        for ax, key in zip(axes, ("t2s_tokens_per_s", "requests_per_s", "p95_s"), strict=True):
+            ax.plot(levels, [r[key] for r in runs], marker="o", label=f"batching {mode}", color=colour)
+    for ax, title in zip(axes, ("T2S tokens/s", "requests/s", "p95 latency (s)"), strict=True):
+        ax.set(title=title, xlabel="concurrent requests")
+        ax.legend()
+    fig.suptitle(f"GPT-SoVITS worker on {report['device']}: T2S {report['t2s_layers']} layers, "
+                 f"max_batch {report['max_batch']}")
+    return _save(plt, fig, path)

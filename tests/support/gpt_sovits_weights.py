@@ -5,7 +5,7 @@ No pretrained weights can be downloaded in CI, but the real pipeline runs on ran
 them with the installed GPT-SoVITS distribution's own model classes (gpt-sovits-cpufast re-implements BERT and
 HuBERT in plain torch), so every file loads with no missing or unexpected keys:
 
-    OUT/s1.ckpt                          GPT (t2s) {"config", "weight"}: vocab 1025, EOS 1024, phonemes 732, 2 layers
+    OUT/s1.ckpt                          GPT (t2s) {"config", "weight"}: vocab 1025, EOS 1024, phonemes 732, 2 layers (--t2s-layers)
     OUT/s2G.pth                          SoVITS {"config", "weight"}: the 32 kHz s2G488k hyper-parameters
     OUT/chinese-roberta-wwm-ext-large/   2-layer BERT (hidden 1024) and a tokenizer from a written vocab.txt
     OUT/chinese-hubert-base/             2-layer HuBERT (hidden 768) and preprocessor_config.json
@@ -102,9 +102,10 @@ def _maybe_half(sd: dict, fp16: bool) -> dict:
 
 
 # ------------------------------------------------------------------ parts --
-def make_t2s(out: Path, max_sec: int, fp16: bool) -> None:
+def make_t2s(out: Path, max_sec: int, fp16: bool, layers: int = 2) -> None:
     config = json.loads(json.dumps(T2S_CONFIG))
     config["data"]["max_sec"] = max_sec
+    config["model"]["n_layer"] = layers
     m = Text2SemanticLightningModule(config, "****", is_train=False)
     sd = {k: v for k, v in m.state_dict().items()}
     torch.save({"config": config, "weight": _maybe_half(sd, fp16), "info": "random-init"}, out / "s1.ckpt")
@@ -243,6 +244,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0, help="different seeds give different weight sets")
     ap.add_argument("--max-sec", type=int, default=2,
                     help="t2s data.max_sec; random weights rarely emit EOS, so decoding runs ~50*max_sec tokens")
+    ap.add_argument("--t2s-layers", type=int, default=2,
+                    help="t2s transformer layers (24: s1longer-v2's, the real decoder's cost per token)")
     ap.add_argument("--with-enc-q", action="store_true",
                     help="also store enc_q.* (+20 MB) so SoVITS loads with no missing keys at all")
     ap.add_argument("--small-vits", action="store_true",
@@ -258,7 +261,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     torch.manual_seed(args.seed)
     steps = [
-        ("s1.ckpt", lambda: make_t2s(out, args.max_sec, fp16)),
+        ("s1.ckpt", lambda: make_t2s(out, args.max_sec, fp16, args.t2s_layers)),
         ("s2G.pth", lambda: make_s2(out, fp16, args.with_enc_q, args.small_vits)),
         ("bert", lambda: make_bert(out, fp16)),
         ("hubert", lambda: make_hubert(out, fp16)),

@@ -1,0 +1,79 @@
+"""The batching benchmark (`tts-cluster bench batching`): its pieces in-process (flags, the per-run row, the target
+verdicts) and one real `--quick` run on generated weights whose report must be complete and agree with itself.
+Speed is the benchmark's business: no figure is compared with a number here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tts_bench.batching_bench import SAMPLES_PER_TOKEN, Measured, Sample, Scenario, add_arguments, row, targets
+
+
+def parse(*flags: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    return p.parse_args(list(flags))
+
+
+def test_every_flag_is_explained_and_bad_levels_are_refused():
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    assert all(a.help for a in p._actions)
+    full = Scenario.of(parse())
+    assert full.levels == [1, 4, 8, 16] and full.layers == 24 and full.max_batch == 16
+    assert Scenario.of(parse("--concurrency", "8,1,8")).levels == [1, 8]
+    quick = Scenario.of(parse("--quick"))
+    assert quick.layers == 2 and quick.levels == [1, 2] and quick.rounds == 1
+    for bad in ("0", "x", "1,65", ""):
+        with pytest.raises(SystemExit):
+            parse("--concurrency", bad)
+
+
+def test_a_row_counts_tokens_from_the_audio_and_leaves_failures_out():
+    m = Measured(2, wall=4.0, samples=[Sample(200, 1.0, 0.5, 10 * SAMPLES_PER_TOKEN),
+                                       Sample(200, 3.0, 1.0, 30 * SAMPLES_PER_TOKEN),
+                                       Sample(503, 0.1, None, 0)], peak_batch=2)
+    r = row(m)
+    assert r["ok"] == 2 and r["requests"] == 3 and r["t2s_tokens"] == 40
+    assert r["t2s_tokens_per_s"] == 10 and r["requests_per_s"] == 0.5 and r["peak_in_engine"] == 2
+    assert (r["p50_s"], r["p95_s"], r["ttfb_p50_s"]) == (1.0, 3.0, 0.5)
+
+
+def test_target_verdicts_follow_the_ratios():
+    def rows(tokens: float, rps: float, p95: float, p50: float) -> dict[int, dict[str, float]]:
+        return {1: {"t2s_tokens_per_s": 1, "requests_per_s": 1, "p95_s": 1, "p50_s": p50},
+                8: {"t2s_tokens_per_s": tokens, "requests_per_s": rps, "p95_s": p95, "p50_s": 1}}
+
+    verdicts = targets({"off": rows(10, 1, 4, 2.0), "on": rows(60, 3, 3, 2.1)})
+    assert {k: v["verdict"] for k, v in verdicts.items()} == {
+        "t2s_tokens_x": "PASS", "requests_x": "PASS", "p95_ratio": "PASS", "single_latency_ratio": "PASS"}
+    verdicts = targets({"off": rows(10, 1, 4, 2.0), "on": rows(40, 2, 5, 2.5)})
+    assert verdicts["t2s_tokens_x"] == {"target": 5.0, "measured": 4.0, "verdict": "FAIL"}
+    assert {v["verdict"] for v in verdicts.values()} == {"FAIL"}
+    only_one = {1: rows(1, 1, 1, 1)[1]}
+    assert targets({"off": only_one, "on": only_one})["requests_x"]["verdict"] == "not measured"
+
+
+def test_a_quick_run_reports_every_level_of_both_modes(tmp_path):
+    voice_dir = tmp_path / "voices"
+    voice_dir.mkdir()
+    done = subprocess.run([sys.executable, "-m", "tts_cli", "bench", "batching", "--quick", "--out",
+                           str(tmp_path / "out"), "--voice-dir", str(voice_dir)],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "batching.json").read_text())
+    assert report["levels"] == [1, 2] and report["quick"] is True
+    for mode in ("off", "on"):
+        runs = report["runs"][mode]
+        assert [r["concurrency"] for r in runs] == [1, 2]
+        for r in runs:
+            assert r["ok"] == r["requests"] == r["concurrency"], r  # every request answered, audio counted
+            assert r["t2s_tokens"] > 0 and r["p95_s"] >= r["p50_s"] > 0 and r["ttfb_p50_s"] > 0
+    assert set(report["targets"]) == {"t2s_tokens_x", "requests_x", "p95_ratio", "single_latency_ratio"}
+    assert report["targets"]["requests_x"]["verdict"] == "not measured"  # no level 8 in a quick run
+    assert "GPT-SoVITS worker, batching off vs on" in done.stdout
