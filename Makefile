@@ -87,7 +87,7 @@ lock:
 	$(VENV)/bin/uv pip compile pyproject.toml --all-extras --universal --python-version 3.11 \
 	  --constraint build/lock-constraints.txt --custom-compile-command "make lock" --quiet -o $(LOCK)
 
-bench: setup nginx
+bench: setup setup-gpt-sovits nginx
 	$(VENV)/bin/tts-cluster bench worker
 	$(VENV)/bin/tts-cluster bench router
 	$(VENV)/bin/tts-cluster bench cluster
