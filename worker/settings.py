@@ -90,7 +90,7 @@ class WorkerSettings(ServingSettings):
     # batching: several requests in the engine at once (engines that can; the others serve one at a time)
     batching: bool = Field(
         False, description="Serve up to --max-batch requests in the engine at once, advancing together step by step "
-        "(engines that batch: synthetic); off: one request at a time, as api_v2."
+        "(engines that batch: synthetic, gpt-sovits); off: one request at a time, as api_v2."
     )
     max_batch: int = Field(
         8, ge=1, le=64, description="With --batching: most requests in the engine at once (the rest wait in the "

@@ -192,6 +192,23 @@ def test_seeded_sampling_does_not_depend_on_batch_companions(model):
     assert together["greedy"] != alone["r0"]
 
 
+def test_a_seeded_request_draws_upstreams_random_stream(model):
+    """Given a generator seeded as TTS.run seeds the global one, a sampled request gets upstream's own tokens, in a
+    batch, and leaves its generator where upstream leaves the global one: the next draw (SoVITS's noise) is the
+    same, so a caller can keep one random stream per request across sentences and vocoder as TTS.run does."""
+    sampled = dict(top_k=15, top_p=0.9, temperature=0.8, repetition_penalty=1.35, early_stop_num=40)
+    reqs = make_requests(seed=6, **sampled)
+    generators = {r.request_id: torch.Generator().manual_seed(200 + i) for i, r in enumerate(reqs)}
+    dec = BatchDecoder(model, max_batch=4, max_len=128)
+    for r in reqs:
+        dec.admit(replace(r, generator=generators[r.request_id]))
+    done = drain(dec)
+    for i, r in enumerate(reqs):
+        torch.manual_seed(200 + i)
+        assert list(done[r.request_id].semantic or ()) == reference(model, r), r.request_id
+        assert torch.equal(torch.randn(8, generator=generators[r.request_id]), torch.randn(8)), r.request_id
+
+
 def test_cancel_frees_the_row_at_once_and_a_reused_row_decodes_correctly(eos_model):
     model, reqs, refs = eos_model
     dec = BatchDecoder(model, max_batch=3, max_len=256)

@@ -57,5 +57,6 @@ def _engine(settings: "WorkerSettings") -> Engine:
             warmup_reference=settings.voice_dir / "reference.wav",
             cpu_threads=settings.cpu_threads,
             models_dir=settings.models_dir,
+            max_batch=settings.max_batch if settings.batching else 1,
         )
     raise EngineLoadError(f"engine {settings.engine!r} is not available in this build")

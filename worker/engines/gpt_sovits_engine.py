@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from .base import (
     StreamMode,
     SynthesisParams,
 )
+
+if TYPE_CHECKING:
+    from .batch import BatchSession
 
 log = logging.getLogger("tts_worker.gpt_sovits")
 
@@ -163,7 +166,10 @@ def _described(exc: BaseException) -> str:
 class GPTSoVITSEngine(Engine):
     """The default voice is tts_infer.yaml's pair, always held; catalog voices are further GPT/SoVITS pairs held
     in `loaded` (least recently used evicted), sharing the one BERT, HuBERT and text front end. The engine thread
-    runs one synthesis at a time, so a voice's pair is swapped into the one `TTS` object before its run."""
+    runs one synthesis at a time, so a voice's pair is swapped into the one `TTS` object before its run.
+
+    With `max_batch` > 1 it also serves requests together (`open_batch`, see gpt_sovits_batch): TTS.run's pieces,
+    with the T2S decoder stepping every request of a voice in one batch."""
 
     name = "gpt-sovits"
     switches_weights = True
@@ -173,8 +179,9 @@ class GPTSoVITSEngine(Engine):
 
     def __init__(self, block: dict[str, Any], device: str, root: Optional[Path] = None,
                  warmup_reference: Optional[Path] = None, cpu_threads: int = 0,
-                 models_dir: Optional[Path] = None) -> None:
+                 models_dir: Optional[Path] = None, max_batch: int = 1) -> None:
         super().__init__()
+        self._max_batch = max(1, max_batch)
         self.cpu_threads = cpu_threads
         self.block = dict(block)
         self.device = device
@@ -270,6 +277,38 @@ class GPTSoVITSEngine(Engine):
 
     # ---- synthesis ---------------------------------------------------------------------------------------
 
+    @property
+    def max_batch(self) -> int:
+        return self._max_batch
+
+    def open_batch(self) -> "BatchSession":
+        assert self._default is not None, "load() first"
+        from .gpt_sovits_batch import GPTSoVITSBatch  # torch-heavy: imported once batching is used
+
+        return GPTSoVITSBatch(self)
+
+    @property
+    def tts(self) -> Any:
+        """The one `TTS` object, with the pair last installed."""
+        return self._tts
+
+    @property
+    def default_pair(self) -> Optional[VoicePair]:
+        return self._default
+
+    def pair_for(self, params: SynthesisParams, cancel: CancelToken) -> VoicePair:
+        """The request's voice pair, held (loaded first if a caller skipped prepare_voice)."""
+        assert self._default is not None, "load() first"
+        if params.voice is None:
+            return self._default
+        pair: VoicePair = self.voice_state(params.voice, cancel)
+        return pair
+
+    def use_pair(self, pair: VoicePair) -> Any:
+        """Install `pair` in the one `TTS` object (a no-op if it is installed) and return that object."""
+        self._install(pair)
+        return self._tts
+
     def _pair_of(self, params: SynthesisParams) -> Optional[VoicePair]:
         """The held pair of the request's voice (the default pair for none); None while its voice is not held."""
         if params.voice is None:
@@ -298,8 +337,7 @@ class GPTSoVITSEngine(Engine):
         pair.tts_attrs, pair.config_attrs = fresh.tts_attrs, fresh.config_attrs
 
     def synthesize(self, params: SynthesisParams, cancel: CancelToken) -> Iterator[np.ndarray]:
-        assert self._default is not None, "load() first"
-        pair: VoicePair = self.voice_state(params.voice, cancel) if params.voice is not None else self._default
+        pair = self.pair_for(params, cancel)
         self._install(pair)
         expected = self.output_rate(params)
         generator = self._tts.run(pipeline_inputs(params))

@@ -10,7 +10,9 @@ the single-request one), the embeddings, the weights of every block, and the dec
 `infer_panel_naive`: EOS is not allowed for the first 11 tokens, the repetition penalty counts the prompt's tokens,
 top-p comes before the temperature and top-k after it, a step stops on EOS when either the sampled or the
 (penalised) arg-max token is EOS, and `early_stop_num` N keeps N + 1 tokens. Sampling noise comes from each
-request's own `torch.Generator`, so a seeded request gets the same tokens whoever shares its batch.
+request's own `torch.Generator`, so a seeded request gets the same tokens whoever shares its batch; each step draws
+exactly what upstream's step draws (one exponential per logit it samples from: the EOS logit is cut off, not masked,
+while EOS is not allowed), so a generator seeded as `TTS.run` seeds the global one stays in step with it.
 
 The model must be upstream's `Text2SemanticDecoder` (`TTS.t2s_model.model`) in eval mode; nothing here imports
 GPT-SoVITS, so the caller decides how it got onto the import path.
@@ -71,6 +73,9 @@ class T2SRequest:
     seed: Optional[int] = None  # None: a fresh nondeterministic seed
     early_stop_num: int = -1  # upstream's meaning: stop once more than N tokens exist; -1 = off
     max_new_tokens: int = UPSTREAM_MAX_DECODE_STEPS
+    #: the noise source, used as is (`seed` ignored): a caller that draws from it between a request's decodes (a
+    #: multi-sentence request, the vocoder's noise) keeps one random stream per request, as TTS.run keeps one per run
+    generator: Optional[torch.Generator] = field(default=None, compare=False)
 
     def token_budget(self) -> int:
         """The most tokens this request can produce before EOS."""
@@ -123,6 +128,8 @@ class BatchDecoder:
         self._heads: int = int(model.num_head)
         self._dim: int = int(model.model_dim)
         self._bert_dim: int = int(model.bert_proj.in_features)
+        if self._eos != self._vocab - 1:  # upstream disallows EOS by cutting off the last logit
+            raise ValueError(f"EOS must be the last token of the vocabulary ({self._vocab - 1}), not {self._eos}")
         audio_pe: torch.Tensor = model.ar_audio_position.pe
         if max_len > audio_pe.shape[1]:
             raise ValueError(f"max_len {max_len} is longer than the model's positional table ({audio_pe.shape[1]})")
@@ -187,11 +194,13 @@ class BatchDecoder:
             self._temperature[index] = request.temperature
             self._penalty[index] = request.repetition_penalty
 
-        generator = torch.Generator(device=self._device)
-        if request.seed is None:
-            generator.seed()
-        else:
-            generator.manual_seed(request.seed)
+        generator = request.generator
+        if generator is None:
+            generator = torch.Generator(device=self._device)
+            if request.seed is None:
+                generator.seed()
+            else:
+                generator.manual_seed(request.seed)
         slot = _Slot(request, index, generator, 0 if prompt is None else int(prompt.shape[0]), prefill,
                      request.token_budget())
         self._slots[index] = slot
@@ -354,11 +363,18 @@ class BatchDecoder:
         probs = logits.masked_fill(logits < pivot, neg_inf).softmax(dim=-1)
 
         # Exponential noise then arg-max is upstream's multinomial draw; one draw per row from its own generator.
-        noise = torch.stack([
-            torch.empty(self._vocab, dtype=probs.dtype, device=self._device).exponential_(1, generator=s.generator)
-            for s in order
-        ])
+        noise = torch.stack([self._noise(s, probs.dtype) for s in order])
         tokens = (probs / noise).argmax(dim=-1)
         self._seen[rows, tokens] = True
         both: list[list[int]] = torch.stack([tokens, greedy]).tolist()
         return both[0], both[1]
+
+    def _noise(self, slot: _Slot, dtype: torch.dtype) -> torch.Tensor:
+        """One row's exponential noise, as many values as upstream draws: while EOS is not allowed, upstream samples
+        from the logits without the last one (EOS), so it draws one fewer; that column's probability is 0 here, and
+        its noise 1 leaves it at 0."""
+        width = self._vocab - 1 if len(slot.tokens) < MIN_TOKENS_BEFORE_EOS else self._vocab
+        noise = torch.empty(width, dtype=dtype, device=self._device).exponential_(1, generator=slot.generator)
+        if width < self._vocab:
+            noise = torch.cat([noise, noise.new_ones(self._vocab - width)])
+        return noise

@@ -1,0 +1,479 @@
+"""Continuous batching for the gpt-sovits engine: `TTS.run` taken apart into upstream's own pieces, so that the
+requests in a batch share every step of the text-to-semantic decoder (`t2s_batch.BatchDecoder`).
+
+What TTS.run does for one request, and where it happens here:
+
+- the reference (set_ref_audio, aux clips, the prompt text's phonemes and BERT features, SoVITS's decode condition)
+  and the text (`preprocess` for mode 0, `pre_seg_text` then per-sentence features for the others, `to_batch`):
+  at `add`, on the request's voice pair, through that pair's prompt cache as TTS.run uses it; the request keeps
+  what it needs, so the next request's reference can replace the cache's;
+- T2S: one row of its voice's decoder per request, its sentences one after another (in TTS.run's order: mode 0's
+  bucketing sorts them by length), each with TTS.run's prompt, sampling parameters and `early_stop_num`; which
+  tokens are kept when a sentence stops follows the upstream decode TTS.run would call (`infer_panel_batch_infer`,
+  or `infer_panel_naive` for ref-free, `parallel_infer=false` and streaming);
+- SoVITS: when a sentence's tokens are done (`decode`, or `non_vocoder_synthesis_batched_infer` when TTS.run
+  takes that path), or in modes 2 and 3 as each chunk of tokens is cut (`decode_streaming` with its overlap and
+  SOLA), then `audio_postprocess`: the same audio, chunk for chunk, as TTS.run's;
+- random numbers: TTS.run seeds the global generator once per run and draws from it for T2S sampling and SoVITS's
+  noise alike. Here each request has a generator of its own, seeded alike and drawn from in the same order (SoVITS
+  draws from it through the global generator, swapped in around each decode), so a seeded request gets TTS.run's
+  audio whoever shares its steps.
+
+Catalog voices have their own weights, so they cannot share a forward pass: the session keeps one decoder per voice
+pair in use, and a step steps each in turn. What differs from TTS.run: `batch_size` > 1 (sentences are decoded one
+at a time, as with the default 1), and in modes 2 and 3 every sentence is spoken (TTS.run with batch_size > 1
+speaks only the first of each batch there).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, Optional
+
+import numpy as np
+import torch
+
+from .base import Cancelled, CancelToken, EngineError, StreamMode, SynthesisParams
+from .batch import BatchSession, StepOutput
+from .t2s_batch import (
+    UPSTREAM_MAX_DECODE_STEPS,
+    BatchDecoder,
+    CacheCapacityError,
+    StepEvent,
+    T2SBatchError,
+    T2SRequest,
+)
+
+if TYPE_CHECKING:
+    from .gpt_sovits_engine import GPTSoVITSEngine, VoicePair
+
+#: KV positions a cache row holds besides a sentence's new tokens: the prompt text's and the sentence's phonemes and
+#: the reference clip's semantic tokens (a 10 s clip is about 260). A sentence that needs more fails alone.
+PREFILL_POSITIONS = 1024
+#: TTS.run's `chunk_split_thershold` for mode 2: a token this similar to the mute token may end a chunk
+CHUNK_SPLIT_THRESHOLD = 0.0
+#: infer_panel_naive's `check_token_num`: mode 2 looks for a cut once this many tokens past `min_chunk_length`
+CHUNK_CHECK_TOKENS = 2
+
+# Which upstream decode TTS.run would call decides which tokens of a stopped sentence it keeps.
+Keep = Literal["batch", "naive", "all"]
+
+
+def _described(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+@contextmanager
+def _drawing_from(generator: torch.Generator) -> Iterator[None]:
+    """Upstream code that draws from the device's global generator (SoVITS's noise) draws from `generator` instead,
+    as TTS.run's decodes draw from the one generator it seeded; the global generator is left as it was."""
+    device = generator.device
+    if device.type == "cuda":
+        saved = torch.cuda.get_rng_state(device)
+        torch.cuda.set_rng_state(generator.get_state(), device)
+        try:
+            yield
+        finally:
+            generator.set_state(torch.cuda.get_rng_state(device))
+            torch.cuda.set_rng_state(saved, device)
+    else:
+        saved = torch.get_rng_state()
+        torch.set_rng_state(generator.get_state())
+        try:
+            yield
+        finally:
+            generator.set_state(torch.get_rng_state())
+            torch.set_rng_state(saved)
+
+
+def kept_tokens(tokens: tuple[int, ...], finish: Optional[str], keep: Keep) -> tuple[int, ...]:
+    """The tokens TTS.run hands to SoVITS for a sentence that stopped with `finish`. On EOS, every token before it.
+    Otherwise (early stop, the step cap) `infer_panel_batch_infer` keeps the tokens before the stopping step's, and
+    `infer_panel_naive` with a prompt keeps its last `steps - 1` (TTS.run's `item[-idx:]`); ref-free, all."""
+    if finish == "eos" or keep == "all":
+        return tokens
+    return tokens[:-1] if keep == "batch" else tokens[1:]
+
+
+@dataclass
+class _Reference:
+    """A request's copy of what its voice's prompt cache held for its reference (the cache holds one at a time)."""
+
+    prompt: Optional[torch.Tensor]  # the clip's semantic tokens; None: no prompt text (ref-free)
+    refer: list[Any]  # SoVITS's reference spectrograms (main clip, then aux clips)
+    sv_emb: Any
+    ge: Any
+    ge_text: Any
+
+
+@dataclass
+class _Sentence:
+    phones: torch.Tensor  # its own phonemes, for SoVITS
+    all_phones: torch.Tensor  # the prompt text's then its own, for T2S
+    all_bert: torch.Tensor
+
+
+@dataclass
+class _Voice:
+    """One voice pair's decoder, over the T2S model it was built on."""
+
+    pair: "VoicePair"
+    model: Any
+    decoder: BatchDecoder
+
+
+@dataclass
+class _Request:
+    key: int
+    params: SynthesisParams
+    voice: _Voice
+    ref: _Reference
+    sentences: list[_Sentence]  # in decoding order
+    order: list[list[int]]  # mode 0: to_batch's batch_index_list, decoding order -> text order
+    split_bucket: bool
+    generator: torch.Generator
+    early_stop: int
+    keep: Keep
+    next: int = 0  # the next sentence to decode
+    row: Optional[str] = None  # the decoder row of the sentence decoding now
+    parts: list[torch.Tensor] = field(default_factory=list)  # mode 0: each sentence's audio, until the last
+    stream: Optional["_Stream"] = None  # modes 2 and 3: the sentence decoding now
+
+
+class GPTSoVITSBatch(BatchSession):
+    """The gpt-sovits engine's batch. Every method runs on the engine thread, which owns the one `TTS` object."""
+
+    def __init__(self, engine: "GPTSoVITSEngine") -> None:
+        self.engine = engine
+        self._voices: list[_Voice] = []
+        self._requests: dict[int, _Request] = {}
+        self._rows: dict[str, int] = {}  # decoder row id -> request key
+        if str(engine.device).startswith("cuda"):
+            # TTS.run's set_seed turns TF32 off (for good) at every run: its audio is what a batched request's equals.
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+
+    @property
+    def active(self) -> int:
+        return len(self._requests)
+
+    @torch.no_grad()
+    def add(self, key: int, params: SynthesisParams, cancel: CancelToken) -> None:
+        pair = self.engine.pair_for(params, cancel)
+        tts = self.engine.use_pair(pair)
+        try:
+            request = self._prepare(key, params, pair, tts)
+        except (EngineError, Cancelled):
+            raise
+        except Exception as exc:  # noqa: BLE001 - as TTS.run's failures: this request's 400 `tts failed`
+            raise EngineError(_described(exc)) from exc
+        cancel.check()
+        self._admit(request)
+        self._requests[key] = request
+
+    def remove(self, key: int) -> None:
+        request = self._requests.pop(key, None)
+        if request is not None and request.row is not None:
+            request.voice.decoder.cancel(request.row)
+            self._rows.pop(request.row, None)
+            request.row = None
+
+    @torch.no_grad()
+    def step(self) -> list[StepOutput]:
+        outputs: list[StepOutput] = []
+        for voice in list(self._voices):
+            if voice.decoder.active:
+                self.engine.use_pair(voice.pair)  # its SoVITS model and prompt cache for what finishes
+                outputs.extend(self._advance(event) for event in voice.decoder.step())
+        default = self.engine.default_pair
+        # A catalog voice's decoder (its KV cache) goes when its last request does; the default voice's stays.
+        self._voices = [v for v in self._voices if v.decoder.active or v.pair is default]
+        return outputs
+
+    # ---- joining --------------------------------------------------------------------------------------------
+
+    def _prepare(self, key: int, params: SynthesisParams, pair: "VoicePair", tts: Any) -> _Request:
+        r = params.request
+        with_prompt = bool(r.prompt_text)
+        ref = self._reference(params, tts, with_prompt)
+        sentences, order, split_bucket = self._sentences(params, tts, with_prompt)
+        voice = self._voice(pair, tts)
+        generator = torch.Generator(device=voice.model.ar_predict_layer.weight.device)
+        if r.seed in (-1, None):  # TTS.run's set_seed(-1): a random seed
+            generator.seed()
+        else:
+            generator.manual_seed(int(r.seed))
+        if params.mode in (StreamMode.TOKEN, StreamMode.FIXED) or not with_prompt:
+            keep: Keep = "all"
+        else:
+            keep = "batch" if r.parallel_infer else "naive"
+        early_stop = int(tts.configs.hz * tts.configs.max_sec)
+        return _Request(key, params, voice, ref, sentences, order, split_bucket, generator, early_stop, keep)
+
+    def _reference(self, params: SynthesisParams, tts: Any, with_prompt: bool) -> _Reference:
+        """TTS.run's reference and prompt handling, on the installed pair's prompt cache."""
+        r, cache = params.request, tts.prompt_cache
+        ref_path = str(params.ref_audio)
+        if ref_path != cache["ref_audio_path"] or (tts.is_v2pro and cache["refer_spec"][0][1] is None):
+            if not os.path.exists(ref_path):
+                raise ValueError(f"{ref_path} not exists")
+            tts.set_ref_audio(ref_path)
+        aux = [str(p) for p in params.aux_ref_audio]
+        held = cache["aux_ref_audio_paths"]
+        if not len(set(aux) & set(held)) == len(aux) == len(held):
+            cache["aux_ref_audio_paths"] = aux
+            cache["refer_spec"] = [cache["refer_spec"][0]]
+            cache["refer_spec"].extend(tts._get_ref_spec(p) for p in aux if p and os.path.exists(p))
+            tts._invalidate_prompt_runtime_cache()
+        if with_prompt:
+            lang = (r.prompt_lang or "").lower()
+            prompt_text = r.prompt_text.strip("\n")
+            if prompt_text[-1] not in vars(sys.modules[type(tts).__module__])["splits"]:
+                prompt_text += "。" if lang != "en" else "."
+            if cache["prompt_text"] != prompt_text:
+                phones, bert, norm_text = tts.text_preprocessor.segment_and_extract_feature_for_text(
+                    prompt_text, lang, tts.configs.version)
+                cache.update(prompt_text=prompt_text, prompt_lang=lang, phones=phones, bert_features=bert,
+                             norm_text=norm_text)
+                tts._invalidate_prompt_runtime_cache()
+        refer, sv_emb = tts._get_runtime_refer_audio_spec_and_sv_emb()
+        ge = ge_text = None
+        if hasattr(tts.vits_model, "build_decode_condition"):
+            ge, ge_text = tts._get_runtime_decode_condition()
+        prompt = cache["prompt_semantic"] if with_prompt else None
+        return _Reference(prompt, list(refer), list(sv_emb) if isinstance(sv_emb, list) else sv_emb, ge, ge_text)
+
+    def _sentences(self, params: SynthesisParams, tts: Any,
+                   with_prompt: bool) -> tuple[list[_Sentence], list[list[int]], bool]:
+        """The text's sentences as TTS.run cuts and orders them, each with its T2S inputs (to_batch's)."""
+        r, prep, version = params.request, tts.text_preprocessor, tts.configs.version
+        text, lang = r.text or "", (r.text_lang or "").lower()
+        if params.mode == StreamMode.OFF:
+            data = prep.preprocess(text, lang, r.text_split_method, version)
+            if not data:  # TTS.run answers 1 s of 16 kHz silence; the one-at-a-time engine, this
+                raise EngineError("the text has nothing to speak after GPT-SoVITS's text cleaning")
+        else:
+            data = []
+            for sentence in prep.pre_seg_text(text, lang, r.text_split_method):
+                phones, bert, norm_text = prep.segment_and_extract_feature_for_text(sentence, lang, version)
+                if phones is not None:
+                    data.append({"phones": phones, "bert_features": bert, "norm_text": norm_text})
+            if not data:  # TTS.run yields nothing; the scheduler's answer to that
+                raise EngineError("the text produced no audio")
+        split_bucket = r.split_bucket and r.speed_factor == 1.0 and params.mode == StreamMode.OFF
+        batches, order = tts.to_batch(data, prompt_data=tts.prompt_cache if with_prompt else None, batch_size=1,
+                                      threshold=r.batch_threshold, split_bucket=split_bucket,
+                                      device=tts.configs.device, precision=tts.precision)
+        sentences = [_Sentence(b["phones"][0], b["all_phones"][0], b["all_bert_features"][0]) for b in batches]
+        return sentences, order, split_bucket
+
+    def _voice(self, pair: "VoicePair", tts: Any) -> _Voice:
+        """The pair's decoder, built (its KV cache allocated) on first use and again after a weight switch."""
+        model = tts.t2s_model.model
+        for voice in self._voices:
+            if voice.pair is pair and voice.model is model:
+                return voice
+        self._voices = [v for v in self._voices if v.pair is not pair or v.decoder.active]
+        budget = min(UPSTREAM_MAX_DECODE_STEPS, int(tts.configs.hz * tts.configs.max_sec) + 1)
+        max_len = min(int(model.ar_audio_position.pe.shape[1]), PREFILL_POSITIONS + budget)
+        voice = _Voice(pair, model, BatchDecoder(model, self.engine.max_batch, max_len))
+        self._voices.append(voice)
+        return voice
+
+    def _admit(self, request: _Request) -> None:
+        """Start decoding the request's next sentence in a row of its voice's decoder."""
+        index = request.next
+        sentence = request.sentences[index]
+        r = request.params.request
+        row = f"{request.key}.{index}"
+        t2s = T2SRequest(row, sentence.all_phones, sentence.all_bert, request.ref.prompt, top_k=r.top_k,
+                         top_p=r.top_p, temperature=r.temperature, repetition_penalty=r.repetition_penalty,
+                         early_stop_num=request.early_stop, generator=request.generator)
+        try:
+            request.voice.decoder.admit(t2s)
+        except CacheCapacityError as exc:
+            phones = int(sentence.all_phones.shape[0])
+            prompt = 0 if request.ref.prompt is None else int(request.ref.prompt.shape[0])
+            raise EngineError(
+                f"text: sentence {index + 1} does not fit a row of the batch's KV cache: {phones} phonemes (prompt "
+                f"text and sentence) + {prompt} reference tokens + up to {exc.needed - phones - prompt} new tokens "
+                f"need {exc.needed} positions, more than its {exc.capacity}: send shorter sentences, or a shorter "
+                "prompt text or reference clip"
+            ) from exc
+        except T2SBatchError as exc:
+            raise EngineError(str(exc)) from exc
+        request.next, request.row = index + 1, row
+        self._rows[row] = request.key
+        if request.params.mode in (StreamMode.TOKEN, StreamMode.FIXED):
+            request.stream = _Stream(self.engine.tts, request, sentence)
+
+    # ---- stepping -------------------------------------------------------------------------------------------
+
+    def _advance(self, event: StepEvent) -> StepOutput:
+        key = self._rows[event.request_id]
+        request = self._requests[key]
+        out = StepOutput(key)
+        if event.finish is not None:
+            self._rows.pop(event.request_id, None)
+            request.row = None
+        try:
+            self._take(request, event, out)
+        except Exception as exc:  # noqa: BLE001 - this request's alone: the others go on
+            out.error = exc if isinstance(exc, EngineError) else EngineError(_described(exc))
+        if out.done or out.error is not None:
+            self.remove(key)
+        return out
+
+    def _take(self, request: _Request, event: StepEvent, out: StepOutput) -> None:
+        tts, mode = self.engine.tts, request.params.mode
+        if request.stream is not None:
+            out.chunks.extend(request.stream.feed(event))
+        elif event.finish is not None:
+            index = request.next - 1
+            tokens = kept_tokens(event.semantic or (), event.finish, request.keep)
+            audio = self._vocode(tts, request, request.sentences[index], tokens)
+            if mode == StreamMode.OFF:
+                request.parts.append(audio)
+            else:
+                out.chunks.append(self._postprocess(tts, request, [[audio]], None, False))
+        if event.finish is None:
+            return
+        if request.next < len(request.sentences):
+            self._admit(request)
+            return
+        if mode == StreamMode.OFF:
+            out.chunks.append(self._postprocess(tts, request, [[a] for a in request.parts], request.order,
+                                                request.split_bucket))
+        out.done = True
+
+    def _vocode(self, tts: Any, request: _Request, sentence: _Sentence, tokens: tuple[int, ...]) -> torch.Tensor:
+        """SoVITS for one sentence, by the path TTS.run takes for it (one sentence per batch)."""
+        r, ref, vits = request.params.request, request.ref, tts.vits_model
+        device = tts.configs.device
+        codes = torch.tensor(tokens, dtype=torch.long, device=device)
+        phones = sentence.phones.to(device)
+        cond = {"sv_emb": ref.sv_emb, "ge": ref.ge, "ge_text": ref.ge_text}
+        with _drawing_from(request.generator):
+            if r.parallel_infer and r.speed_factor == 1.0:
+                audio: torch.Tensor = vits.decode(codes.view(1, 1, -1), phones.unsqueeze(0), ref.refer,
+                                                  speed=r.speed_factor, **cond).detach()[0, 0, :]
+                return audio[: len(tokens) * 2 * math.prod(vits.upsample_rates)]
+            if hasattr(vits, "prepare_decode_latent"):
+                parts: list[torch.Tensor] = tts.non_vocoder_synthesis_batched_infer(
+                    [codes], [phones], ref.refer, speed=r.speed_factor, **cond)
+                return parts[0]
+            audio = vits.decode(codes.view(1, 1, -1), phones.unsqueeze(0), ref.refer, speed=r.speed_factor,
+                                **cond).detach()[0, 0, :]
+            return audio
+
+    @staticmethod
+    def _postprocess(tts: Any, request: _Request, audio: list[list[torch.Tensor]], order: Optional[list[list[int]]],
+                     split_bucket: bool) -> np.ndarray:
+        r = request.params.request
+        _sr, pcm = tts.audio_postprocess(audio, tts.configs.sampling_rate, order, r.speed_factor, split_bucket,
+                                         r.fragment_interval)
+        return np.asarray(pcm, dtype=np.int16).reshape(-1)
+
+
+class _Stream:
+    """Modes 2 and 3 for one sentence: TTS.run's streaming loop, fed a token at a time. `infer_panel_naive` cuts the
+    tokens into chunks (mode 2 where a token sounds like the mute token, mode 3 every `min_chunk_length`), and each
+    chunk is decoded with all the sentence's tokens so far (`decode_streaming`, overlapping the previous chunk's
+    latent) and joined to the previous audio by SOLA, exactly as TTS.run does between its decoder's yields."""
+
+    def __init__(self, tts: Any, request: _Request, sentence: _Sentence) -> None:
+        r = request.params.request
+        self.tts, self.request, self.r = tts, request, r
+        vits = tts.vits_model
+        self.phones = sentence.phones.unsqueeze(0).to(tts.configs.device)
+        self.mute: Optional[torch.Tensor] = (
+            tts.configs.mute_emb_sim_matrix if request.params.mode == StreamMode.TOKEN else None)
+        self.chunk_length = int(r.min_chunk_length)
+        self.frames = 2 if vits.semantic_frame_rate == "25hz" else 1
+        self.upsample = math.prod(vits.upsample_rates) * (self.frames / r.speed_factor)
+        self.overlap_size = math.ceil(r.overlap_length * self.upsample)
+        self.tokens: list[int] = []
+        self.counter = 0  # infer_panel_naive's token_counter
+        self.ptr = 0  # its curr_ptr, past the prompt
+        self.pieces: list[torch.Tensor] = []  # the chunks decoded so far
+        self.last_audio: Optional[torch.Tensor] = None
+        self.last_latent: Optional[torch.Tensor] = None
+        self.first = True
+
+    def feed(self, event: StepEvent) -> list[np.ndarray]:
+        if event.token is not None:
+            self.tokens.append(event.token)
+        self.counter += 1
+        if event.finish is not None:
+            tail = self.tokens[self.ptr:]
+            chunks = self._vocode(tail, True) if tail else self._tail()
+            sr = int(self.tts.configs.sampling_rate)
+            return [*chunks, np.zeros(int(sr * self.r.fragment_interval), dtype=np.int16)]
+        chunk = self._cut()
+        return [] if chunk is None else self._vocode(chunk, False)
+
+    def _cut(self) -> Optional[list[int]]:
+        if self.mute is None:
+            if self.counter < self.chunk_length:
+                return None
+            chunk = self.tokens[-self.counter:]
+            self.ptr += self.counter
+            self.counter = 0
+            return chunk
+        if self.counter < self.chunk_length + CHUNK_CHECK_TOKENS:
+            return None
+        recent = torch.tensor(self.tokens[self.ptr:], dtype=torch.long, device=self.mute.device)
+        score = self.mute[recent] - CHUNK_SPLIT_THRESHOLD
+        score[score < 0] = -1
+        score[:-1] = score[:-1] + score[1:]  # two mute-like tokens in a row
+        at = int(score.argmax())
+        if not (score[at] >= 0 and at + 1 >= self.chunk_length):
+            return None
+        chunk = self.tokens[self.ptr:]  # upstream yields every token since the last cut, then moves past `at` only
+        self.counter -= at + 1
+        self.ptr += at + 1
+        return chunk
+
+    def _tail(self) -> list[np.ndarray]:
+        """Nothing new after the last cut: TTS.run sends the end of the last chunk's audio that it held back."""
+        if self.last_audio is None:
+            return []
+        return [self._post(self.last_audio[-self.overlap_size:])]
+
+    def _vocode(self, chunk: list[int], final: bool) -> list[np.ndarray]:
+        tts, r, ref = self.tts, self.r, self.request.ref
+        n = len(chunk)
+        self.pieces.append(torch.tensor([chunk], dtype=torch.long, device=tts.configs.device))
+        codes = torch.cat(self.pieces, dim=-1)
+        overlap = r.overlap_length + (10 - n) if not self.first and n < 10 else r.overlap_length
+        with _drawing_from(self.request.generator):
+            audio, latent, _mask = tts.vits_model.decode_streaming(
+                codes.unsqueeze(0), self.phones, ref.refer, speed=r.speed_factor, sv_emb=ref.sv_emb, ge=ref.ge,
+                ge_text=ref.ge_text, result_length=None if self.first else n + overlap,
+                overlap_frames=None if self.last_latent is None else self.last_latent[:, :, -overlap * self.frames:],
+                padding_length=0)
+        audio = audio.detach()[0, 0, :]
+        if overlap > r.overlap_length:
+            audio = audio[-int((r.overlap_length + n) * self.upsample):]
+        out = audio
+        if self.first:
+            self.first = False
+            if not final:
+                out = out[:-self.overlap_size]
+        elif not final:
+            assert self.last_audio is not None
+            # SOLA may change `audio` in place, as upstream's does: the next chunk overlaps what it left.
+            out = tts.sola_algorithm([self.last_audio, out], self.overlap_size)
+            out = out[self.last_audio.shape[0] - self.overlap_size: -self.overlap_size]
+        self.last_latent, self.last_audio = latent, audio
+        return [self._post(out)]
+
+    def _post(self, audio: torch.Tensor) -> np.ndarray:
+        _sr, pcm = self.tts.audio_postprocess([[audio]], self.tts.configs.sampling_rate, None, self.r.speed_factor,
+                                              False, 0.0)
+        return np.asarray(pcm, dtype=np.int16).reshape(-1)
