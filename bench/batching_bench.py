@@ -7,8 +7,10 @@ values: speed depends on shapes, not values). Random weights rarely emit EOS, so
 
 For each of --concurrency (1, 4, 8 and 16 by default), that many clients in a closed loop each send --rounds
 requests (`streaming_mode=1`, so the first audio byte is the first sentence's), to a worker with batching off,
-then to a fresh one with batching on (--max-batch). Per run: T2S tokens/s (from the audio: one v2 semantic token is
-1280 samples at 32 kHz), requests/s, p50/p95 latency and p50 time to first audio byte.
+then to a fresh one with batching on (--max-batch), each after one warm-up request. Per run: T2S tokens/s (the
+decoding stage's own speed: the worker's `decoded_tokens` over its `decoding_seconds` in /stats, prefill included),
+audio tokens/s (end to end: the answers' audio, one v2 semantic token per 1280 samples at 32 kHz, over the run's
+wall time), requests/s, p50/p95 latency and p50 time to first audio byte.
 
 Targets (ratios from this one invocation): T2S tokens/s at 8 concurrent >= 5x batching off; requests/s at 8
 concurrent >= 2.5x; p95 latency at 8 concurrent no worse than off; one request's latency within 10% of off.
@@ -44,6 +46,7 @@ GENERATOR = Path(__file__).resolve().parents[1] / "tests" / "support" / "gpt_sov
 SAMPLES_PER_TOKEN = 1280  # v2: 25 semantic tokens per second of 32 kHz audio
 TARGETS = {"t2s_tokens_x": 5.0, "requests_x": 2.5, "p95_ratio": 1.0, "single_latency_ratio": 1.1}
 MODES = ("off", "on")
+MIN_REQUESTS = 4
 
 
 def _levels(text: str) -> list[int]:
@@ -105,6 +108,8 @@ class Measured:
     wall: float
     samples: list[Sample] = field(default_factory=list)
     peak_batch: int = 0
+    decoded_tokens: int = 0  # the worker's /stats counters over the run: its T2S stage's own work
+    decoding_seconds: float = 0.0
 
 
 def weights(sc: Scenario, where: Path, progress: Any) -> Path:
@@ -152,10 +157,16 @@ def _request(text: str, seed: int) -> dict[str, Any]:
             "text_split_method": "cut5", "fragment_interval": 0.01}
 
 
+def requests_of(concurrency: int, rounds: int) -> int:
+    """Requests in one run: `rounds` per client, and at least MIN_REQUESTS so a percentile means something."""
+    return max(MIN_REQUESTS, concurrency * rounds)
+
+
 async def _measure(url: str, texts: list[str], concurrency: int, rounds: int, progress: Any, label: str) -> Measured:
-    task = progress.add_task(label, total=concurrency * rounds)
+    count = requests_of(concurrency, rounds)
+    task = progress.add_task(label, total=count)
     measured = Measured(concurrency, 0.0)
-    queue = list(enumerate(texts[:concurrency * rounds]))
+    queue = list(enumerate(texts[:count]))
     done = asyncio.Event()
 
     async def occupancy(client: httpx.AsyncClient) -> None:
@@ -184,23 +195,29 @@ async def _measure(url: str, texts: list[str], concurrency: int, rounds: int, pr
                 measured.samples.append(Sample(r.status_code, time.perf_counter() - t0, first, size // 2))
                 progress.advance(task)
 
+        before = (await client.get(f"{url}/stats")).json()
         watcher = asyncio.create_task(occupancy(client))
         t0 = time.perf_counter()
         await asyncio.gather(*(one_client() for _ in range(concurrency)))
         measured.wall = time.perf_counter() - t0
         done.set()
         await watcher
+        after = (await client.get(f"{url}/stats")).json()
+        measured.decoded_tokens = int(after["decoded_tokens"] - before["decoded_tokens"])
+        measured.decoding_seconds = float(after["decoding_seconds"] - before["decoding_seconds"])
     progress.remove_task(task)
     return measured
 
 
 def row(m: Measured) -> dict[str, Any]:
     ok = [s for s in m.samples if s.status == 200]
-    tokens = sum(s.samples for s in ok) / SAMPLES_PER_TOKEN
+    audio_tokens = sum(s.samples for s in ok) / SAMPLES_PER_TOKEN
     latencies = [s.latency for s in ok]
     return {
         "concurrency": m.concurrency, "requests": len(m.samples), "ok": len(ok), "wall_s": m.wall,
-        "t2s_tokens": tokens, "t2s_tokens_per_s": tokens / m.wall if m.wall else 0.0,
+        "t2s_tokens": m.decoded_tokens, "t2s_seconds": m.decoding_seconds,
+        "t2s_tokens_per_s": m.decoded_tokens / m.decoding_seconds if m.decoding_seconds else 0.0,
+        "audio_tokens_per_s": audio_tokens / m.wall if m.wall else 0.0,
         "requests_per_s": len(ok) / m.wall if m.wall else 0.0,
         "p50_s": pct(latencies, 0.5), "p95_s": pct(latencies, 0.95),
         "ttfb_p50_s": pct([s.ttfb for s in ok if s.ttfb is not None], 0.5),
@@ -239,7 +256,7 @@ def run(args: argparse.Namespace, console: Any, progress: Any, voice_dir: Path, 
     set_dir = weights(sc, args.weights or out / ".gpt-sovits-weights" / f"layers{sc.layers}-sec{sc.max_sec}",
                       progress)
     shutil.copy(set_dir / "ref.wav", voice_dir / "bench-ref.wav")
-    texts = mixed_texts(max(sc.levels) * sc.rounds, seed=11)
+    texts = mixed_texts(max(requests_of(level, sc.rounds) for level in sc.levels), seed=11)
     rows: dict[str, dict[int, dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="tts-bench-batching-") as tmp:
         config = _config(sc, set_dir, Path(tmp))
@@ -248,6 +265,8 @@ def run(args: argparse.Namespace, console: Any, progress: Any, voice_dir: Path, 
             worker = _worker(sc, mode, config, voice_dir, set_dir, Path(tmp) / "logs")
             progress.remove_task(task)
             try:
+                # Not counted: the first batched request allocates the decoder's KV cache, and torch picks kernels.
+                asyncio.run(_measure(worker.url, texts, 1, 1, progress, f"batching {mode}: warm-up"))
                 rows[mode] = {}
                 for level in sc.levels:
                     m = asyncio.run(_measure(worker.url, texts, level, sc.rounds, progress,
@@ -278,12 +297,13 @@ def _print(console: Any, report: dict[str, Any]) -> None:
 
     table = Table(title=f"GPT-SoVITS worker, batching off vs on ({report['device']}, T2S {report['t2s_layers']} "
                         f"layers, max_batch {report['max_batch']})")
-    for name in ("batching", "concurrent", "T2S tokens/s", "requests/s", "p50 s", "p95 s", "first byte p50 s",
-                 "most in engine", "ok"):
+    for name in ("batching", "concurrent", "T2S tokens/s", "audio tokens/s", "requests/s", "p50 s", "p95 s",
+                 "first byte p50 s", "most in engine", "ok"):
         table.add_column(name, justify="right")
     for mode in MODES:
         for r in report["runs"][mode]:
-            table.add_row(mode, str(r["concurrency"]), f"{r['t2s_tokens_per_s']:.1f}", f"{r['requests_per_s']:.3f}",
+            table.add_row(mode, str(r["concurrency"]), f"{r['t2s_tokens_per_s']:.1f}",
+                          f"{r['audio_tokens_per_s']:.1f}", f"{r['requests_per_s']:.3f}",
                           f"{r['p50_s']:.2f}", f"{r['p95_s']:.2f}", f"{r['ttfb_p50_s']:.2f}",
                           str(r["peak_in_engine"]), f"{r['ok']}/{r['requests']}")
     console.print(table)

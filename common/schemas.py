@@ -104,6 +104,11 @@ class WorkerStats(BaseModel):
     max_batch: int = Field(1, ge=1, description="Most requests the engine serves at once (1: one at a time); the "
                            "admitted requests beyond it wait in the queue.")
     batch_occupancy: int = Field(0, ge=0, description="Requests in the engine's batch now (at most max_batch).")
+    decoded_tokens: int = Field(0, ge=0, description="Autoregressive engines (gpt-sovits): semantic tokens its T2S "
+                                "decoder made since start, one request at a time (the tokens upstream's decode "
+                                "reports: one fewer for a sentence stopped at its cap) or batched.")
+    decoding_seconds: float = Field(0.0, ge=0, description="Engine seconds spent making them (prefill included): "
+                                    "decoded_tokens / decoding_seconds is the decoding stage's own speed.")
     chars_per_second: float = Field(0.0, ge=0, description="Measured aggregate engine throughput: characters of text "
                                     "completed per second of engine time at the concurrency the engine has been "
                                     "running (1 / seconds_per_char on a one-at-a-time worker; 0 until measured).")

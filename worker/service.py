@@ -171,6 +171,8 @@ class WorkerService:
             chars_per_second=round(s.chars_per_second, 3),
             max_batch=s.max_batch,
             batch_occupancy=s.in_flight,
+            decoded_tokens=self.engine.decoded.tokens,
+            decoding_seconds=round(self.engine.decoded.seconds, 4),
             queued_chars=s.queued_chars(),
             retry_after_seconds=s.retry_after(),
             processed=c.processed,

@@ -11,13 +11,26 @@ import sys
 
 import pytest
 
-from tts_bench.batching_bench import SAMPLES_PER_TOKEN, Measured, Sample, Scenario, add_arguments, row, targets
+from tts_bench.batching_bench import (
+    SAMPLES_PER_TOKEN,
+    Measured,
+    Sample,
+    Scenario,
+    add_arguments,
+    requests_of,
+    row,
+    targets,
+)
 
 
 def parse(*flags: str) -> argparse.Namespace:
     p = argparse.ArgumentParser()
     add_arguments(p)
     return p.parse_args(list(flags))
+
+
+def test_every_run_has_at_least_four_requests():
+    assert [requests_of(c, 1) for c in (1, 2, 8)] == [4, 4, 8] and requests_of(8, 2) == 16
 
 
 def test_every_flag_is_explained_and_bad_levels_are_refused():
@@ -37,10 +50,11 @@ def test_every_flag_is_explained_and_bad_levels_are_refused():
 def test_a_row_counts_tokens_from_the_audio_and_leaves_failures_out():
     m = Measured(2, wall=4.0, samples=[Sample(200, 1.0, 0.5, 10 * SAMPLES_PER_TOKEN),
                                        Sample(200, 3.0, 1.0, 30 * SAMPLES_PER_TOKEN),
-                                       Sample(503, 0.1, None, 0)], peak_batch=2)
+                                       Sample(503, 0.1, None, 0)], peak_batch=2, decoded_tokens=42,
+                 decoding_seconds=2.0)
     r = row(m)
-    assert r["ok"] == 2 and r["requests"] == 3 and r["t2s_tokens"] == 40
-    assert r["t2s_tokens_per_s"] == 10 and r["requests_per_s"] == 0.5 and r["peak_in_engine"] == 2
+    assert r["ok"] == 2 and r["requests"] == 3 and r["t2s_tokens"] == 42 and r["t2s_tokens_per_s"] == 21
+    assert r["audio_tokens_per_s"] == 10 and r["requests_per_s"] == 0.5 and r["peak_in_engine"] == 2
     assert (r["p50_s"], r["p95_s"], r["ttfb_p50_s"]) == (1.0, 3.0, 0.5)
 
 
@@ -72,8 +86,9 @@ def test_a_quick_run_reports_every_level_of_both_modes(tmp_path):
         runs = report["runs"][mode]
         assert [r["concurrency"] for r in runs] == [1, 2]
         for r in runs:
-            assert r["ok"] == r["requests"] == r["concurrency"], r  # every request answered, audio counted
-            assert r["t2s_tokens"] > 0 and r["p95_s"] >= r["p50_s"] > 0 and r["ttfb_p50_s"] > 0
+            assert r["ok"] == r["requests"] == 4, r  # every request answered (at least 4 a run)
+            assert r["t2s_tokens"] > 0 and r["t2s_tokens_per_s"] > 0 and r["audio_tokens_per_s"] > 0
+            assert r["p95_s"] >= r["p50_s"] > 0 and r["ttfb_p50_s"] > 0
     assert set(report["targets"]) == {"t2s_tokens_x", "requests_x", "p95_ratio", "single_latency_ratio"}
     assert report["targets"]["requests_x"]["verdict"] == "not measured"  # no level 8 in a quick run
     assert "GPT-SoVITS worker, batching off vs on" in done.stdout

