@@ -100,6 +100,8 @@ def worker_pod(cluster: str, spec: TTSClusterSpec) -> dict[str, Any]:
     args = ["worker", "--bind-addr", "0.0.0.0", "--port", str(w.port), "--engine", w.engine,
             "--max-queue-size", str(w.max_queue_size), "--voice-dir", "/var/lib/tts-cluster/voices",
             "--drain-timeout", str(spec.drain_timeout_seconds), "--max-loaded-voices", str(w.max_loaded_voices)]
+    if w.batching:
+        args += ["--batching", "--max-batch", str(w.max_batch)]
     admin_args, admin_env = _admin(spec, "TTSC_ADMIN_TOKEN")
     args += admin_args
     # Always mounted, whatever spec.voices holds now: voices added later then need no new pods.

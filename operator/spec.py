@@ -27,6 +27,9 @@ class WorkersSpec(_Model):
     max_queue_size: int = Field(10, ge=1, le=1000, alias="maxQueueSize")
     #: the worker's --max-loaded-voices; placement pins at most one fewer per worker
     max_loaded_voices: int = Field(3, ge=1, le=64, alias="maxLoadedVoices")
+    #: the worker's --batching and --max-batch: requests in the engine at once (at most maxQueueSize)
+    batching: bool = False
+    max_batch: int = Field(8, ge=1, le=64, alias="maxBatch")
     tts_infer_config_map: Optional[str] = Field(None, alias="ttsInferConfigMap")
     tts_infer_yaml: Optional[str] = Field(None, alias="ttsInferYaml")
     model_volume: Optional[dict[str, Any]] = Field(None, alias="modelVolume")
@@ -102,6 +105,8 @@ class TTSClusterSpec(_Model):
             raise ValueError("give workers.ttsInferConfigMap or workers.ttsInferYaml, not both")
         if self.workers.model_pvc and self.workers.model_volume:
             raise ValueError("give workers.modelPVC or workers.modelVolume, not both")
+        if self.workers.batching and self.workers.max_batch > self.workers.max_queue_size:
+            raise ValueError("workers.maxBatch must not exceed workers.maxQueueSize when workers.batching is on")
         return self
 
 

@@ -41,6 +41,7 @@ def test_crd_shape():
     ({"admin": {"allowUnauthenticated": "yes"}}, "'yes' is not of type 'boolean'"),
     ({"admin": {"tokenSecret": ""}}, "should be non-empty"),
     ({"apiKeys": {"secretName": ""}}, "should be non-empty"),
+    ({"workers": {"maxBatch": 0}}, "0 is less than the minimum of 1"),
     ({"apiKeys": {"secretName": "k", "key": "a/b"}}, "does not match"),
 ])
 def test_crd_schema_refuses_bad_specs_with_a_clear_message(spec, needle):
@@ -156,6 +157,17 @@ def test_admin_settings_reach_router_and_workers_and_the_token_never_argv():
     assert {"name": "TTSC_ADMIN_TOKEN", "valueFrom": secret} in worker_c["env"]
     assert router_c["env"] == [{"name": "TTSC_ROUTER_ADMIN_TOKEN", "valueFrom": secret}]
     assert not any("tts-admin" in a for a in worker_c["args"] + router_c["args"])
+
+
+def test_batching_reaches_the_workers_flags_only_when_on():
+    from tts_operator import resources
+
+    assert "--batching" not in resources.worker_pod("c", parse_spec({}))["spec"]["containers"][0]["args"]
+    spec = parse_spec({"workers": {"batching": True, "maxBatch": 6, "maxQueueSize": 12}})
+    args = resources.worker_pod("c", spec)["spec"]["containers"][0]["args"]
+    assert args[args.index("--batching"):args.index("--batching") + 3] == ["--batching", "--max-batch", "6"]
+    with pytest.raises(ValueError, match="maxBatch must not exceed"):
+        parse_spec({"workers": {"batching": True, "maxBatch": 16, "maxQueueSize": 10}})
 
 
 def test_api_keys_are_a_mounted_secret_the_router_reads(tmp_path, monkeypatch):
