@@ -61,3 +61,10 @@ def _drop_expected_abort(record: logging.LogRecord) -> bool:
 
 def log_fields(logger: logging.Logger, msg: str, level: int = logging.INFO, **fields: Any) -> None:
     logger.log(level, msg, extra={"fields": fields})
+
+
+def refused_start(logger: logging.Logger, command: str, what: str, exc: Exception) -> int:
+    """A server that cannot start for a bad file or setting: one log line, the reason on stderr, exit status 2."""
+    log_fields(logger, what, logging.ERROR, error=str(exc))
+    print(f"tts-cluster {command}: {exc}", file=sys.stderr)
+    return 2

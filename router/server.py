@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-import sys
 
 from tts_common.api_keys import KeysError
 from tts_common.auth import OPEN_WARNING
-from tts_common.logs import configure_logging, log_fields
+from tts_common.logs import configure_logging, log_fields, refused_start
 from tts_common.serving import GuardedConfig, Server, check_fd_budget
 
 from .app import create_app
@@ -30,9 +29,7 @@ def run(settings: RouterSettings) -> int:
     try:
         app = create_app(settings)
     except KeysError as exc:
-        log_fields(log, "API keys file refused", logging.ERROR, error=str(exc))
-        print(f"tts-cluster router: {exc}", file=sys.stderr)
-        return 2
+        return refused_start(log, "router", "API keys file refused", exc)
     config = GuardedConfig(
         app,
         settings.limits(),

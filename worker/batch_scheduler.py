@@ -89,22 +89,7 @@ class BatchScheduler(Scheduler):
         finally:
             self._exclusive_waiting -= 1
 
-    # -- execution -------------------------------------------------------------------------------------------
-    async def _dispatch(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            while not self._pending and not self._barriers:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            async with self._engine_lock:
-                if self._barriers and (not self._pending or self._pending[0].seq > self._barriers[0][0]):
-                    await self._run_barrier(loop)
-                    continue
-                if not self._pending:
-                    continue
-                await self._gather()
-                await self._serve(loop)
-
+    # -- execution: the Scheduler's dispatch loop calls `_serve` with the engine held ------------------------
     async def _gather(self) -> None:
         """The idle engine's first arrival waits up to `batch_wait` for others, so they start in one step."""
         loop = asyncio.get_running_loop()
@@ -118,6 +103,7 @@ class BatchScheduler(Scheduler):
 
     async def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
         """Step the batch until it is empty, taking in queued jobs between steps while admission allows."""
+        await self._gather()
         while True:
             self._drop_cancelled()
             joining = self._join()

@@ -385,18 +385,22 @@ class Scheduler:
                     continue
                 if not self._pending:
                     continue
-                job = self._pending.popleft()
-                job.spare_voices = frozenset(j.params.voice.name for j in self._pending if j.params.voice)
-                job.outcome = JobOutcome.RUNNING
-                job.started_at = time.monotonic()
-                self._running = job
-                self.metrics.queue_wait.observe(job.queue_wait)
-                try:
-                    await loop.run_in_executor(self._executor, self._run, job, loop)
-                except Exception:  # the executor itself failed; the job must still be answered
-                    log.exception("engine thread failed")
-                if job.outcome is JobOutcome.RUNNING:
-                    self._settle(job, JobOutcome.FAILED, _Failed(EngineError("engine thread failed")))
+                await self._serve(loop)
+
+    async def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Run admitted work, holding the engine (one job here; a batch in BatchScheduler)."""
+        job = self._pending.popleft()
+        job.spare_voices = frozenset(j.params.voice.name for j in self._pending if j.params.voice)
+        job.outcome = JobOutcome.RUNNING
+        job.started_at = time.monotonic()
+        self._running = job
+        self.metrics.queue_wait.observe(job.queue_wait)
+        try:
+            await loop.run_in_executor(self._executor, self._run, job, loop)
+        except Exception:  # the executor itself failed; the job must still be answered
+            log.exception("engine thread failed")
+        if job.outcome is JobOutcome.RUNNING:
+            self._settle(job, JobOutcome.FAILED, _Failed(EngineError("engine thread failed")))
 
     async def _run_barrier(self, loop: asyncio.AbstractEventLoop) -> None:
         _seq, fn, future = self._barriers.popleft()

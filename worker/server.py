@@ -23,7 +23,7 @@ import uvicorn
 
 from tts_common.api_keys import KeysError, load_keys
 from tts_common.auth import OPEN_WARNING
-from tts_common.logs import configure_logging, log_fields
+from tts_common.logs import configure_logging, log_fields, refused_start
 from tts_common.serving import GuardedConfig, Server, check_fd_budget
 from tts_common.voices import CatalogError, CatalogFile
 
@@ -128,28 +128,20 @@ def run(settings: WorkerSettings) -> int:
     try:
         catalog = CatalogFile(settings.voices) if settings.voices is not None else None
     except CatalogError as exc:
-        log_fields(log, "voice catalog refused", logging.ERROR, error=str(exc))
-        print(f"tts-cluster worker: {exc}", file=sys.stderr)
-        return 2
+        return refused_start(log, "worker", "voice catalog refused", exc)
     try:
         if settings.api_keys_file is not None:  # checked before an engine load that may take minutes
             load_keys(settings.api_keys_file)
     except KeysError as exc:
-        log_fields(log, "API keys file refused", logging.ERROR, error=str(exc))
-        print(f"tts-cluster worker: {exc}", file=sys.stderr)
-        return 2
+        return refused_start(log, "worker", "API keys file refused", exc)
     try:
         engine = load_engine(settings)
     except EngineLoadError as exc:
-        log_fields(log, "engine failed to load", logging.ERROR, error=str(exc))
-        print(f"tts-cluster worker: {exc}", file=sys.stderr)
-        return 2
+        return refused_start(log, "worker", "engine failed to load", exc)
     try:
         app = create_app(settings, engine, catalog)
     except KeysError as exc:  # changed since the check above
-        log_fields(log, "API keys file refused", logging.ERROR, error=str(exc))
-        print(f"tts-cluster worker: {exc}", file=sys.stderr)
-        return 2
+        return refused_start(log, "worker", "API keys file refused", exc)
     check_fd_budget(settings.limits(), reserve=64)
     config = GuardedConfig(
         app,
