@@ -170,7 +170,8 @@ def _worker_children(args: argparse.Namespace, plan: Plan) -> list[Child]:
         if args.allow_unauthenticated_admin:
             cmd.append("--allow-unauthenticated-admin")
         if args.api_keys_file:
-            cmd += ["--api-keys-file", str(args.api_keys_file.absolute())]
+            # Keys guard the worker's own port; their limits are the router's (it may retry a request elsewhere).
+            cmd += ["--api-keys-file", str(args.api_keys_file.absolute()), "--no-api-key-limits"]
         workers.append(Child(f"worker-{i}", [*cmd, *args.worker_arg], env, f"http://{args.host}:{port}"))
     return workers
 

@@ -46,14 +46,15 @@ class LabelBudget:
         return value
 
 
-async def watch_keys(keys: KeysFile, quota: KeyQuota, interval: float = REFRESH_SECONDS) -> None:
+async def watch_keys(keys: KeysFile, quota: Optional[KeyQuota], interval: float = REFRESH_SECONDS) -> None:
     """Take a changed keys file (a rotated Secret) within `interval` seconds; a bad change is logged once and the
     last good keys stay in force. Runs for the server's life."""
     reported: Optional[str] = None
     while True:
         await asyncio.sleep(interval)
         if keys.refresh():
-            quota.forget_except(keys.value.ids())
+            if quota is not None:
+                quota.forget_except(keys.value.ids())
             log_fields(log, "API keys reloaded", keys=len(keys.value.keys), file=str(keys.path))
         if keys.error != reported:
             reported = keys.error
@@ -87,11 +88,11 @@ def refusal(path: str, status: int, message: str, code: str, headers: dict[str, 
 
 
 class KeyGuard:
-    def __init__(self, app: ASGIApp, keys: Optional[KeysFile], quota: KeyQuota,
+    def __init__(self, app: ASGIApp, keys: Optional[KeysFile], quota: Optional[KeyQuota],
                  count: Callable[[str, int], None], trust_forwarded_id: bool = False) -> None:
         self.app = app
         self.keys = keys
-        self.quota = quota
+        self.quota = quota  # None: keys are checked, their limits are another server's (the router's) to keep
         self.count = count
         self.trust_forwarded_id = trust_forwarded_id
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -117,13 +118,16 @@ class KeyGuard:
             await refusal(path, 401, message, "invalid_api_key",
                           {"WWW-Authenticate": "Bearer"})(scope, receive, send)
             return
+        state["api_key_id"] = key.id
+        if self.quota is None:
+            await self._counted(key.id, scope, receive, send)
+            return
         over = self.quota.acquire(key)
         if over is not None:
             self._refuse(scope, 429, key.id, over.message)
             await refusal(path, 429, over.message, "rate_limit_exceeded",
                           {"Retry-After": str(over.retry_after)})(scope, receive, send)
             return
-        state["api_key_id"] = key.id
         try:
             await self._counted(key.id, scope, receive, send)
         finally:

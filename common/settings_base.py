@@ -31,6 +31,11 @@ class ServingSettings(BaseSettings):
         None, description="A file of API keys (a mounted Secret) that /tts and /v1/* then require as "
         "`Authorization: Bearer <key>`, each with optional limits; re-read when it changes. Unset: no keys asked."
     )
+    api_key_limits: bool = Field(
+        True, description="Enforce each API key's limits here; off: keys are checked and their limits left to the "
+        "router in front (tts-cluster up's workers: a request the router retried elsewhere must not spend its key's "
+        "quota twice)."
+    )
     allow_unauthenticated_admin: bool = Field(
         False, description="Open /control and /set_* to callers without a token, as api_v2 is: only on a network "
         "where every client is trusted (a warning is logged at start)."

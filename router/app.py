@@ -23,7 +23,7 @@ from .settings import RouterSettings
 def create_app(settings: RouterSettings) -> FastAPI:
     """The app; a keys file that cannot be used raises KeysError (the caller's to report)."""
     keys = KeysFile(settings.api_keys_file) if settings.api_keys_file is not None else None
-    quota = KeyQuota()
+    quota = KeyQuota() if settings.api_key_limits else None
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # The HTTP client and the pollers belong to the server's event loop, so they are made here.

@@ -25,7 +25,7 @@ from .settings import WorkerSettings
 def create_app(settings: WorkerSettings, engine: Engine, catalog: Optional[CatalogFile] = None) -> FastAPI:
     """The app; a keys file that cannot be used raises KeysError (the caller's to report)."""
     keys = KeysFile(settings.api_keys_file) if settings.api_keys_file is not None else None
-    quota = KeyQuota()
+    quota = KeyQuota() if settings.api_key_limits else None
     service = WorkerService(settings, engine, catalog)
 
     @asynccontextmanager

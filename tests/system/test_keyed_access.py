@@ -238,6 +238,10 @@ def test_the_same_through_tts_cluster_up_with_two_workers(tmp_path, voice_dir, k
         for worker in httpx.get(f"{url}/concurrent_stats").json()["workers"]:
             assert httpx.post(f"{worker['url']}/tts", json=API_V2).status_code == 401
             assert_refused_401(worker["url"], None)
+            # ... but the limits are the router's alone: a worker never spends a key's quota a second time.
+            slow = {"Authorization": f"Bearer {KEY_SLOW}"}
+            assert [httpx.post(f"{worker['url']}/tts", json=API_V2, headers=slow, timeout=30).status_code
+                    for _ in range(3)] == [200, 200, 200]
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
