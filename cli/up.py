@@ -271,8 +271,10 @@ def run(args: argparse.Namespace) -> int:
         return 1
 
     url = router.url
+    # With keys, the example sends one the way clients must (the key itself is the user's, never printed).
+    auth = " -H \"Authorization: Bearer $TTS_API_KEY\"" if args.api_keys_file else ""
     print(f"\ntts-cluster up: router on {url} with {len(workers)} worker(s) ({args.engine}). Try:\n"
-          f"  curl -o hello.wav '{url}/tts?text=Hello%20from%20tts-cluster.&text_lang=en"
+          f"  curl{auth} -o hello.wav '{url}/tts?text=Hello%20from%20tts-cluster.&text_lang=en"
           f"&ref_audio_path=reference.wav&prompt_lang=en'\n"
           f"  curl {url}/concurrent_stats\nCtrl-C stops everything.\n", flush=True)
     _supervise([router, *workers], stop.is_set)

@@ -245,6 +245,9 @@ def test_the_same_through_tts_cluster_up_with_two_workers(tmp_path, voice_dir, k
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(60) == 0
+    printed = (tmp_path / "up.log").read_text()
+    assert 'curl -H "Authorization: Bearer $TTS_API_KEY" -o hello.wav' in printed  # its example sends a key
+    assert all(k not in printed for k in (KEY_A, KEY_SLOW, KEY_SOLO))
 
 
 def test_up_refuses_a_bad_keys_file_before_starting_anything(tmp_path):
