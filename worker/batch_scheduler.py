@@ -196,10 +196,7 @@ class BatchScheduler(Scheduler):
         for chunk in out.chunks:
             if len(chunk) == 0:
                 continue
-            if job.first_chunk_at is None:
-                job.first_chunk_at = time.monotonic()
-            job.samples += len(chunk)
-            if job.samples > limit:
+            if not job.count_audio(len(chunk), limit):
                 if not out.done and out.error is None:
                     self._leaving.append(job.seq)
                 self._settle(job, JobOutcome.FAILED, _Failed(AudioTooLong(seconds or 0.0)))

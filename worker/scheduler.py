@@ -111,6 +111,13 @@ class Job:
     #: the most requests it shared a batched step with, itself included (0: run by the one-at-a-time path)
     batch_peak: int = 0
 
+    def count_audio(self, samples: int, limit: float) -> bool:
+        """Count a chunk of its audio (the first one's time too); False once the audio is over `limit` samples."""
+        if self.first_chunk_at is None:
+            self.first_chunk_at = time.monotonic()
+        self.samples += samples
+        return self.samples <= limit
+
     @property
     def chars(self) -> int:
         return len(self.params.request.text or "")
@@ -447,10 +454,7 @@ class Scheduler:
                 job.cancel.check()
                 if len(chunk) == 0:
                     continue
-                if job.first_chunk_at is None:
-                    job.first_chunk_at = time.monotonic()
-                job.samples += len(chunk)
-                if job.samples > limit:
+                if not job.count_audio(len(chunk), limit):
                     raise AudioTooLong(job.params.max_audio_seconds or 0.0)
                 put(chunk)
             if job.samples == 0:
