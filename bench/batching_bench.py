@@ -71,6 +71,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-sec", type=int, default=1, choices=range(1, 11), metavar="1-10",
                    help="the T2S max_sec: each sentence decodes 50 x this many tokens [default 1]")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the worker runs [default cpu]")
+    p.add_argument("--vocoder-thread", action=argparse.BooleanOptionalAction, default=None,
+                   help="the batching worker's --vocoder-thread: SoVITS on a second thread, overlapping the decode "
+                   "loop [default: the worker's, on with CUDA, off on CPU]")
     p.add_argument("--weights", type=Path, default=None, metavar="DIR",
                    help="where the generated weights are kept and reused [default OUT/.gpt-sovits-weights]")
     p.add_argument("--quick", action="store_true",
@@ -85,13 +88,14 @@ class Scenario:
     layers: int
     max_sec: int
     device: str
+    vocoder_thread: Optional[bool] = None
 
     @staticmethod
     def of(args: argparse.Namespace) -> "Scenario":
         if args.quick:
-            return Scenario([1, 2], 1, 4, 2, 1, args.device)
+            return Scenario([1, 2], 1, 4, 2, 1, args.device, args.vocoder_thread)
         return Scenario(list(args.concurrency), args.rounds, args.max_batch, args.t2s_layers, args.max_sec,
-                        args.device)
+                        args.device, args.vocoder_thread)
 
 
 @dataclass
@@ -148,6 +152,8 @@ def _worker(sc: Scenario, mode: str, config: Path, voice_dir: Path, set_dir: Pat
         flags += ["--cpu-threads", str(os.cpu_count() or 1)]
     if mode == "on":
         flags += ["--batching", "--max-batch", str(sc.max_batch), "--batch-wait-ms", "20"]
+        if sc.vocoder_thread is not None:
+            flags.append("--vocoder-thread" if sc.vocoder_thread else "--no-vocoder-thread")
     return start_worker(flags, logs, env={"NLTK_DATA": str(set_dir / "nltk_data")}, ready_timeout=900)
 
 
@@ -277,6 +283,7 @@ def run(args: argparse.Namespace, console: Any, progress: Any, voice_dir: Path, 
     report = {
         "scenario": "batching", "device": sc.device, "t2s_layers": sc.layers, "max_sec": sc.max_sec,
         "max_batch": sc.max_batch, "rounds": sc.rounds, "levels": sc.levels, "quick": bool(args.quick),
+        "vocoder_thread": sc.vocoder_thread if sc.vocoder_thread is not None else sc.device == "cuda",
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "runs": {mode: [rows[mode][level] for level in sc.levels] for mode in MODES},
         "targets": targets(rows),

@@ -114,7 +114,9 @@ class BatchScheduler(Scheduler):
                 result = await loop.run_in_executor(self._executor, self._round, joining, leaving)
             except Exception:  # the engine failed for the whole batch: every job in it must still be answered
                 log.exception("engine thread failed")
-                self._session = None  # its state is unknown: the next batch starts a fresh one
+                if self._session is not None:  # its state is unknown: the next batch starts a fresh one
+                    self._session.close()
+                self._session = None
                 for job in self._engine_jobs():
                     self._settle(job, JobOutcome.FAILED, _Failed(EngineError("engine thread failed")))
                 return

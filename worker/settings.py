@@ -100,6 +100,11 @@ class WorkerSettings(ServingSettings):
         5.0, ge=0, le=1000, description="With --batching: milliseconds an idle engine's first request waits for "
         "others to arrive, so they start in one batch (later arrivals join between steps without waiting)."
     )
+    vocoder_thread: Optional[bool] = Field(
+        None, description="With --batching, gpt-sovits: run SoVITS on a second thread while the batch goes on "
+        "decoding (on), or between steps on the engine thread (off). Unset: on with CUDA; off on CPU, where both "
+        "stages share the same cores and the thread was measured slower."
+    )
     # piper engine
     piper_voice: Optional[Path] = Field(None, description="Piper .onnx voice; default: the bundled en_US joe voice.")
     piper_deterministic: bool = Field(

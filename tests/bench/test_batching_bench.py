@@ -74,14 +74,16 @@ def test_target_verdicts_follow_the_ratios():
 
 
 def test_a_quick_run_reports_every_level_of_both_modes(tmp_path):
+    """With --vocoder-thread, so the batching worker's SoVITS runs on its second thread here too (the default only
+    on CUDA)."""
     voice_dir = tmp_path / "voices"
     voice_dir.mkdir()
-    done = subprocess.run([sys.executable, "-m", "tts_cli", "bench", "batching", "--quick", "--out",
-                           str(tmp_path / "out"), "--voice-dir", str(voice_dir)],
+    done = subprocess.run([sys.executable, "-m", "tts_cli", "bench", "batching", "--quick", "--vocoder-thread",
+                           "--out", str(tmp_path / "out"), "--voice-dir", str(voice_dir)],
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads((tmp_path / "out" / "batching.json").read_text())
-    assert report["levels"] == [1, 2] and report["quick"] is True
+    assert report["levels"] == [1, 2] and report["quick"] is True and report["vocoder_thread"] is True
     for mode in ("off", "on"):
         runs = report["runs"][mode]
         assert [r["concurrency"] for r in runs] == [1, 2]

@@ -58,5 +58,6 @@ def _engine(settings: "WorkerSettings") -> Engine:
             cpu_threads=settings.cpu_threads,
             models_dir=settings.models_dir,
             max_batch=settings.max_batch if settings.batching else 1,
+            vocoder_thread=settings.vocoder_thread,
         )
     raise EngineLoadError(f"engine {settings.engine!r} is not available in this build")

@@ -47,6 +47,11 @@ class BatchSession(ABC):
         unknown key is ignored."""
 
     @abstractmethod
+    def close(self) -> None:
+        """The session is dropped (the engine thread failed): release what it holds beside the batch. Called on
+        the engine thread."""
+
+    @abstractmethod
     def step(self) -> list[StepOutput]:
         """Advance every request in the batch by one step: one output per request that took part, so the scheduler
         can share the step's time among them."""

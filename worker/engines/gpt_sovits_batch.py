@@ -13,7 +13,11 @@ What TTS.run does for one request, and where it happens here:
   or `infer_panel_naive` for ref-free, `parallel_infer=false` and streaming);
 - SoVITS: when a sentence's tokens are done (`decode`, or `non_vocoder_synthesis_batched_infer` when TTS.run
   takes that path), or in modes 2 and 3 as each chunk of tokens is cut (`decode_streaming` with its overlap and
-  SOLA), then `audio_postprocess`: the same audio, chunk for chunk, as TTS.run's;
+  SOLA), then `audio_postprocess`: the same audio, chunk for chunk, as TTS.run's. With `--vocoder-thread` (the
+  default with CUDA) it runs on a second thread (`vocoder_thread`) while the other rows go on decoding; the request
+  itself waits for it (its next sentence joins,
+  or its streaming row steps again, once that vocoding is collected), because TTS.run draws the two stages' random
+  numbers from one generator in that order;
 - random numbers: TTS.run seeds the global generator once per run and draws from it for T2S sampling and SoVITS's
   noise alike. Here each request has a generator of its own, seeded alike and drawn from in the same order (SoVITS
   draws from it through the global generator, swapped in around each decode), so a seeded request gets TTS.run's
@@ -31,9 +35,10 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import MethodType, SimpleNamespace
 from typing import TYPE_CHECKING, Any, Literal, Optional
 
 import numpy as np
@@ -49,6 +54,7 @@ from .t2s_batch import (
     T2SBatchError,
     T2SRequest,
 )
+from .vocoder_thread import Chunks, Finished, VocoderThread
 
 if TYPE_CHECKING:
     from .gpt_sovits_engine import GPTSoVITSEngine, VoicePair
@@ -61,8 +67,15 @@ CHUNK_SPLIT_THRESHOLD = 0.0
 #: infer_panel_naive's `check_token_num`: mode 2 looks for a cut once this many tokens past `min_chunk_length`
 CHUNK_CHECK_TOKENS = 2
 
+#: with no row to step, how long a step waits for the vocoder before handing back to the scheduler (who may have
+#: requests to join)
+VOCODER_WAIT_SECONDS = 0.05
+
 # Which upstream decode TTS.run would call decides which tokens of a stopped sentence it keeps.
 Keep = Literal["batch", "naive", "all"]
+# What the engine thread does once a request's vocoding is collected: step its streaming row again, or start its
+# next sentence (or finish it).
+Then = Literal["resume", "next"]
 
 
 def _described(exc: BaseException) -> str:
@@ -99,6 +112,25 @@ def kept_tokens(tokens: tuple[int, ...], finish: Optional[str], keep: Keep) -> t
     if finish == "eos" or keep == "all":
         return tokens
     return tokens[:-1] if keep == "batch" else tokens[1:]
+
+
+class _PairView:
+    """What upstream's vocoding methods read from `self`, taken from the one `TTS` object while the request's voice
+    pair is installed: the vocoder thread uses this, never the `TTS` object, whose installed pair the engine
+    thread may change meanwhile."""
+
+    def __init__(self, tts: Any) -> None:
+        configs = tts.configs
+        self.vits_model = tts.vits_model
+        self.precision = tts.precision
+        self.configs = SimpleNamespace(sampling_rate=configs.sampling_rate, device=configs.device,
+                                       mute_emb_sim_matrix=getattr(configs, "mute_emb_sim_matrix", None))
+        cls = type(tts)
+        for name in ("audio_postprocess", "recovery_order", "sola_algorithm", "non_vocoder_synthesis_batched_infer"):
+            setattr(self, name, MethodType(getattr(cls, name), self))
+
+    def __getattr__(self, name: str) -> Any:  # the methods bound above, for the type checker
+        raise AttributeError(name)
 
 
 @dataclass
@@ -140,7 +172,9 @@ class _Request:
     generator: torch.Generator
     early_stop: int
     keep: Keep
+    view: _PairView
     next: int = 0  # the next sentence to decode
+    vocoding: int = 0  # its vocoder jobs not yet collected; while any is, its row (if any) sits steps out
     row: Optional[str] = None  # the decoder row of the sentence decoding now
     parts: list[torch.Tensor] = field(default_factory=list)  # mode 0: each sentence's audio, until the last
     stream: Optional["_Stream"] = None  # modes 2 and 3: the sentence decoding now
@@ -149,11 +183,13 @@ class _Request:
 class GPTSoVITSBatch(BatchSession):
     """The gpt-sovits engine's batch. Every method runs on the engine thread, which owns the one `TTS` object."""
 
-    def __init__(self, engine: "GPTSoVITSEngine") -> None:
+    def __init__(self, engine: "GPTSoVITSEngine", vocoder_thread: Optional[bool] = None) -> None:
         self.engine = engine
         self._voices: list[_Voice] = []
         self._requests: dict[int, _Request] = {}
         self._rows: dict[str, int] = {}  # decoder row id -> request key
+        threaded = engine.vocoder_thread if vocoder_thread is None else vocoder_thread
+        self._vocoder: VocoderThread[Then] = VocoderThread(inline=not threaded)
         if str(engine.device).startswith("cuda"):
             # TTS.run's set_seed turns TF32 off (for good) at every run: its audio is what a batched request's equals.
             torch.backends.cuda.matmul.allow_tf32 = False
@@ -184,20 +220,57 @@ class GPTSoVITSBatch(BatchSession):
             self._rows.pop(request.row, None)
             request.row = None
 
+    def close(self) -> None:
+        self._vocoder.close()
+
     @torch.no_grad()
     def step(self) -> list[StepOutput]:
-        outputs: list[StepOutput] = []
+        outputs: dict[int, StepOutput] = {}
+        self._collect(outputs, 0.0)
+        held = {r.row for r in self._requests.values() if r.vocoding and r.row is not None}
+        stepped = False
         for voice in list(self._voices):
-            if voice.decoder.active:
-                self.engine.use_pair(voice.pair)  # its SoVITS model and prompt cache for what finishes
+            if any(row not in held for row in voice.decoder.active):
                 t0 = time.monotonic()
-                events = voice.decoder.step()
+                events = voice.decoder.step(held)
                 self.engine.decoded.add(sum(e.token is not None for e in events), time.monotonic() - t0)
-                outputs.extend(self._advance(event) for event in events)
+                for event in events:
+                    self._advance(event, outputs)
+                stepped = True
+        if not stepped and self._vocoder.pending:
+            self._collect(outputs, VOCODER_WAIT_SECONDS)
         default = self.engine.default_pair
-        # A catalog voice's decoder (its KV cache) goes when its last request does; the default voice's stays.
-        self._voices = [v for v in self._voices if v.decoder.active or v.pair is default]
-        return outputs
+        # A catalog voice's decoder (its KV cache) goes when its last request does (one between sentences, waiting
+        # for the vocoder, holds no row but still needs it); the default voice's stays.
+        in_use = {id(r.voice) for r in self._requests.values()}
+        self._voices = [v for v in self._voices if id(v) in in_use or v.pair is default]
+        return list(outputs.values())
+
+    def _collect(self, outputs: dict[int, StepOutput], timeout: float) -> None:
+        """Take in the vocoder's finished jobs: their chunks, then what each request does next."""
+        for job in self._vocoder.collect(timeout):
+            request = self._requests.get(job.key)
+            if request is None:
+                continue  # it left meanwhile
+            request.vocoding -= 1
+            out = outputs.setdefault(job.key, StepOutput(job.key))
+            try:
+                self._resume(request, job, out)
+            except Exception as exc:  # noqa: BLE001 - this request's alone: the others go on
+                out.error = exc if isinstance(exc, EngineError) else EngineError(_described(exc))
+            if out.done or out.error is not None:
+                self.remove(job.key)
+
+    def _resume(self, request: _Request, job: Finished[Then], out: StepOutput) -> None:
+        if job.error is not None:
+            raise job.error
+        out.chunks.extend(job.chunks)
+        if job.tag == "resume" or request.vocoding:
+            return
+        if request.next < len(request.sentences):
+            self._admit(request)
+        else:
+            out.done = True
 
     # ---- joining --------------------------------------------------------------------------------------------
 
@@ -217,7 +290,8 @@ class GPTSoVITSBatch(BatchSession):
         else:
             keep = "batch" if r.parallel_infer else "naive"
         early_stop = int(tts.configs.hz * tts.configs.max_sec)
-        return _Request(key, params, voice, ref, sentences, order, split_bucket, generator, early_stop, keep)
+        return _Request(key, params, voice, ref, sentences, order, split_bucket, generator, early_stop, keep,
+                        _PairView(tts))
 
     def _reference(self, params: SynthesisParams, tts: Any, with_prompt: bool) -> _Reference:
         """TTS.run's reference and prompt handling, on the installed pair's prompt cache."""
@@ -316,14 +390,14 @@ class GPTSoVITSBatch(BatchSession):
         request.next, request.row = index + 1, row
         self._rows[row] = request.key
         if request.params.mode in (StreamMode.TOKEN, StreamMode.FIXED):
-            request.stream = _Stream(self.engine.tts, request, sentence)
+            request.stream = _Stream(request, sentence)
 
     # ---- stepping -------------------------------------------------------------------------------------------
 
-    def _advance(self, event: StepEvent) -> StepOutput:
+    def _advance(self, event: StepEvent, outputs: dict[int, StepOutput]) -> None:
         key = self._rows[event.request_id]
         request = self._requests[key]
-        out = StepOutput(key)
+        out = outputs.setdefault(key, StepOutput(key))
         if event.finish is not None:
             self._rows.pop(event.request_id, None)
             request.row = None
@@ -333,32 +407,41 @@ class GPTSoVITSBatch(BatchSession):
             out.error = exc if isinstance(exc, EngineError) else EngineError(_described(exc))
         if out.done or out.error is not None:
             self.remove(key)
-        return out
 
     def _take(self, request: _Request, event: StepEvent, out: StepOutput) -> None:
-        tts, mode = self.engine.tts, request.params.mode
+        """After the request's row stepped: hand the vocoder what is ready to speak (a cut chunk, or the finished
+        sentence), which the request then waits for."""
+        job: Optional[Callable[[], Chunks]]
         if request.stream is not None:
-            out.chunks.extend(request.stream.feed(event))
+            job = request.stream.feed(event)
         elif event.finish is not None:
             index = request.next - 1
             tokens = kept_tokens(event.semantic or (), event.finish, request.keep)
-            audio = self._vocode(tts, request, request.sentences[index], tokens)
-            if mode == StreamMode.OFF:
-                request.parts.append(audio)
-            else:
-                out.chunks.append(self._postprocess(tts, request, [[audio]], None, False))
-        if event.finish is None:
+            job = self._sentence_job(request, request.sentences[index], tokens, last=request.next >= len(
+                request.sentences))
+        else:
             return
-        if request.next < len(request.sentences):
-            self._admit(request)
+        if job is None:
             return
-        if mode == StreamMode.OFF:
-            out.chunks.append(self._postprocess(tts, request, [[a] for a in request.parts], request.order,
-                                                request.split_bucket))
-        out.done = True
+        request.vocoding += 1
+        self._vocoder.submit(request.key, "resume" if event.finish is None else "next", torch.no_grad()(job))
 
-    def _vocode(self, tts: Any, request: _Request, sentence: _Sentence, tokens: tuple[int, ...]) -> torch.Tensor:
+    def _sentence_job(self, request: _Request, sentence: _Sentence, tokens: tuple[int, ...],
+                      last: bool) -> Callable[[], Chunks]:
+        def job() -> Chunks:  # on the vocoder thread
+            audio = self._vocode(request, sentence, tokens)
+            if request.params.mode != StreamMode.OFF:
+                return [self._postprocess(request, [[audio]], None, False)]
+            request.parts.append(audio)
+            if not last:
+                return []
+            return [self._postprocess(request, [[a] for a in request.parts], request.order, request.split_bucket)]
+        return job
+
+    @staticmethod
+    def _vocode(request: _Request, sentence: _Sentence, tokens: tuple[int, ...]) -> torch.Tensor:
         """SoVITS for one sentence, by the path TTS.run takes for it (one sentence per batch)."""
+        tts = request.view
         r, ref, vits = request.params.request, request.ref, tts.vits_model
         device = tts.configs.device
         codes = torch.tensor(tokens, dtype=torch.long, device=device)
@@ -378,9 +461,9 @@ class GPTSoVITSBatch(BatchSession):
             return audio
 
     @staticmethod
-    def _postprocess(tts: Any, request: _Request, audio: list[list[torch.Tensor]], order: Optional[list[list[int]]],
+    def _postprocess(request: _Request, audio: list[list[torch.Tensor]], order: Optional[list[list[int]]],
                      split_bucket: bool) -> np.ndarray:
-        r = request.params.request
+        r, tts = request.params.request, request.view
         _sr, pcm = tts.audio_postprocess(audio, tts.configs.sampling_rate, order, r.speed_factor, split_bucket,
                                          r.fragment_interval)
         return np.asarray(pcm, dtype=np.int16).reshape(-1)
@@ -390,10 +473,14 @@ class _Stream:
     """Modes 2 and 3 for one sentence: TTS.run's streaming loop, fed a token at a time. `infer_panel_naive` cuts the
     tokens into chunks (mode 2 where a token sounds like the mute token, mode 3 every `min_chunk_length`), and each
     chunk is decoded with all the sentence's tokens so far (`decode_streaming`, overlapping the previous chunk's
-    latent) and joined to the previous audio by SOLA, exactly as TTS.run does between its decoder's yields."""
+    latent) and joined to the previous audio by SOLA, exactly as TTS.run does between its decoder's yields.
 
-    def __init__(self, tts: Any, request: _Request, sentence: _Sentence) -> None:
+    `feed` runs on the engine thread and cuts; the jobs it returns run on the vocoder thread, one at a time, and
+    alone touch the decoded state (`pieces`, `last_audio`, `last_latent`, `first`)."""
+
+    def __init__(self, request: _Request, sentence: _Sentence) -> None:
         r = request.params.request
+        tts = request.view
         self.tts, self.request, self.r = tts, request, r
         vits = tts.vits_model
         self.phones = sentence.phones.unsqueeze(0).to(tts.configs.device)
@@ -411,17 +498,17 @@ class _Stream:
         self.last_latent: Optional[torch.Tensor] = None
         self.first = True
 
-    def feed(self, event: StepEvent) -> list[np.ndarray]:
+    def feed(self, event: StepEvent) -> Optional[Callable[[], Chunks]]:
+        """Take the step's token; the vocoding to run, if it completed a chunk or the sentence."""
         if event.token is not None:
             self.tokens.append(event.token)
         self.counter += 1
         if event.finish is not None:
             tail = self.tokens[self.ptr:]
-            chunks = self._vocode(tail, True) if tail else self._tail()
-            sr = int(self.tts.configs.sampling_rate)
-            return [*chunks, np.zeros(int(sr * self.r.fragment_interval), dtype=np.int16)]
+            silence = np.zeros(int(int(self.tts.configs.sampling_rate) * self.r.fragment_interval), dtype=np.int16)
+            return lambda: [*(self._vocode(tail, True) if tail else self._tail()), silence]
         chunk = self._cut()
-        return [] if chunk is None else self._vocode(chunk, False)
+        return None if chunk is None else lambda: self._vocode(chunk, False)
 
     def _cut(self) -> Optional[list[int]]:
         if self.mute is None:

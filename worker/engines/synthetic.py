@@ -189,6 +189,9 @@ class SyntheticBatch(BatchSession):
     def remove(self, key: int) -> None:
         self._requests.pop(key, None)
 
+    def close(self) -> None:
+        self._requests.clear()  # nothing beside the batch to release
+
     def step(self) -> list[StepOutput]:
         e = self.engine
         e._sleep(e.step_seconds(len(self._requests)), CancelToken())  # one step: never cut short for one request

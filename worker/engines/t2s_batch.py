@@ -20,6 +20,7 @@ GPT-SoVITS, so the caller decides how it got onto the import path.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
@@ -263,9 +264,11 @@ class BatchDecoder:
         return True
 
     # ------------------------------------------------------------------- step --
-    def step(self) -> list[StepEvent]:
-        """Give every decoding request one more token (one batched forward pass); finished rows are freed."""
-        slots = [s for s in self._slots if s is not None]
+    def step(self, hold: Collection[str] = ()) -> list[StepEvent]:
+        """Give every decoding request one more token (one batched forward pass); finished rows are freed.
+        Requests in `hold` sit this step out, their rows untouched (a caller whose request must not draw from its
+        generator yet, while another thread vocodes with it)."""
+        slots = [s for s in self._slots if s is not None and s.request.request_id not in hold]
         if not slots:
             return []
         fed = [s for s in slots if not s.fresh]

@@ -1,0 +1,157 @@
+"""The batched gpt-sovits engine, in process on generated weights: while one request's sentence is being vocoded
+(SoVITS, on the vocoder thread), the other requests' rows go on decoding, and the request itself waits (its next
+sentence does not start) until that vocoding is collected; every request still gets the one-at-a-time audio."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tts_common.schemas import TTSRequest
+
+pytest.importorskip("torch", reason="the gpt-sovits engine needs torch (make setup-gpt-sovits)")
+
+from tts_worker.engines import create_engine  # noqa: E402
+from tts_worker.engines.base import CancelToken, Engine, SynthesisParams  # noqa: E402
+from tts_worker.engines.gpt_sovits_batch import GPTSoVITSBatch  # noqa: E402
+from tts_worker.engines.gpt_sovits_engine import GPTSoVITSEngine  # noqa: E402
+from tts_worker.settings import WorkerSettings  # noqa: E402
+from tts_worker.validation import check_request  # noqa: E402
+
+TWO_SENTENCES = "Glue the sheet to the dark blue background. It is easy to tell the depth of a well."
+ONE_SENTENCE = "The birch canoe slid on the smooth planks."
+
+
+@pytest.fixture(scope="module")
+def engine(gpt_sovits_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, Path]]:
+    saved_path, saved_nltk = list(sys.path), os.environ.get("NLTK_DATA")
+    os.environ["NLTK_DATA"] = str(gpt_sovits_weights / "nltk_data")
+    voices = tmp_path_factory.mktemp("overlap-voices")
+    shutil.copy(gpt_sovits_weights / "w0" / "ref.wav", voices / "one.wav")
+    settings = WorkerSettings(engine="gpt-sovits", tts_config=gpt_sovits_weights / "w0" / "tts_infer.yaml",
+                              device="cpu", batching=True, max_batch=4, max_queue_size=8, voice_dir=voices,
+                              num_warmup=0, models_dir=gpt_sovits_weights)
+    eng = create_engine(settings)
+    eng.load()
+    yield eng, voices
+    sys.path[:] = saved_path  # what importing GPT-SoVITS added stays out of later tests' imports
+    if saved_nltk is None:
+        os.environ.pop("NLTK_DATA", None)
+    else:
+        os.environ["NLTK_DATA"] = saved_nltk
+
+
+def params(engine: tuple[Engine, Path], text: str, **extra: Any) -> SynthesisParams:
+    eng, voices = engine
+    fields: dict[str, Any] = {"text": text, "text_lang": "en", "ref_audio_path": "one.wav", "prompt_text": "a test",
+                              "prompt_lang": "en", "top_k": 1, "seed": 42, "media_type": "raw",
+                              "text_split_method": "cut5", **extra}
+    return check_request(TTSRequest(**fields), eng, voices, 1000, 60.0, None)
+
+
+def alone(eng: Engine, p: SynthesisParams) -> list[bytes]:
+    return [c.tobytes() for c in eng.synthesize(p, CancelToken())]
+
+
+def test_other_rows_decode_while_a_sentence_is_vocoded(engine: tuple[Engine, Path],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    eng = engine[0]
+    assert isinstance(eng, GPTSoVITSEngine)
+    first, second = params(engine, TWO_SENTENCES), params(engine, ONE_SENTENCE)
+    want = {key: b"".join(alone(eng, p)) for key, p in ((1, first), (2, second))}
+
+    vits: Any = eng.tts.vits_model
+    decode = vits.decode
+    entered, gate = threading.Event(), threading.Event()
+    threads: list[str] = []
+
+    def held_decode(*args: Any, **kwargs: Any) -> Any:
+        threads.append(threading.current_thread().name)
+        if not entered.is_set():
+            entered.set()
+            assert gate.wait(60), "the test never let the first vocoding go"
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(vits, "decode", held_decode)
+    session = GPTSoVITSBatch(eng, vocoder_thread=True)  # what --vocoder-thread (the default with CUDA) opens
+    audio: dict[int, list[np.ndarray]] = {1: [], 2: []}
+    done: set[int] = set()
+
+    def step() -> set[int]:
+        took_part = set()
+        for out in session.step():
+            assert out.error is None, out.error
+            took_part.add(out.key)
+            audio[out.key].extend(out.chunks)
+            if out.done:
+                done.add(out.key)
+        return took_part
+
+    try:
+        session.add(1, first, CancelToken())
+        for _ in range(500):  # the first sentence decodes to its end, then its vocoding starts and is held
+            step()
+            if entered.wait(0.0):
+                break
+        assert entered.is_set(), "the first sentence never reached the vocoder"
+        session.add(2, second, CancelToken())
+        for _ in range(10):  # request 2's row steps; request 1 waits for its vocoding, starting no sentence
+            assert step() == {2}
+        assert not done and audio[1] == []
+        gate.set()
+        for _ in range(2000):
+            step()
+            if done == {1, 2}:
+                break
+    finally:
+        gate.set()
+        session.close()
+    assert done == {1, 2}
+    assert set(threads) and all(name.startswith("tts-vocoder") for name in threads)
+    # the held vocoding changed nothing: each request has exactly the one-at-a-time engine's audio
+    assert {key: b"".join(c.tobytes() for c in chunks) for key, chunks in audio.items()} == want
+
+
+def test_every_streaming_mode_on_the_vocoder_thread_gets_the_one_at_a_time_chunks(engine: tuple[Engine, Path]) -> None:
+    """Modes 2 and 3 vocode chunk by chunk while their rows are held; each request's chunks, in order, are still
+    the one-at-a-time engine's, with seeded sampling, all four modes in one batch."""
+    eng = engine[0]
+    assert isinstance(eng, GPTSoVITSEngine)
+    text = "Streaming by sentence. Each one is sent when it is spoken."
+    requests = {
+        1: params(engine, text, streaming_mode=1, split_bucket=False),
+        2: params(engine, text, split_bucket=False, top_k=5, seed=7),
+        3: params(engine, "Token chunks stream as they are decoded. Then more.", streaming_mode=2, top_k=5),
+        4: params(engine, "Fixed length chunks, without a prompt text.", prompt_text="", streaming_mode=3,
+                  min_chunk_length=8),
+    }
+    want = {key: alone(eng, p) for key, p in requests.items()}
+    session = GPTSoVITSBatch(eng, vocoder_thread=True)
+    got: dict[int, list[bytes]] = {key: [] for key in requests}
+    done: set[int] = set()
+    try:
+        for key, p in requests.items():
+            session.add(key, p, CancelToken())
+        for _ in range(5000):
+            for out in session.step():
+                assert out.error is None, out.error
+                got[out.key].extend(c.tobytes() for c in out.chunks if len(c))
+                if out.done:
+                    done.add(out.key)
+            if not session.active:
+                break
+    finally:
+        session.close()
+    assert done == set(requests)
+    assert len(got[3]) >= 2 and len(got[4]) >= 2  # chunked as they were decoded, not at the end
+    for key in requests:
+        assert b"".join(got[key]) == b"".join(want[key]), f"request {key}"
+    assert [c for c in got[1]] == [c for c in want[1] if c]  # mode 1: the same chunks, sentence by sentence
