@@ -155,3 +155,44 @@ def test_every_streaming_mode_on_the_vocoder_thread_gets_the_one_at_a_time_chunk
     for key in requests:
         assert b"".join(got[key]) == b"".join(want[key]), f"request {key}"
     assert [c for c in got[1]] == [c for c in want[1] if c]  # mode 1: the same chunks, sentence by sentence
+
+
+def test_a_vocoding_that_fails_on_the_thread_ends_its_request_alone(engine: tuple[Engine, Path],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    eng = engine[0]
+    assert isinstance(eng, GPTSoVITSEngine)
+    requests = {1: params(engine, ONE_SENTENCE), 2: params(engine, TWO_SENTENCES, top_k=5)}
+    want = {key: b"".join(alone(eng, p)) for key, p in requests.items()}
+    vits: Any = eng.tts.vits_model
+    decode, calls = vits.decode, []
+
+    def failing_first(*args: Any, **kwargs: Any) -> Any:
+        calls.append(threading.current_thread().name)
+        if len(calls) == 1:
+            raise RuntimeError("SoVITS ran out of memory")
+        return decode(*args, **kwargs)
+
+    monkeypatch.setattr(vits, "decode", failing_first)
+    session = GPTSoVITSBatch(eng, vocoder_thread=True)
+    errors: dict[int, Exception] = {}
+    audio: dict[int, list[bytes]] = {1: [], 2: []}
+    done: set[int] = set()
+    try:
+        for key, p in requests.items():
+            session.add(key, p, CancelToken())
+        for _ in range(5000):
+            for out in session.step():
+                if out.error is not None:
+                    errors[out.key] = out.error
+                audio[out.key].extend(c.tobytes() for c in out.chunks)
+                if out.done:
+                    done.add(out.key)
+            if not session.active:
+                break
+    finally:
+        session.close()
+    assert calls[0].startswith("tts-vocoder")
+    # the request whose sentence was vocoded first failed, with the error; the other got its own audio, whole
+    assert len(errors) == 1 and "SoVITS ran out of memory" in str(next(iter(errors.values())))
+    (other,) = set(requests) - set(errors)
+    assert done == {other} and b"".join(audio[other]) == want[other]
