@@ -8,7 +8,9 @@ import os
 import shutil
 import sys
 import threading
+from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,36 @@ def params(engine: tuple[Engine, Path], text: str, **extra: Any) -> SynthesisPar
 
 def alone(eng: Engine, p: SynthesisParams) -> list[bytes]:
     return [c.tobytes() for c in eng.synthesize(p, CancelToken())]
+
+
+@dataclass
+class Served:
+    """What a threaded session gave each request: its non-empty chunks, whether it finished, or its error."""
+
+    chunks: dict[int, list[bytes]] = field(default_factory=lambda: defaultdict(list))
+    done: set[int] = field(default_factory=set)
+    errors: dict[int, Exception] = field(default_factory=dict)
+
+
+def serve(eng: GPTSoVITSEngine, requests: dict[int, SynthesisParams]) -> Served:
+    """All `requests` in one batch of a session with the vocoder thread, stepped until it is empty."""
+    session = GPTSoVITSBatch(eng, vocoder_thread=True)
+    served = Served()
+    try:
+        for key, p in requests.items():
+            session.add(key, p, CancelToken())
+        for _ in range(5000):
+            for out in session.step():
+                if out.error is not None:
+                    served.errors[out.key] = out.error
+                served.chunks[out.key].extend(c.tobytes() for c in out.chunks if len(c))
+                if out.done:
+                    served.done.add(out.key)
+            if not session.active:
+                break
+    finally:
+        session.close()
+    return served
 
 
 def test_other_rows_decode_while_a_sentence_is_vocoded(engine: tuple[Engine, Path],
@@ -134,23 +166,9 @@ def test_every_streaming_mode_on_the_vocoder_thread_gets_the_one_at_a_time_chunk
                   min_chunk_length=8),
     }
     want = {key: alone(eng, p) for key, p in requests.items()}
-    session = GPTSoVITSBatch(eng, vocoder_thread=True)
-    got: dict[int, list[bytes]] = {key: [] for key in requests}
-    done: set[int] = set()
-    try:
-        for key, p in requests.items():
-            session.add(key, p, CancelToken())
-        for _ in range(5000):
-            for out in session.step():
-                assert out.error is None, out.error
-                got[out.key].extend(c.tobytes() for c in out.chunks if len(c))
-                if out.done:
-                    done.add(out.key)
-            if not session.active:
-                break
-    finally:
-        session.close()
-    assert done == set(requests)
+    served = serve(eng, requests)
+    got = served.chunks
+    assert served.errors == {} and served.done == set(requests)
     assert len(got[3]) >= 2 and len(got[4]) >= 2  # chunked as they were decoded, not at the end
     for key in requests:
         assert b"".join(got[key]) == b"".join(want[key]), f"request {key}"
@@ -173,26 +191,9 @@ def test_a_vocoding_that_fails_on_the_thread_ends_its_request_alone(engine: tupl
         return decode(*args, **kwargs)
 
     monkeypatch.setattr(vits, "decode", failing_first)
-    session = GPTSoVITSBatch(eng, vocoder_thread=True)
-    errors: dict[int, Exception] = {}
-    audio: dict[int, list[bytes]] = {1: [], 2: []}
-    done: set[int] = set()
-    try:
-        for key, p in requests.items():
-            session.add(key, p, CancelToken())
-        for _ in range(5000):
-            for out in session.step():
-                if out.error is not None:
-                    errors[out.key] = out.error
-                audio[out.key].extend(c.tobytes() for c in out.chunks)
-                if out.done:
-                    done.add(out.key)
-            if not session.active:
-                break
-    finally:
-        session.close()
+    served = serve(eng, requests)
     assert calls[0].startswith("tts-vocoder")
     # the request whose sentence was vocoded first failed, with the error; the other got its own audio, whole
-    assert len(errors) == 1 and "SoVITS ran out of memory" in str(next(iter(errors.values())))
-    (other,) = set(requests) - set(errors)
-    assert done == {other} and b"".join(audio[other]) == want[other]
+    assert len(served.errors) == 1 and "SoVITS ran out of memory" in str(next(iter(served.errors.values())))
+    (other,) = set(requests) - set(served.errors)
+    assert served.done == {other} and b"".join(served.chunks[other]) == want[other]
