@@ -8,6 +8,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any, Optional
 
 import pytest
@@ -252,3 +253,31 @@ def test_requests_that_cannot_fit_are_refused_with_typed_errors(model):
         dec.admit(T2SRequest("bad", torch.zeros(5, dtype=torch.long), torch.zeros(1024, 4)))
     done = drain(dec)
     assert len(done["ok"].semantic or ()) <= 21
+
+
+def test_gpt_sovits_own_block_layout_decodes_the_same_tokens(eos_model):
+    """GPT-SoVITS itself keeps each fused block's weights as nn.Linear does (`qkv_w`, `mlp.w1`: [out, in]);
+    gpt-sovits-cpufast, which the tests run, keeps them transposed (`qkv_w_t`, `mlp.w1_t`). The same weights in
+    GPT-SoVITS's layout decode the same tokens."""
+    model, reqs, refs = eos_model
+
+    def upstream_block(block: Any) -> SimpleNamespace:
+        mlp = SimpleNamespace(w1=block.mlp.w1_t.t().contiguous(), b1=block.mlp.b1,
+                              w2=block.mlp.w2_t.t().contiguous(), b2=block.mlp.b2)
+        return SimpleNamespace(mlp=mlp, qkv_w=block.qkv_w_t.t().contiguous(), qkv_b=block.qkv_b,
+                               out_w=block.out_w_t.t().contiguous(), out_b=block.out_b, norm_w1=block.norm_w1,
+                               norm_b1=block.norm_b1, norm_eps1=block.norm_eps1, norm_w2=block.norm_w2,
+                               norm_b2=block.norm_b2, norm_eps2=block.norm_eps2)
+
+    fused = model.t2s_transformer
+    blocks = [upstream_block(b) for b in fused.blocks]
+    assert not hasattr(blocks[0], "qkv_w_t") and not hasattr(blocks[0].mlp, "w1_t")
+    model.t2s_transformer = SimpleNamespace(blocks=blocks)
+    try:
+        dec = BatchDecoder(model, max_batch=4, max_len=256)
+        for r in reqs:
+            dec.admit(r)
+        done = drain(dec)
+    finally:
+        model.t2s_transformer = fused
+    assert {rid: list(e.semantic or ()) for rid, e in done.items()} == refs

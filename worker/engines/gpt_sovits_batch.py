@@ -15,13 +15,17 @@ What TTS.run does for one request, and where it happens here:
   takes that path), or in modes 2 and 3 as each chunk of tokens is cut (`decode_streaming` with its overlap and
   SOLA), then `audio_postprocess`: the same audio, chunk for chunk, as TTS.run's. With `--vocoder-thread` (the
   default with CUDA) it runs on a second thread (`vocoder_thread`) while the other rows go on decoding; the request
-  itself waits for it (its next sentence joins,
-  or its streaming row steps again, once that vocoding is collected), because TTS.run draws the two stages' random
-  numbers from one generator in that order;
+  itself waits for it (its next sentence joins, or its streaming row steps again, once that vocoding is
+  collected), because TTS.run draws the two stages' random numbers from one generator in that order;
 - random numbers: TTS.run seeds the global generator once per run and draws from it for T2S sampling and SoVITS's
   noise alike. Here each request has a generator of its own, seeded alike and drawn from in the same order (SoVITS
   draws from it through the global generator, swapped in around each decode), so a seeded request gets TTS.run's
   audio whoever shares its steps.
+
+It runs on GPT-SoVITS itself and on gpt-sovits-cpufast (what the tests install), whose TTS differs in a few
+places: the fused T2S blocks' layout (`t2s_batch._Layer`), and the fork's per-reference caches and SoVITS decode
+condition (`ge`, `ge_text`), used where they exist. Models that speak through a vocoder (v3, v4) are not batched:
+their requests get a clear error, and a worker whose default voice is one refuses `--batching` at start.
 
 Catalog voices have their own weights, so they cannot share a forward pass: the session keeps one decoder per voice
 pair in use, and a step steps each in turn. What differs from TTS.run: `batch_size` > 1 (sentences are decoded one
@@ -105,6 +109,12 @@ def _drawing_from(generator: torch.Generator) -> Iterator[None]:
             torch.set_rng_state(saved)
 
 
+def uses_vocoder(tts: Any) -> bool:
+    """Whether the installed pair is a model that speaks through a vocoder (v3, v4), which the batch cannot serve."""
+    configs = tts.configs
+    return bool(getattr(configs, "use_vocoder", False)) or str(getattr(configs, "version", "")) in ("v3", "v4")
+
+
 def kept_tokens(tokens: tuple[int, ...], finish: Optional[str], keep: Keep) -> tuple[int, ...]:
     """The tokens TTS.run hands to SoVITS for a sentence that stopped with `finish`. On EOS, every token before it.
     Otherwise (early stop, the step cap) `infer_panel_batch_infer` keeps the tokens before the stopping step's, and
@@ -140,8 +150,11 @@ class _Reference:
     prompt: Optional[torch.Tensor]  # the clip's semantic tokens; None: no prompt text (ref-free)
     refer: list[Any]  # SoVITS's reference spectrograms (main clip, then aux clips)
     sv_emb: Any
-    ge: Any
-    ge_text: Any
+    condition: dict[str, Any]  # gpt-sovits-cpufast's precomputed decode condition (`ge`, `ge_text`); upstream: none
+
+    def decode_kwargs(self) -> dict[str, Any]:
+        """What SoVITS's decode and decode_streaming take besides tokens, phonemes and spectrograms."""
+        return {"sv_emb": self.sv_emb, **self.condition}
 
 
 @dataclass
@@ -181,7 +194,9 @@ class _Request:
 
 
 class GPTSoVITSBatch(BatchSession):
-    """The gpt-sovits engine's batch. Every method runs on the engine thread, which owns the one `TTS` object."""
+    """The gpt-sovits engine's batch. Every method runs on the engine thread, which owns the one `TTS` object; the
+    vocoding jobs it hands on run on the vocoder thread and read the `TTS` object only through their request's
+    `_PairView`."""
 
     def __init__(self, engine: "GPTSoVITSEngine", vocoder_thread: Optional[bool] = None) -> None:
         self.engine = engine
@@ -237,8 +252,8 @@ class GPTSoVITSBatch(BatchSession):
                 for event in events:
                     self._advance(event, outputs)
                 stepped = True
-        if not stepped and self._vocoder.pending:
-            self._collect(outputs, VOCODER_WAIT_SECONDS)
+        # What the step handed on (done already when vocoding inline); with no row to step, wait a little for it.
+        self._collect(outputs, 0.0 if stepped else VOCODER_WAIT_SECONDS)
         default = self.engine.default_pair
         # A catalog voice's decoder (its KV cache) goes when its last request does (one between sentences, waiting
         # for the vocoder, holds no row but still needs it); the default voice's stays.
@@ -276,6 +291,10 @@ class GPTSoVITSBatch(BatchSession):
 
     def _prepare(self, key: int, params: SynthesisParams, pair: "VoicePair", tts: Any) -> _Request:
         r = params.request
+        if uses_vocoder(tts):
+            raise EngineError(
+                f"voice: a {tts.configs.version} model speaks through a vocoder, which a batching worker does not "
+                "serve (it batches v1, v2 and v2Pro models): send this voice to a worker without --batching")
         with_prompt = bool(r.prompt_text)
         ref = self._reference(params, tts, with_prompt)
         sentences, order, split_bucket = self._sentences(params, tts, with_prompt)
@@ -307,7 +326,7 @@ class GPTSoVITSBatch(BatchSession):
             cache["aux_ref_audio_paths"] = aux
             cache["refer_spec"] = [cache["refer_spec"][0]]
             cache["refer_spec"].extend(tts._get_ref_spec(p) for p in aux if p and os.path.exists(p))
-            tts._invalidate_prompt_runtime_cache()
+            self._invalidate_runtime_cache(tts)
         if with_prompt:
             lang = (r.prompt_lang or "").lower()
             prompt_text = r.prompt_text.strip("\n")
@@ -318,13 +337,36 @@ class GPTSoVITSBatch(BatchSession):
                     prompt_text, lang, tts.configs.version)
                 cache.update(prompt_text=prompt_text, prompt_lang=lang, phones=phones, bert_features=bert,
                              norm_text=norm_text)
-                tts._invalidate_prompt_runtime_cache()
-        refer, sv_emb = tts._get_runtime_refer_audio_spec_and_sv_emb()
-        ge = ge_text = None
+                self._invalidate_runtime_cache(tts)
+        refer, sv_emb = self._spectrograms(tts)
+        condition: dict[str, Any] = {}
         if hasattr(tts.vits_model, "build_decode_condition"):
             ge, ge_text = tts._get_runtime_decode_condition()
+            condition = {"ge": ge, "ge_text": ge_text}
         prompt = cache["prompt_semantic"] if with_prompt else None
-        return _Reference(prompt, list(refer), list(sv_emb) if isinstance(sv_emb, list) else sv_emb, ge, ge_text)
+        return _Reference(prompt, list(refer), list(sv_emb) if isinstance(sv_emb, list) else sv_emb, condition)
+
+    @staticmethod
+    def _invalidate_runtime_cache(tts: Any) -> None:
+        """gpt-sovits-cpufast caches what it derives from the prompt cache; GPT-SoVITS derives it at every run."""
+        invalidate = getattr(tts, "_invalidate_prompt_runtime_cache", None)
+        if invalidate is not None:
+            invalidate()
+
+    @staticmethod
+    def _spectrograms(tts: Any) -> tuple[list[Any], Any]:
+        """SoVITS's reference spectrograms and (v2Pro) speaker embeddings, as TTS.run computes them."""
+        cached = getattr(tts, "_get_runtime_refer_audio_spec_and_sv_emb", None)
+        if cached is not None:
+            specs, embeddings = cached()
+            return list(specs), embeddings
+        refer = []
+        sv_emb: Optional[list[Any]] = [] if tts.is_v2pro else None
+        for spec, audio in tts.prompt_cache["refer_spec"]:
+            refer.append(spec.to(dtype=tts.precision, device=tts.configs.device))
+            if sv_emb is not None:
+                sv_emb.append(tts.sv_model.compute_embedding3(audio))
+        return refer, sv_emb
 
     def _sentences(self, params: SynthesisParams, tts: Any,
                    with_prompt: bool) -> tuple[list[_Sentence], list[list[int]], bool]:
@@ -446,7 +488,7 @@ class GPTSoVITSBatch(BatchSession):
         device = tts.configs.device
         codes = torch.tensor(tokens, dtype=torch.long, device=device)
         phones = sentence.phones.to(device)
-        cond = {"sv_emb": ref.sv_emb, "ge": ref.ge, "ge_text": ref.ge_text}
+        cond = ref.decode_kwargs()
         with _drawing_from(request.generator):
             if r.parallel_infer and r.speed_factor == 1.0:
                 audio: torch.Tensor = vits.decode(codes.view(1, 1, -1), phones.unsqueeze(0), ref.refer,
@@ -546,8 +588,8 @@ class _Stream:
         overlap = r.overlap_length + (10 - n) if not self.first and n < 10 else r.overlap_length
         with _drawing_from(self.request.generator):
             audio, latent, _mask = tts.vits_model.decode_streaming(
-                codes.unsqueeze(0), self.phones, ref.refer, speed=r.speed_factor, sv_emb=ref.sv_emb, ge=ref.ge,
-                ge_text=ref.ge_text, result_length=None if self.first else n + overlap,
+                codes.unsqueeze(0), self.phones, ref.refer, speed=r.speed_factor, **ref.decode_kwargs(),
+                result_length=None if self.first else n + overlap,
                 overlap_frames=None if self.last_latent is None else self.last_latent[:, :, -overlap * self.frames:],
                 padding_length=0)
         audio = audio.detach()[0, 0, :]

@@ -262,6 +262,13 @@ class GPTSoVITSEngine(Engine):
         self._blank_prompt_cache = copy.deepcopy(self._tts.prompt_cache)
         self._default = self._active = VoicePair.capture(self._tts)
         self._refresh()
+        if self._max_batch > 1:
+            from .gpt_sovits_batch import uses_vocoder
+
+            if uses_vocoder(self._tts):
+                raise EngineLoadError(
+                    f"--batching serves v1, v2 and v2Pro models; this worker's default voice is {self.version}, "
+                    "which speaks through a vocoder: start it without --batching")
 
     def _refresh(self) -> None:
         """Version, languages and sample rate follow the SoVITS weights loaded (v1 weights: v1's languages)."""

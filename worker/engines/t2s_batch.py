@@ -5,17 +5,18 @@ Upstream's `infer_panel_*` decode one fixed batch from start to finish. Here req
 step writes one position per row instead of concatenating, and a freed row is reused as is. Rows hold contexts of
 different lengths; one step is a single batched forward pass in which a mask limits each row to its own positions.
 
-What stays upstream's: the prefill (`t2s_transformer.process_prompt`, one request at a time, so its KV is exactly
-the single-request one), the embeddings, the weights of every block, and the decoding rules of
-`infer_panel_naive`: EOS is not allowed for the first 11 tokens, the repetition penalty counts the prompt's tokens,
+What stays upstream's: the prefill (one request at a time, the same operations as the fused blocks'
+`process_prompt`, so its KV is exactly the single-request one), the embeddings, the weights of every block, and
+the decoding rules of `infer_panel_naive`: EOS is not allowed for the first 11 tokens, the repetition penalty counts the prompt's tokens,
 top-p comes before the temperature and top-k after it, a step stops on EOS when either the sampled or the
 (penalised) arg-max token is EOS, and `early_stop_num` N keeps N + 1 tokens. Sampling noise comes from each
 request's own `torch.Generator`, so a seeded request gets the same tokens whoever shares its batch; each step draws
 exactly what upstream's step draws (one exponential per logit it samples from: the EOS logit is cut off, not masked,
 while EOS is not allowed), so a generator seeded as `TTS.run` seeds the global one stays in step with it.
 
-The model must be upstream's `Text2SemanticDecoder` (`TTS.t2s_model.model`) in eval mode; nothing here imports
-GPT-SoVITS, so the caller decides how it got onto the import path.
+The model must be upstream's `Text2SemanticDecoder` (`TTS.t2s_model.model`) in eval mode, with its fused blocks
+(`t2s_transformer`) as either GPT-SoVITS itself or gpt-sovits-cpufast builds them (see `_Layer`); nothing here
+imports GPT-SoVITS, so the caller decides how it got onto the import path.
 """
 
 from __future__ import annotations
@@ -96,6 +97,48 @@ class StepEvent:
     semantic: Optional[tuple[int, ...]] = None  # every generated token (prompt excluded), set when finished
 
 
+@dataclass(frozen=True)
+class _Layer:
+    """One fused block's weights, each matrix as `x @ w` wants it ([in, out]). GPT-SoVITS's `T2SBlock` keeps them
+    as `nn.Linear` does (`qkv_w`, `mlp.w1`: [out, in], used through `F.linear`); gpt-sovits-cpufast's keeps
+    transposed copies (`qkv_w_t`, `mlp.w1_t`, used through `addmm`). `addmm` over the view `w.t()` is what
+    `F.linear` runs, so either way a row gets the arithmetic of its model's own decode."""
+
+    qkv_w: torch.Tensor
+    qkv_b: torch.Tensor
+    out_w: torch.Tensor
+    out_b: torch.Tensor
+    w1: torch.Tensor
+    b1: torch.Tensor
+    w2: torch.Tensor
+    b2: torch.Tensor
+    norm_w1: torch.Tensor
+    norm_b1: torch.Tensor
+    norm_eps1: float
+    norm_w2: torch.Tensor
+    norm_b2: torch.Tensor
+    norm_eps2: float
+
+    @classmethod
+    def of(cls, block: Any) -> "_Layer":
+        def weight(owner: Any, name: str) -> torch.Tensor:
+            transposed: Optional[torch.Tensor] = getattr(owner, f"{name}_t", None)
+            return transposed if transposed is not None else getattr(owner, name).t()
+
+        mlp = block.mlp
+        return cls(weight(block, "qkv_w"), block.qkv_b, weight(block, "out_w"), block.out_b, weight(mlp, "w1"),
+                   mlp.b1, weight(mlp, "w2"), mlp.b2, block.norm_w1, block.norm_b1, float(block.norm_eps1),
+                   block.norm_w2, block.norm_b2, float(block.norm_eps2))
+
+    def attend_and_mix(self, x: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+        """The block after attention: output projection, residual, norm, MLP, residual, norm ([rows, hidden])."""
+        dim = [x.shape[-1]]
+        x = x + torch.addmm(self.out_b, attn, self.out_w)
+        x = F.layer_norm(x, dim, self.norm_w1, self.norm_b1, self.norm_eps1)
+        x = x + torch.addmm(self.b2, F.relu(torch.addmm(self.b1, x, self.w1)), self.w2)
+        return F.layer_norm(x, dim, self.norm_w2, self.norm_b2, self.norm_eps2)
+
+
 @dataclass
 class _Slot:
     request: T2SRequest
@@ -120,7 +163,7 @@ class BatchDecoder:
         if max_batch < 1 or max_len < 2:
             raise ValueError("max_batch must be >= 1 and max_len >= 2")
         self._model = model
-        self._blocks: list[Any] = list(model.t2s_transformer.blocks)
+        self._layers = [_Layer.of(block) for block in model.t2s_transformer.blocks]
         weight: torch.Tensor = model.ar_predict_layer.weight
         self._device = weight.device
         self._dtype = weight.dtype
@@ -144,7 +187,7 @@ class BatchDecoder:
 
         # Per layer [max_batch, max_len, hidden]: upstream's own cache layout (heads split at attention time).
         self._k = [torch.zeros((max_batch, max_len, self._dim), dtype=self._dtype, device=self._device)
-                   for _ in self._blocks]
+                   for _ in self._layers]
         self._v = [torch.zeros_like(k) for k in self._k]
         self._pending = rows(self._vocab, self._dtype)  # logits of each fresh row's prefill
         self._seen = rows(self._vocab, torch.bool)  # tokens the repetition penalty applies to
@@ -183,10 +226,8 @@ class BatchDecoder:
             raise BatchFullError(f"all {self.max_batch} rows are decoding; admit {request.request_id!r} later")
 
         with torch.no_grad():
-            keys, values, logits = self._prefill(request, prompt)
-            for cache, new in zip(self._k + self._v, keys + values, strict=True):
-                cache[index, :prefill] = new[0]
-            self._pending[index] = logits[0]
+            logits = self._prefill(request, prompt, index)
+            self._pending[index] = logits
             self._seen[index] = False
             if prompt is not None:
                 self._seen[index, prompt] = True
@@ -233,9 +274,9 @@ class BatchDecoder:
             raise InvalidRequestError(f"request {rid!r}: prompt_semantic tokens must be in [0, {self._eos})")
         return prompt.to(self._device)
 
-    def _prefill(
-        self, request: T2SRequest, prompt: Optional[torch.Tensor]
-    ) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+    def _prefill(self, request: T2SRequest, prompt: Optional[torch.Tensor], index: int) -> torch.Tensor:
+        """Run the request's text and prompt through every block, writing their KV into row `index`; returns the
+        logits of the first new token."""
         m = self._model
         phones = request.phoneme_ids.to(self._device).unsqueeze(0)
         bert = request.bert_features.to(device=self._device, dtype=self._dtype).transpose(0, 1).unsqueeze(0)
@@ -249,11 +290,18 @@ class BatchDecoder:
         hidden = torch.zeros((total, total), dtype=torch.bool, device=self._device)
         hidden[:n_text, n_text:] = True
         hidden[n_text:, n_text:] = torch.ones_like(hidden[n_text:, n_text:]).triu(1)
-        mask = hidden.expand(1, self._heads, total, total)
-        # max_decode_steps=0: upstream allocates just the prefill's KV, which is then copied into the row.
-        out, keys, values, _ = m.t2s_transformer.process_prompt(xy, mask, 0, None, True)
-        logits: torch.Tensor = m.ar_predict_layer(out[:, -1])
-        return list(keys), list(values), logits
+        visible = ~hidden.expand(1, self._heads, total, total)
+        x = xy[0]
+        heads = self._heads
+        for layer, k_cache, v_cache in zip(self._layers, self._k, self._v, strict=True):
+            q, k, v = torch.addmm(layer.qkv_b, x, layer.qkv_w).chunk(3, dim=-1)
+            k_cache[index, :total] = k
+            v_cache[index, :total] = v
+            q, k, v = (t.view(1, total, heads, -1).transpose(1, 2) for t in (q, k, v))
+            attn = F.scaled_dot_product_attention(q, k, v, attn_mask=visible)
+            x = layer.attend_and_mix(x, attn.transpose(1, 2).reshape(total, -1))
+        logits: torch.Tensor = m.ar_predict_layer(x[-1])
+        return logits
 
     def cancel(self, request_id: str) -> bool:
         """Free the request's row now; False if it is not decoding. Its stale KV is simply masked out later."""
@@ -322,8 +370,8 @@ class BatchDecoder:
         visible = torch.arange(width, device=self._device).unsqueeze(0) <= last_pos.unsqueeze(1)
         visible = visible.view(span, 1, 1, width)
         heads, dim = self._heads, self._dim
-        for block, k_cache, v_cache in zip(self._blocks, self._k, self._v, strict=True):
-            q, k, v = torch.addmm(block.qkv_b, x, block.qkv_w_t).chunk(3, dim=-1)
+        for layer, k_cache, v_cache in zip(self._layers, self._k, self._v, strict=True):
+            q, k, v = torch.addmm(layer.qkv_b, x, layer.qkv_w).chunk(3, dim=-1)
             k_cache[rows, write] = k
             v_cache[rows, write] = v
             q_span = x.new_zeros((span, dim)).index_copy_(0, rows, q)
@@ -333,12 +381,7 @@ class BatchDecoder:
                 v_cache[:span, :width].view(span, width, heads, -1).transpose(1, 2),
                 attn_mask=visible,
             )
-            attn = attn.transpose(1, 2).reshape(span, dim)[rows]
-            x = x + torch.addmm(block.out_b, attn, block.out_w_t)
-            x = F.layer_norm(x, [dim], block.norm_w1, block.norm_b1, block.norm_eps1)
-            mlp = block.mlp
-            x = x + torch.addmm(mlp.b2, F.relu(torch.addmm(mlp.b1, x, mlp.w1_t)), mlp.w2_t)
-            x = F.layer_norm(x, [dim], block.norm_w2, block.norm_b2, block.norm_eps2)
+            x = layer.attend_and_mix(x, attn.transpose(1, 2).reshape(span, dim)[rows])
         logits: torch.Tensor = self._model.ar_predict_layer(x)
         return logits
 

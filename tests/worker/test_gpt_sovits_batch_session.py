@@ -1,6 +1,7 @@
-"""The batched gpt-sovits engine, in process on generated weights: while one request's sentence is being vocoded
-(SoVITS, on the vocoder thread), the other requests' rows go on decoding, and the request itself waits (its next
-sentence does not start) until that vocoding is collected; every request still gets the one-at-a-time audio."""
+"""The batched gpt-sovits engine's session, in process on generated weights: while one request's sentence is being
+vocoded (SoVITS, on the vocoder thread), the other requests' rows go on decoding, and the request itself waits (its
+next sentence does not start) until that vocoding is collected; every request still gets the one-at-a-time audio.
+Also the session's paths for GPT-SoVITS itself, where its TTS lacks what gpt-sovits-cpufast (installed here) adds."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -19,11 +21,11 @@ import pytest
 
 from tts_common.schemas import TTSRequest
 
-pytest.importorskip("torch", reason="the gpt-sovits engine needs torch (make setup-gpt-sovits)")
+torch = pytest.importorskip("torch", reason="the gpt-sovits engine needs torch (make setup-gpt-sovits)")
 
 from tts_worker.engines import create_engine  # noqa: E402
 from tts_worker.engines.base import CancelToken, Engine, SynthesisParams  # noqa: E402
-from tts_worker.engines.gpt_sovits_batch import GPTSoVITSBatch  # noqa: E402
+from tts_worker.engines.gpt_sovits_batch import GPTSoVITSBatch, uses_vocoder  # noqa: E402
 from tts_worker.engines.gpt_sovits_engine import GPTSoVITSEngine  # noqa: E402
 from tts_worker.settings import WorkerSettings  # noqa: E402
 from tts_worker.validation import check_request  # noqa: E402
@@ -197,3 +199,34 @@ def test_a_vocoding_that_fails_on_the_thread_ends_its_request_alone(engine: tupl
     assert len(served.errors) == 1 and "SoVITS ran out of memory" in str(next(iter(served.errors.values())))
     (other,) = set(requests) - set(served.errors)
     assert served.done == {other} and b"".join(served.chunks[other]) == want[other]
+
+
+def test_reference_spectrograms_without_the_forks_cache_are_the_same(engine: tuple[Engine, Path]) -> None:
+    """GPT-SoVITS's TTS has no `_get_runtime_refer_audio_spec_and_sv_emb` (the fork's cache): the session then
+    computes them as GPT-SoVITS's TTS.run does, to the same tensors."""
+    eng = engine[0]
+    assert isinstance(eng, GPTSoVITSEngine)
+    tts = eng.tts
+    list(eng.synthesize(params(engine, ONE_SENTENCE), CancelToken()))  # the clip is in the prompt cache now
+    cached, cached_sv = GPTSoVITSBatch._spectrograms(tts)
+
+    class WithoutForkCache:
+        def __getattr__(self, name: str) -> Any:
+            if name == "_get_runtime_refer_audio_spec_and_sv_emb":
+                raise AttributeError(name)
+            return getattr(tts, name)
+
+    computed, computed_sv = GPTSoVITSBatch._spectrograms(WithoutForkCache())
+    assert len(computed) == len(cached) >= 1
+    assert all(torch.equal(a, b) for a, b in zip(computed, cached, strict=True))
+    assert computed_sv is None and cached_sv is None  # v2: no speaker embedding
+
+
+def test_models_that_speak_through_a_vocoder_are_recognised() -> None:
+    def configs(**attrs: Any) -> SimpleNamespace:
+        return SimpleNamespace(configs=SimpleNamespace(**attrs))
+
+    assert uses_vocoder(configs(version="v3", use_vocoder=True))
+    assert uses_vocoder(configs(version="v4"))  # an older TTS_Config without the flag
+    assert not uses_vocoder(configs(version="v2", use_vocoder=False))
+    assert not uses_vocoder(configs(version="v2Pro"))
