@@ -71,6 +71,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-sec", type=int, default=1, choices=range(1, 11), metavar="1-10",
                    help="the T2S max_sec: each sentence decodes 50 x this many tokens [default 1]")
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where the worker runs [default cpu]")
+    p.add_argument("--gpt-sovits-root", type=Path, default=None, metavar="DIR",
+                   help="a GPT-SoVITS checkout for both workers, as the images run it [default: the installed "
+                   "distribution (make setup-gpt-sovits: gpt-sovits-cpufast, a CPU fork)]")
     p.add_argument("--vocoder-thread", action=argparse.BooleanOptionalAction, default=None,
                    help="the batching worker's --vocoder-thread: SoVITS on a second thread, overlapping the decode "
                    "loop [default: the worker's, on with CUDA, off on CPU]")
@@ -89,13 +92,14 @@ class Scenario:
     max_sec: int
     device: str
     vocoder_thread: Optional[bool] = None
+    gpt_sovits_root: Optional[Path] = None
 
     @staticmethod
     def of(args: argparse.Namespace) -> "Scenario":
         if args.quick:
-            return Scenario([1, 2], 1, 4, 2, 1, args.device, args.vocoder_thread)
+            return Scenario([1, 2], 1, 4, 2, 1, args.device, args.vocoder_thread, args.gpt_sovits_root)
         return Scenario(list(args.concurrency), args.rounds, args.max_batch, args.t2s_layers, args.max_sec,
-                        args.device, args.vocoder_thread)
+                        args.device, args.vocoder_thread, args.gpt_sovits_root)
 
 
 @dataclass
@@ -146,15 +150,23 @@ def _config(sc: Scenario, set_dir: Path, out: Path) -> Path:
 
 
 def _worker(sc: Scenario, mode: str, config: Path, voice_dir: Path, set_dir: Path, logs: Path) -> ServiceProcess:
+    return start_worker(worker_flags(sc, mode, config, voice_dir), logs,
+                        env={"NLTK_DATA": str(set_dir / "nltk_data")}, ready_timeout=900)
+
+
+def worker_flags(sc: Scenario, mode: str, config: Path, voice_dir: Path) -> list[str]:
+    """The flags of the worker for `mode` ("off": one request at a time; "on": batching)."""
     flags = ["--engine", "gpt-sovits", "-c", str(config), "--voice-dir", str(voice_dir), "--device", sc.device,
              "--num-warmup", "1", "--max-queue-size", str(max(64, max(sc.levels)))]
     if sc.device == "cpu":
         flags += ["--cpu-threads", str(os.cpu_count() or 1)]
+    if sc.gpt_sovits_root is not None:
+        flags += ["--gpt-sovits-root", str(sc.gpt_sovits_root.resolve())]
     if mode == "on":
         flags += ["--batching", "--max-batch", str(sc.max_batch), "--batch-wait-ms", "20"]
         if sc.vocoder_thread is not None:
             flags.append("--vocoder-thread" if sc.vocoder_thread else "--no-vocoder-thread")
-    return start_worker(flags, logs, env={"NLTK_DATA": str(set_dir / "nltk_data")}, ready_timeout=900)
+    return flags
 
 
 def _request(text: str, seed: int) -> dict[str, Any]:
@@ -284,6 +296,7 @@ def run(args: argparse.Namespace, console: Any, progress: Any, voice_dir: Path, 
         "scenario": "batching", "device": sc.device, "t2s_layers": sc.layers, "max_sec": sc.max_sec,
         "max_batch": sc.max_batch, "rounds": sc.rounds, "levels": sc.levels, "quick": bool(args.quick),
         "vocoder_thread": sc.vocoder_thread if sc.vocoder_thread is not None else sc.device == "cuda",
+        "gpt_sovits_root": None if sc.gpt_sovits_root is None else str(sc.gpt_sovits_root),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "runs": {mode: [rows[mode][level] for level in sc.levels] for mode in MODES},
         "targets": targets(rows),

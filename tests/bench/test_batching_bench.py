@@ -20,6 +20,7 @@ from tts_bench.batching_bench import (
     requests_of,
     row,
     targets,
+    worker_flags,
 )
 
 
@@ -45,6 +46,20 @@ def test_every_flag_is_explained_and_bad_levels_are_refused():
     for bad in ("0", "x", "1,65", ""):
         with pytest.raises(SystemExit):
             parse("--concurrency", bad)
+
+
+def test_the_workers_flags_follow_the_scenario(tmp_path):
+    config, voices = tmp_path / "tts_infer.yaml", tmp_path / "voices"
+    plain = Scenario.of(parse())
+    off, on = worker_flags(plain, "off", config, voices), worker_flags(plain, "on", config, voices)
+    assert "--batching" not in off and on[on.index("--max-batch") + 1] == "16"
+    assert not any("vocoder" in f or "gpt-sovits-root" in f for f in off + on)  # the worker's own defaults
+    gpu = Scenario.of(parse("--device", "cuda", "--no-vocoder-thread", "--gpt-sovits-root", str(tmp_path)))
+    off, on = worker_flags(gpu, "off", config, voices), worker_flags(gpu, "on", config, voices)
+    assert off[off.index("--device") + 1] == "cuda" and "--cpu-threads" not in off
+    for flags in (off, on):  # both workers run the same GPT-SoVITS code
+        assert flags[flags.index("--gpt-sovits-root") + 1] == str(tmp_path.resolve())
+    assert "--no-vocoder-thread" in on and "--no-vocoder-thread" not in off
 
 
 def test_a_row_counts_tokens_from_the_audio_and_leaves_failures_out():
