@@ -7,8 +7,8 @@ different lengths; one step is a single batched forward pass in which a mask lim
 
 What stays upstream's: the prefill (one request at a time, the same operations as the fused blocks'
 `process_prompt`, so its KV is exactly the single-request one), the embeddings, the weights of every block, and
-the decoding rules of `infer_panel_naive`: EOS is not allowed for the first 11 tokens, the repetition penalty counts the prompt's tokens,
-top-p comes before the temperature and top-k after it, a step stops on EOS when either the sampled or the
+the decoding rules of `infer_panel_naive`: EOS is not allowed for the first 11 tokens, the repetition penalty
+counts the prompt's tokens, top-p comes before the temperature and top-k after it, a step stops on EOS when either the sampled or the
 (penalised) arg-max token is EOS, and `early_stop_num` N keeps N + 1 tokens. Sampling noise comes from each
 request's own `torch.Generator`, so a seeded request gets the same tokens whoever shares its batch; each step draws
 exactly what upstream's step draws (one exponential per logit it samples from: the EOS logit is cut off, not masked,
