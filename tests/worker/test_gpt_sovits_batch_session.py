@@ -25,7 +25,7 @@ torch = pytest.importorskip("torch", reason="the gpt-sovits engine needs torch (
 
 from tts_worker.engines import create_engine  # noqa: E402
 from tts_worker.engines.base import CancelToken, Engine, SynthesisParams  # noqa: E402
-from tts_worker.engines.gpt_sovits_batch import GPTSoVITSBatch, uses_vocoder  # noqa: E402
+from tts_worker.engines.gpt_sovits_batch import GPTSoVITSBatch, _PairView, uses_vocoder  # noqa: E402
 from tts_worker.engines.gpt_sovits_engine import GPTSoVITSEngine  # noqa: E402
 from tts_worker.settings import WorkerSettings  # noqa: E402
 from tts_worker.validation import check_request  # noqa: E402
@@ -230,3 +230,26 @@ def test_models_that_speak_through_a_vocoder_are_recognised() -> None:
     assert uses_vocoder(configs(version="v4"))  # an older TTS_Config without the flag
     assert not uses_vocoder(configs(version="v2", use_vocoder=False))
     assert not uses_vocoder(configs(version="v2Pro"))
+
+
+def test_the_vocoder_thread_view_binds_what_the_installed_tts_has(engine: tuple[Engine, Path]) -> None:
+    """The vocoder thread reads the TTS through a view with upstream's methods bound to it; GPT-SoVITS's own TTS
+    has no `non_vocoder_synthesis_batched_infer` (the fork's), and the view is built all the same."""
+    eng = engine[0]
+    assert isinstance(eng, GPTSoVITSEngine)
+    tts = eng.tts
+    fork_view = _PairView(tts)
+    assert hasattr(fork_view, "non_vocoder_synthesis_batched_infer")
+    cls = type(tts)
+    upstream_like = type("UpstreamTTS", (), {name: getattr(cls, name) for name in
+                                             ("audio_postprocess", "recovery_order", "sola_algorithm")})()
+    for name in ("configs", "vits_model", "precision"):
+        setattr(upstream_like, name, getattr(tts, name))
+    view = _PairView(upstream_like)
+    assert not hasattr(view, "non_vocoder_synthesis_batched_infer")
+    audio = torch.linspace(-0.5, 0.5, 4000)
+    # the view's audio_postprocess is upstream's, on the pair's rate, precision and device
+    sr, pcm = view.audio_postprocess([[audio.clone()]], tts.configs.sampling_rate, None, 1.0, False, 0.1)
+    want_sr, want = tts.audio_postprocess([[audio.clone()]], tts.configs.sampling_rate, None, 1.0, False, 0.1)
+    assert sr == want_sr and len(pcm) == 4000 + int(0.1 * tts.configs.sampling_rate)
+    assert (pcm == want).all()

@@ -136,8 +136,11 @@ class _PairView:
         self.configs = SimpleNamespace(sampling_rate=configs.sampling_rate, device=configs.device,
                                        mute_emb_sim_matrix=getattr(configs, "mute_emb_sim_matrix", None))
         cls = type(tts)
+        # The last is gpt-sovits-cpufast's alone (used only when its SoVITS has `prepare_decode_latent`).
         for name in ("audio_postprocess", "recovery_order", "sola_algorithm", "non_vocoder_synthesis_batched_infer"):
-            setattr(self, name, MethodType(getattr(cls, name), self))
+            method = getattr(cls, name, None)
+            if method is not None:
+                setattr(self, name, MethodType(method, self))
 
     def __getattr__(self, name: str) -> Any:  # the methods bound above, for the type checker
         raise AttributeError(name)
