@@ -114,9 +114,12 @@ class BatchScheduler(Scheduler):
                 result = await loop.run_in_executor(self._executor, self._round, joining, leaving)
             except Exception:  # the engine failed for the whole batch: every job in it must still be answered
                 log.exception("engine thread failed")
-                if self._session is not None:  # its state is unknown: the next batch starts a fresh one
-                    self._session.close()
-                self._session = None
+                session, self._session = self._session, None  # its state is unknown: the next batch starts afresh
+                if session is not None:
+                    try:
+                        await loop.run_in_executor(self._executor, session.close)
+                    except Exception:  # noqa: BLE001 - the failure is logged above; the jobs are answered below
+                        log.exception("closing the failed batch failed")
                 for job in self._engine_jobs():
                     self._settle(job, JobOutcome.FAILED, _Failed(EngineError("engine thread failed")))
                 return

@@ -24,7 +24,7 @@ from tts_common.schemas import TTSRequest
 torch = pytest.importorskip("torch", reason="the gpt-sovits engine needs torch (make setup-gpt-sovits)")
 
 from tts_worker.engines import create_engine  # noqa: E402
-from tts_worker.engines.base import CancelToken, Engine, SynthesisParams  # noqa: E402
+from tts_worker.engines.base import CancelToken, Engine, EngineError, SynthesisParams  # noqa: E402
 from tts_worker.engines.gpt_sovits_batch import GPTSoVITSBatch, _PairView, uses_vocoder  # noqa: E402
 from tts_worker.engines.gpt_sovits_engine import GPTSoVITSEngine  # noqa: E402
 from tts_worker.settings import WorkerSettings  # noqa: E402
@@ -253,3 +253,30 @@ def test_the_vocoder_thread_view_binds_what_the_installed_tts_has(engine: tuple[
     want_sr, want = tts.audio_postprocess([[audio.clone()]], tts.configs.sampling_rate, None, 1.0, False, 0.1)
     assert sr == want_sr and len(pcm) == 4000 + int(0.1 * tts.configs.sampling_rate)
     assert (pcm == want).all()
+
+
+def test_a_streaming_request_the_engine_cannot_shape_fails_alone_holding_no_row(engine: tuple[Engine, Path]) -> None:
+    """speed_factor 0 in a streaming mode cannot be cut into chunks: that request's own error at `add`, and the
+    batch it tried to join goes on (its row was never taken, so no step decodes for a request that is gone)."""
+    eng = engine[0]
+    assert isinstance(eng, GPTSoVITSEngine)
+    good = params(engine, ONE_SENTENCE)
+    want = b"".join(alone(eng, good))
+    session = GPTSoVITSBatch(eng, vocoder_thread=True)
+    chunks: list[bytes] = []
+    done = False
+    try:
+        session.add(1, good, CancelToken())
+        with pytest.raises(EngineError):
+            session.add(2, params(engine, TWO_SENTENCES, streaming_mode=2, speed_factor=0.0), CancelToken())
+        assert session.active == 1
+        for _ in range(5000):
+            for out in session.step():
+                assert out.key == 1 and out.error is None, out.error
+                chunks.extend(c.tobytes() for c in out.chunks)
+                done = done or out.done
+            if not session.active:
+                break
+    finally:
+        session.close()
+    assert done and b"".join(chunks) == want

@@ -84,3 +84,21 @@ def test_inline_runs_each_job_at_submit_on_the_callers_thread_and_collects_alike
     assert [(d.key, d.tag, len(d.chunks)) for d in done] == [(1, "a", 1), (2, "b", 0)]
     assert isinstance(done[1].error, ValueError)
     vocoder.close()
+
+
+def test_close_waits_for_the_running_job_and_drops_the_waiting_ones() -> None:
+    vocoder: VocoderThread[str] = VocoderThread()
+    started, ran = threading.Event(), []
+
+    def slow() -> list[np.ndarray]:
+        started.set()
+        threading.Event().wait(0.2)
+        ran.append("slow")
+        return []
+
+    vocoder.submit(1, "a", slow)
+    vocoder.submit(2, "b", lambda: ran.append("queued") or [])  # type: ignore[func-returns-value]
+    assert started.wait(5)
+    vocoder.close()
+    assert ran == ["slow"]  # finished before close returned; the queued one never ran
+    assert vocoder.pending == 0

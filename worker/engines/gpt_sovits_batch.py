@@ -228,7 +228,12 @@ class GPTSoVITSBatch(BatchSession):
         except Exception as exc:  # noqa: BLE001 - as TTS.run's failures: this request's 400 `tts failed`
             raise EngineError(_described(exc)) from exc
         cancel.check()
-        self._admit(request)
+        try:
+            self._admit(request)
+        except EngineError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - as above: this request's alone, and it holds no row
+            raise EngineError(_described(exc)) from exc
         self._requests[key] = request
 
     def remove(self, key: int) -> None:
@@ -401,7 +406,8 @@ class GPTSoVITSBatch(BatchSession):
         for voice in self._voices:
             if voice.pair is pair and voice.model is model:
                 return voice
-        self._voices = [v for v in self._voices if v.pair is not pair or v.decoder.active]
+        in_use = {id(r.voice) for r in self._requests.values()}
+        self._voices = [v for v in self._voices if v.pair is not pair or id(v) in in_use]
         budget = min(UPSTREAM_MAX_DECODE_STEPS, int(tts.configs.hz * tts.configs.max_sec) + 1)
         max_len = min(int(model.ar_audio_position.pe.shape[1]), PREFILL_POSITIONS + budget)
         voice = _Voice(pair, model, BatchDecoder(model, self.engine.max_batch, max_len))
@@ -414,6 +420,8 @@ class GPTSoVITSBatch(BatchSession):
         sentence = request.sentences[index]
         r = request.params.request
         row = f"{request.key}.{index}"
+        # Built before the row is taken: a value it cannot use (speed_factor 0) fails this request, holding no row.
+        stream = _Stream(request, sentence) if request.params.mode in (StreamMode.TOKEN, StreamMode.FIXED) else None
         t2s = T2SRequest(row, sentence.all_phones, sentence.all_bert, request.ref.prompt, top_k=r.top_k,
                          top_p=r.top_p, temperature=r.temperature, repetition_penalty=r.repetition_penalty,
                          early_stop_num=request.early_stop, generator=request.generator)
@@ -432,10 +440,8 @@ class GPTSoVITSBatch(BatchSession):
             ) from exc
         except T2SBatchError as exc:
             raise EngineError(str(exc)) from exc
-        request.next, request.row = index + 1, row
+        request.next, request.row, request.stream = index + 1, row, stream
         self._rows[row] = request.key
-        if request.params.mode in (StreamMode.TOKEN, StreamMode.FIXED):
-            request.stream = _Stream(request, sentence)
 
     # ---- stepping -------------------------------------------------------------------------------------------
 

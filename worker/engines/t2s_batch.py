@@ -300,8 +300,8 @@ class BatchDecoder:
             q, k, v = (t.view(1, total, heads, -1).transpose(1, 2) for t in (q, k, v))
             attn = F.scaled_dot_product_attention(q, k, v, attn_mask=visible)
             x = layer.attend_and_mix(x, attn.transpose(1, 2).reshape(total, -1))
-        logits: torch.Tensor = m.ar_predict_layer(x[-1])
-        return logits
+        logits: torch.Tensor = m.ar_predict_layer(x[-1:])  # [1, hidden], as upstream's own prefill
+        return logits[0]
 
     def cancel(self, request_id: str) -> bool:
         """Free the request's row now; False if it is not decoding. Its stale KV is simply masked out later."""

@@ -69,7 +69,8 @@ class VocoderThread(Generic[T]):
         return done
 
     def close(self) -> None:
-        """Let the running job finish, drop the waiting ones; the thread then exits."""
+        """Drop the waiting jobs and wait for the running one, so no job of this thread outlives it (the next
+        session's thread would otherwise swap random states beside it)."""
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown(wait=True, cancel_futures=True)
         self._jobs.clear()
