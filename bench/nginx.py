@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Literal, Optional
@@ -71,8 +72,9 @@ class Nginx:
         if binary is None:
             raise RuntimeError(f"nginx not found on PATH: {INSTALL_HINT}")
         self.port = free_port()
-        self.root = root / f"nginx-{self.port}"
-        self.root.mkdir(parents=True)
+        # Its own folder, even when a later nginx of the same run gets a port an earlier one had.
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = Path(tempfile.mkdtemp(prefix=f"nginx-{self.port}-", dir=root))
         conf = self.root / "nginx.conf"
         conf.write_text(config(self.port, workers, method, self.root), encoding="utf-8")
         self.method = method
