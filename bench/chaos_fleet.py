@@ -170,7 +170,8 @@ class Fleet:
         rs = [self.router(ws, role=role, wait=False) for role in roles]
         self.wait_ready([*ws, *rs])
         for r in rs:
-            if not wait_healthy(r, workers):
+            # Set-up, not a measurement: on a loaded 2-core machine the first polls of fresh workers can take a while.
+            if not wait_healthy(r, workers, timeout=60.0):
                 raise RuntimeError(f"{r.url} never counted {workers} healthy workers")
         return ws, rs
 
