@@ -105,6 +105,11 @@ class WorkerSettings(ServingSettings):
         "decoding (on), or between steps on the engine thread (off). Unset: on with CUDA; off on CPU, where both "
         "stages share the same cores and the thread was measured slower."
     )
+    max_reference_clips: int = Field(
+        32, ge=1, le=1024, description="With --batching, gpt-sovits: most reference clips whose features (semantic "
+        "prompt, spectrograms, prompt text's phonemes and BERT features) are kept, least recently used evicted; a "
+        "clip rewritten on disk is read again."
+    )
     # piper engine
     piper_voice: Optional[Path] = Field(None, description="Piper .onnx voice; default: the bundled en_US joe voice.")
     piper_deterministic: bool = Field(

@@ -59,5 +59,6 @@ def _engine(settings: "WorkerSettings") -> Engine:
             models_dir=settings.models_dir,
             max_batch=settings.max_batch if settings.batching else 1,
             vocoder_thread=settings.vocoder_thread,
+            max_reference_clips=settings.max_reference_clips,
         )
     raise EngineLoadError(f"engine {settings.engine!r} is not available in this build")

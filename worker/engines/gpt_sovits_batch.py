@@ -50,6 +50,7 @@ import torch
 
 from .base import Cancelled, CancelToken, EngineError, StreamMode, SynthesisParams
 from .batch import BatchSession, StepOutput
+from .reference_clips import ClipKey, Reference, ReferenceClips
 from .t2s_batch import (
     UPSTREAM_MAX_DECODE_STEPS,
     BatchDecoder,
@@ -147,20 +148,6 @@ class _PairView:
 
 
 @dataclass
-class _Reference:
-    """A request's copy of what its voice's prompt cache held for its reference (the cache holds one at a time)."""
-
-    prompt: Optional[torch.Tensor]  # the clip's semantic tokens; None: no prompt text (ref-free)
-    refer: list[Any]  # SoVITS's reference spectrograms (main clip, then aux clips)
-    sv_emb: Any
-    condition: dict[str, Any]  # gpt-sovits-cpufast's precomputed decode condition (`ge`, `ge_text`); upstream: none
-
-    def decode_kwargs(self) -> dict[str, Any]:
-        """What SoVITS's decode and decode_streaming take besides tokens, phonemes and spectrograms."""
-        return {"sv_emb": self.sv_emb, **self.condition}
-
-
-@dataclass
 class _Sentence:
     phones: torch.Tensor  # its own phonemes, for SoVITS
     all_phones: torch.Tensor  # the prompt text's then its own, for T2S
@@ -181,7 +168,7 @@ class _Request:
     key: int
     params: SynthesisParams
     voice: _Voice
-    ref: _Reference
+    ref: Reference
     sentences: list[_Sentence]  # in decoding order
     order: list[list[int]]  # mode 0: to_batch's batch_index_list, decoding order -> text order
     split_bucket: bool
@@ -208,6 +195,7 @@ class GPTSoVITSBatch(BatchSession):
         self._rows: dict[str, int] = {}  # decoder row id -> request key
         threaded = engine.vocoder_thread if vocoder_thread is None else vocoder_thread
         self._vocoder: VocoderThread[Then] = VocoderThread(inline=not threaded)
+        self.clips = ReferenceClips(engine.max_reference_clips)
         if str(engine.device).startswith("cuda"):
             # TTS.run's set_seed turns TF32 off (for good) at every run: its audio is what a batched request's equals.
             torch.backends.cuda.matmul.allow_tf32 = False
@@ -265,9 +253,13 @@ class GPTSoVITSBatch(BatchSession):
         default = self.engine.default_pair
         # A catalog voice's decoder (its KV cache) goes when its last request does (one between sentences, waiting
         # for the vocoder, holds no row but still needs it); the default voice's stays.
-        in_use = {id(r.voice) for r in self._requests.values()}
-        self._voices = [v for v in self._voices if id(v) in in_use or v.pair is default]
+        needed = self._needed()
+        self._voices = [v for v in self._voices if id(v) in needed or v.pair is default]
         return list(outputs.values())
+
+    def _needed(self) -> set[int]:
+        """The voices (their id()s) some request in the session still needs, with a row or between sentences."""
+        return {id(r.voice) for r in self._requests.values()}
 
     def _collect(self, outputs: dict[int, StepOutput], timeout: float) -> None:
         """Take in the vocoder's finished jobs: their chunks, then what each request does next."""
@@ -305,7 +297,7 @@ class GPTSoVITSBatch(BatchSession):
                 "serve (it batches v1, v2 and v2Pro models): send this voice to a worker without --batching")
         with_prompt = bool(r.prompt_text)
         ref = self._reference(params, tts, with_prompt)
-        sentences, order, split_bucket = self._sentences(params, tts, with_prompt)
+        sentences, order, split_bucket = self._sentences(params, tts, ref.prompt_text)
         voice = self._voice(pair, tts)
         generator = torch.Generator(device=voice.model.ar_predict_layer.weight.device)
         if r.seed in (-1, None):  # TTS.run's set_seed(-1): a random seed
@@ -320,39 +312,44 @@ class GPTSoVITSBatch(BatchSession):
         return _Request(key, params, voice, ref, sentences, order, split_bucket, generator, early_stop, keep,
                         _PairView(tts))
 
-    def _reference(self, params: SynthesisParams, tts: Any, with_prompt: bool) -> _Reference:
-        """TTS.run's reference and prompt handling, on the installed pair's prompt cache."""
-        r, cache = params.request, tts.prompt_cache
-        ref_path = str(params.ref_audio)
-        if ref_path != cache["ref_audio_path"] or (tts.is_v2pro and cache["refer_spec"][0][1] is None):
-            if not os.path.exists(ref_path):
-                raise ValueError(f"{ref_path} not exists")
-            tts.set_ref_audio(ref_path)
-        aux = [str(p) for p in params.aux_ref_audio]
-        held = cache["aux_ref_audio_paths"]
-        if not len(set(aux) & set(held)) == len(aux) == len(held):
-            cache["aux_ref_audio_paths"] = aux
-            cache["refer_spec"] = [cache["refer_spec"][0]]
-            cache["refer_spec"].extend(tts._get_ref_spec(p) for p in aux if p and os.path.exists(p))
-            self._invalidate_runtime_cache(tts)
-        if with_prompt:
-            lang = (r.prompt_lang or "").lower()
-            prompt_text = r.prompt_text.strip("\n")
-            if prompt_text[-1] not in vars(sys.modules[type(tts).__module__])["splits"]:
-                prompt_text += "。" if lang != "en" else "."
-            if cache["prompt_text"] != prompt_text:
-                phones, bert, norm_text = tts.text_preprocessor.segment_and_extract_feature_for_text(
-                    prompt_text, lang, tts.configs.version)
-                cache.update(prompt_text=prompt_text, prompt_lang=lang, phones=phones, bert_features=bert,
-                             norm_text=norm_text)
-                self._invalidate_runtime_cache(tts)
+    def _reference(self, params: SynthesisParams, tts: Any, with_prompt: bool) -> Reference:
+        """TTS.run's reference and prompt handling, kept per clip (`reference_clips`)."""
+        r = params.request
+        prompt = (r.prompt_text, (r.prompt_lang or "").lower()) if with_prompt else None
+        key = ClipKey(id(tts.vits_model), str(tts.precision), str(params.ref_audio),
+                      tuple(str(p) for p in params.aux_ref_audio), prompt)
+        models = (tts.vits_model, tts.cnhuhbert_model, tts.bert_model, getattr(tts, "sv_model", None))
+        return self.clips.get(key, models, lambda: self._read_reference(key, tts))
+
+    def _read_reference(self, key: ClipKey, tts: Any) -> Reference:
+        """What TTS.run computes for a reference, on the installed pair's prompt cache, read afresh (TTS.run
+        would reuse the cache's for an unchanged path: a clip rewritten since would be read stale)."""
+        cache = tts.prompt_cache
+        if not os.path.exists(key.ref):
+            raise ValueError(f"{key.ref} not exists")
+        tts.set_ref_audio(key.ref)
+        cache["aux_ref_audio_paths"] = list(key.aux)
+        cache["refer_spec"] = [cache["refer_spec"][0]]
+        cache["refer_spec"].extend(tts._get_ref_spec(p) for p in key.aux if p and os.path.exists(p))
+        prompt_text: Optional[dict[str, Any]] = None
+        if key.prompt is not None:
+            text, lang = key.prompt
+            text = text.strip("\n")
+            if text[-1] not in vars(sys.modules[type(tts).__module__])["splits"]:
+                text += "。" if lang != "en" else "."
+            phones, bert, norm_text = tts.text_preprocessor.segment_and_extract_feature_for_text(
+                text, lang, tts.configs.version)
+            cache.update(prompt_text=text, prompt_lang=lang, phones=phones, bert_features=bert, norm_text=norm_text)
+            prompt_text = {"phones": phones, "bert_features": bert, "norm_text": norm_text}
+        self._invalidate_runtime_cache(tts)
         refer, sv_emb = self._spectrograms(tts)
         condition: dict[str, Any] = {}
         if hasattr(tts.vits_model, "build_decode_condition"):
             ge, ge_text = tts._get_runtime_decode_condition()
             condition = {"ge": ge, "ge_text": ge_text}
-        prompt = cache["prompt_semantic"] if with_prompt else None
-        return _Reference(prompt, list(refer), list(sv_emb) if isinstance(sv_emb, list) else sv_emb, condition)
+        semantic = cache["prompt_semantic"] if key.prompt is not None else None
+        return Reference(semantic, list(refer), list(sv_emb) if isinstance(sv_emb, list) else sv_emb, condition,
+                         prompt_text)
 
     @staticmethod
     def _invalidate_runtime_cache(tts: Any) -> None:
@@ -377,7 +374,7 @@ class GPTSoVITSBatch(BatchSession):
         return refer, sv_emb
 
     def _sentences(self, params: SynthesisParams, tts: Any,
-                   with_prompt: bool) -> tuple[list[_Sentence], list[list[int]], bool]:
+                   prompt_text: Optional[dict[str, Any]]) -> tuple[list[_Sentence], list[list[int]], bool]:
         """The text's sentences as TTS.run cuts and orders them, each with its T2S inputs (to_batch's)."""
         r, prep, version = params.request, tts.text_preprocessor, tts.configs.version
         text, lang = r.text or "", (r.text_lang or "").lower()
@@ -394,7 +391,7 @@ class GPTSoVITSBatch(BatchSession):
             if not data:  # TTS.run yields nothing; the scheduler's answer to that
                 raise EngineError("the text produced no audio")
         split_bucket = r.split_bucket and r.speed_factor == 1.0 and params.mode == StreamMode.OFF
-        batches, order = tts.to_batch(data, prompt_data=tts.prompt_cache if with_prompt else None, batch_size=1,
+        batches, order = tts.to_batch(data, prompt_data=prompt_text, batch_size=1,
                                       threshold=r.batch_threshold, split_bucket=split_bucket,
                                       device=tts.configs.device, precision=tts.precision)
         sentences = [_Sentence(b["phones"][0], b["all_phones"][0], b["all_bert_features"][0]) for b in batches]
@@ -406,8 +403,8 @@ class GPTSoVITSBatch(BatchSession):
         for voice in self._voices:
             if voice.pair is pair and voice.model is model:
                 return voice
-        in_use = {id(r.voice) for r in self._requests.values()}
-        self._voices = [v for v in self._voices if v.pair is not pair or id(v) in in_use]
+        needed = self._needed()
+        self._voices = [v for v in self._voices if v.pair is not pair or id(v) in needed]
         budget = min(UPSTREAM_MAX_DECODE_STEPS, int(tts.configs.hz * tts.configs.max_sec) + 1)
         max_len = min(int(model.ar_audio_position.pe.shape[1]), PREFILL_POSITIONS + budget)
         voice = _Voice(pair, model, BatchDecoder(model, self.engine.max_batch, max_len))

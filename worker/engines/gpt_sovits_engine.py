@@ -187,9 +187,11 @@ class GPTSoVITSEngine(Engine):
     def __init__(self, block: dict[str, Any], device: str, root: Optional[Path] = None,
                  warmup_reference: Optional[Path] = None, cpu_threads: int = 0,
                  models_dir: Optional[Path] = None, max_batch: int = 1,
-                 vocoder_thread: Optional[bool] = None) -> None:
+                 vocoder_thread: Optional[bool] = None, max_reference_clips: int = 32) -> None:
         super().__init__()
         self._max_batch = max(1, max_batch)
+        #: batched sessions keep this many reference clips' features (reference_clips)
+        self.max_reference_clips = max_reference_clips
         # Batched sessions vocode on a second thread; unset: only on CUDA (on CPU both threads share the cores).
         self.vocoder_thread = device.startswith("cuda") if vocoder_thread is None else vocoder_thread
         self.cpu_threads = cpu_threads
