@@ -255,20 +255,24 @@ def test_requests_that_cannot_fit_are_refused_with_typed_errors(model):
     assert len(done["ok"].semantic or ()) <= 21
 
 
+def upstream_block(block: Any, dtype: Optional[torch.dtype] = None) -> SimpleNamespace:
+    """A gpt-sovits-cpufast fused block's weights in GPT-SoVITS's own layout (`qkv_w`, `mlp.w1`: [out, in])."""
+    def t(w: torch.Tensor) -> torch.Tensor:
+        return w.to(dtype) if dtype is not None else w
+
+    mlp = SimpleNamespace(w1=t(block.mlp.w1_t.t().contiguous()), b1=t(block.mlp.b1),
+                          w2=t(block.mlp.w2_t.t().contiguous()), b2=t(block.mlp.b2))
+    return SimpleNamespace(mlp=mlp, qkv_w=t(block.qkv_w_t.t().contiguous()), qkv_b=t(block.qkv_b),
+                           out_w=t(block.out_w_t.t().contiguous()), out_b=t(block.out_b), norm_w1=t(block.norm_w1),
+                           norm_b1=t(block.norm_b1), norm_eps1=block.norm_eps1, norm_w2=t(block.norm_w2),
+                           norm_b2=t(block.norm_b2), norm_eps2=block.norm_eps2)
+
+
 def test_gpt_sovits_own_block_layout_decodes_the_same_tokens(eos_model):
     """GPT-SoVITS itself keeps each fused block's weights as nn.Linear does (`qkv_w`, `mlp.w1`: [out, in]);
     gpt-sovits-cpufast, which the tests run, keeps them transposed (`qkv_w_t`, `mlp.w1_t`). The same weights in
     GPT-SoVITS's layout decode the same tokens."""
     model, reqs, refs = eos_model
-
-    def upstream_block(block: Any) -> SimpleNamespace:
-        mlp = SimpleNamespace(w1=block.mlp.w1_t.t().contiguous(), b1=block.mlp.b1,
-                              w2=block.mlp.w2_t.t().contiguous(), b2=block.mlp.b2)
-        return SimpleNamespace(mlp=mlp, qkv_w=block.qkv_w_t.t().contiguous(), qkv_b=block.qkv_b,
-                               out_w=block.out_w_t.t().contiguous(), out_b=block.out_b, norm_w1=block.norm_w1,
-                               norm_b1=block.norm_b1, norm_eps1=block.norm_eps1, norm_w2=block.norm_w2,
-                               norm_b2=block.norm_b2, norm_eps2=block.norm_eps2)
-
     fused = model.t2s_transformer
     blocks = [upstream_block(b) for b in fused.blocks]
     assert not hasattr(blocks[0], "qkv_w_t") and not hasattr(blocks[0].mlp, "w1_t")
@@ -281,3 +285,34 @@ def test_gpt_sovits_own_block_layout_decodes_the_same_tokens(eos_model):
     finally:
         model.t2s_transformer = fused
     assert {rid: list(e.semantic or ()) for rid, e in done.items()} == refs
+
+
+def test_half_precision_decodes_the_same_alone_and_together(upstream):
+    """GPT-SoVITS runs T2S in fp16 on CUDA (`is_half`: the model `.half()`, BERT features in fp16). The decoder
+    keeps its cache, masks and sampling in the model's dtype; in fp16 (on this CPU) each request decodes the same
+    tokens alone and in a batch with staggered joins, greedy and seeded sampling alike."""
+    model = upstream[0]().half()
+    fused = model.t2s_transformer  # the fork's transposed copies are not module tensors: .half() leaves them
+    model.t2s_transformer = SimpleNamespace(blocks=[upstream_block(b, torch.float16) for b in fused.blocks])
+    assert model.ar_predict_layer.weight.dtype == torch.float16
+    sampled = dict(top_k=15, top_p=0.9, temperature=0.8, repetition_penalty=1.35)
+    reqs = [replace(r, bert_features=r.bert_features.half(), seed=300 + i, **(sampled if i % 2 else {"top_k": 1}))
+            for i, r in enumerate(make_requests(seed=8, early_stop_num=40))]
+    alone = {}
+    for r in reqs:
+        dec = BatchDecoder(model, max_batch=1, max_len=128)
+        dec.admit(r)
+        alone[r.request_id] = list(drain(dec)[r.request_id].semantic or ())
+    dec = BatchDecoder(model, max_batch=4, max_len=128)
+    dec.admit(reqs[2])
+    for _ in range(3):
+        dec.step()
+    dec.admit(reqs[0])
+    dec.admit(reqs[3])
+    dec.step()
+    dec.admit(reqs[1])
+    assert dec._k[0].dtype == torch.float16  # the cache is the model's dtype
+    together = {k: list(e.semantic or ()) for k, e in drain(dec).items()}
+    assert together == alone
+    assert all(len(tokens) >= 10 for tokens in alone.values())
+    assert len({tuple(t) for t in alone.values()}) == len(reqs)
