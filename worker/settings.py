@@ -106,9 +106,9 @@ class WorkerSettings(ServingSettings):
         "stages share the same cores and the thread was measured slower."
     )
     max_reference_clips: int = Field(
-        32, ge=1, le=1024, description="With --batching, gpt-sovits: most reference clips whose features (semantic "
-        "prompt, spectrograms, prompt text's phonemes and BERT features) are kept, least recently used evicted; a "
-        "clip rewritten on disk is read again."
+        32, ge=1, le=1024, description="gpt-sovits: most reference clips whose features (semantic prompt, "
+        "spectrograms, prompt text's phonemes and BERT features) are kept, least recently used evicted, so requests "
+        "alternating between clips do not read a clip at every switch; a clip rewritten on disk is read again."
     )
     # piper engine
     piper_voice: Optional[Path] = Field(None, description="Piper .onnx voice; default: the bundled en_US joe voice.")

@@ -5,9 +5,6 @@ Also the session's paths for GPT-SoVITS itself, where its TTS lacks what gpt-sov
 
 from __future__ import annotations
 
-import os
-import shutil
-import sys
 import threading
 from collections import defaultdict
 from collections.abc import Iterator
@@ -19,46 +16,26 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tts_common.schemas import TTSRequest
+from support.gpt_sovits_engine import ONE_SENTENCE, loaded_engine, request
 
 torch = pytest.importorskip("torch", reason="the gpt-sovits engine needs torch (make setup-gpt-sovits)")
 
-from tts_worker.engines import create_engine  # noqa: E402
 from tts_worker.engines.base import CancelToken, Engine, EngineError, SynthesisParams  # noqa: E402
 from tts_worker.engines.gpt_sovits_batch import GPTSoVITSBatch, _PairView, uses_vocoder  # noqa: E402
 from tts_worker.engines.gpt_sovits_engine import GPTSoVITSEngine  # noqa: E402
-from tts_worker.settings import WorkerSettings  # noqa: E402
-from tts_worker.validation import check_request  # noqa: E402
 
 TWO_SENTENCES = "Glue the sheet to the dark blue background. It is easy to tell the depth of a well."
-ONE_SENTENCE = "The birch canoe slid on the smooth planks."
 
 
 @pytest.fixture(scope="module")
 def engine(gpt_sovits_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, Path]]:
-    saved_path, saved_nltk = list(sys.path), os.environ.get("NLTK_DATA")
-    os.environ["NLTK_DATA"] = str(gpt_sovits_weights / "nltk_data")
     voices = tmp_path_factory.mktemp("overlap-voices")
-    shutil.copy(gpt_sovits_weights / "w0" / "ref.wav", voices / "one.wav")
-    settings = WorkerSettings(engine="gpt-sovits", tts_config=gpt_sovits_weights / "w0" / "tts_infer.yaml",
-                              device="cpu", batching=True, max_batch=4, max_queue_size=8, voice_dir=voices,
-                              num_warmup=0, models_dir=gpt_sovits_weights)
-    eng = create_engine(settings)
-    eng.load()
-    yield eng, voices
-    sys.path[:] = saved_path  # what importing GPT-SoVITS added stays out of later tests' imports
-    if saved_nltk is None:
-        os.environ.pop("NLTK_DATA", None)
-    else:
-        os.environ["NLTK_DATA"] = saved_nltk
+    with loaded_engine(gpt_sovits_weights, voices) as eng:
+        yield eng, voices
 
 
 def params(engine: tuple[Engine, Path], text: str, **extra: Any) -> SynthesisParams:
-    eng, voices = engine
-    fields: dict[str, Any] = {"text": text, "text_lang": "en", "ref_audio_path": "one.wav", "prompt_text": "a test",
-                              "prompt_lang": "en", "top_k": 1, "seed": 42, "media_type": "raw",
-                              "text_split_method": "cut5", **extra}
-    return check_request(TTSRequest(**fields), eng, voices, 1000, 60.0, None)
+    return request(engine[0], engine[1], text, **extra)  # type: ignore[no-any-return]
 
 
 def alone(eng: Engine, p: SynthesisParams) -> list[bytes]:
@@ -74,12 +51,9 @@ class Served:
     errors: dict[int, Exception] = field(default_factory=dict)
 
 
-def serve(eng: GPTSoVITSEngine, requests: dict[int, SynthesisParams],
-          session: GPTSoVITSBatch | None = None) -> Served:
-    """All `requests` in one batch of `session` (default: a new one with the vocoder thread, closed after),
-    stepped until it is empty."""
-    owned = session is None
-    session = session or GPTSoVITSBatch(eng, vocoder_thread=True)
+def serve(eng: GPTSoVITSEngine, requests: dict[int, SynthesisParams]) -> Served:
+    """All `requests` in one batch of a session with the vocoder thread, stepped until it is empty."""
+    session = GPTSoVITSBatch(eng, vocoder_thread=True)
     served = Served()
     try:
         for key, p in requests.items():
@@ -94,8 +68,7 @@ def serve(eng: GPTSoVITSEngine, requests: dict[int, SynthesisParams],
             if not session.active:
                 break
     finally:
-        if owned:
-            session.close()
+        session.close()
     return served
 
 
@@ -284,95 +257,3 @@ def test_a_streaming_request_the_engine_cannot_shape_fails_alone_holding_no_row(
     finally:
         session.close()
     assert done and b"".join(chunks) == want
-
-
-# ---- reference clips kept per clip --------------------------------------------------------------------------
-
-def second_clip(engine: tuple[Engine, Path], name: str) -> Path:
-    """Another reference clip in the voice directory: the first one played backwards."""
-    import soundfile as sf
-
-    audio, rate = sf.read(engine[1] / "one.wav", dtype="float32")
-    path = engine[1] / name
-    sf.write(path, audio[::-1].copy(), rate)
-    return path
-
-
-def test_requests_alternating_between_clips_read_each_clip_once(engine: tuple[Engine, Path],
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """TTS.run's prompt cache holds the last clip only; the batch keeps each clip's reference, so four requests
-    alternating between two clips read each once, and each still gets its one-at-a-time audio."""
-    eng = engine[0]
-    assert isinstance(eng, GPTSoVITSEngine)
-    second_clip(engine, "two.wav")
-    requests = {key: params(engine, ONE_SENTENCE, ref_audio_path=clip, prompt_text=prompt)
-                for key, (clip, prompt) in enumerate([("one.wav", "a test"), ("two.wav", "a test"),
-                                                      ("one.wav", "a test"), ("two.wav", "a test"),
-                                                      ("two.wav", "")], start=1)}
-    want = {key: b"".join(alone(eng, p)) for key, p in requests.items()}
-    assert want[1] != want[2]  # the clips sound different: a reference mixed up would show
-    cls: Any = type(eng.tts)
-    read, reads = cls.set_ref_audio, []
-    monkeypatch.setattr(cls, "set_ref_audio", lambda self, path: (reads.append(Path(path).name), read(self, path)))
-    session = GPTSoVITSBatch(eng, vocoder_thread=False)
-    try:
-        served = Served()
-        for key in sorted(requests):  # one after another, so every join after the first two could reuse a clip
-            one = serve(eng, {key: requests[key]}, session)
-            served.chunks.update(one.chunks)
-            served.done |= one.done
-            served.errors.update(one.errors)
-    finally:
-        session.close()
-    assert served.errors == {} and served.done == set(requests)
-    assert {key: b"".join(served.chunks[key]) for key in requests} == want
-    # ref-free (request 5) is another reference of the same clip: its prompt text's features differ
-    assert reads == ["one.wav", "two.wav", "two.wav"]
-    assert (session.clips.hits, session.clips.misses, len(session.clips)) == (2, 3, 3)
-
-
-def test_a_clip_rewritten_on_disk_is_read_again(engine: tuple[Engine, Path],
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """TTS.run compares paths only and would keep speaking with the old clip; the batch reads it again."""
-    eng = engine[0]
-    assert isinstance(eng, GPTSoVITSEngine)
-    voices = engine[1]
-    shutil.copy(voices / "one.wav", voices / "changing.wav")
-    backwards = second_clip(engine, "backwards.wav")
-    before = params(engine, ONE_SENTENCE, ref_audio_path="changing.wav")
-    want_before = b"".join(alone(eng, before))
-    want_after = b"".join(alone(eng, params(engine, ONE_SENTENCE, ref_audio_path="backwards.wav")))
-    assert want_before != want_after
-    session = GPTSoVITSBatch(eng, vocoder_thread=False)
-    try:
-        first = serve(eng, {1: before}, session)
-        again = serve(eng, {2: before}, session)
-        assert session.clips.hits == 1
-        shutil.copy(backwards, voices / "changing.wav")  # a new inode, size unchanged: the stamp still differs
-        after = serve(eng, {3: params(engine, ONE_SENTENCE, ref_audio_path="changing.wav")}, session)
-    finally:
-        session.close()
-    assert b"".join(first.chunks[1]) == b"".join(again.chunks[2]) == want_before
-    assert after.errors == {} and b"".join(after.chunks[3]) == want_after
-    assert (session.clips.hits, session.clips.misses) == (1, 2)
-
-
-def test_a_weight_switch_computes_the_reference_anew(engine: tuple[Engine, Path],
-                                                     gpt_sovits_weights: Path) -> None:
-    """A kept reference came from the SoVITS model installed then; after a switch it is computed again (the
-    prompt semantic comes from the new model's quantizer), and the audio is the new weights' own."""
-    eng = engine[0]
-    assert isinstance(eng, GPTSoVITSEngine)
-    request = params(engine, ONE_SENTENCE)
-    session = GPTSoVITSBatch(eng, vocoder_thread=False)
-    try:
-        before = serve(eng, {1: request}, session)
-        eng.set_sovits_weights(gpt_sovits_weights / "w1" / "s2G.pth")
-        want = b"".join(alone(eng, request))
-        after = serve(eng, {2: request}, session)
-    finally:
-        session.close()
-        eng.set_sovits_weights(gpt_sovits_weights / "w0" / "s2G.pth")
-    assert before.errors == after.errors == {}
-    assert b"".join(after.chunks[2]) == want != b"".join(before.chunks[1])
-    assert (session.clips.hits, session.clips.misses) == (0, 2)

@@ -117,3 +117,22 @@ def test_a_failed_read_keeps_nothing_and_a_missing_clip_is_never_found(clip: Pat
     clips.get(key(missing, model), (model,), reads)
     clips.get(key(missing, model), (model,), reads)
     assert reads.count == 2
+
+
+def test_a_prompt_cache_holds_the_clip_files_it_was_marked_read_from(clip: Path, tmp_path: Path) -> None:
+    from tts_worker.engines.reference_clips import holds_clip, mark_read, stamps_of
+
+    cache: dict[str, object] = {"ref_audio_path": str(clip)}
+    stamps = stamps_of(str(clip), ())
+    assert not holds_clip(cache, str(clip), (), stamps)  # a path alone vouches for nothing (TTS.run's own check)
+    mark_read(cache, str(clip), (), stamps)
+    assert holds_clip(cache, str(clip), (), stamps_of(str(clip), ()))
+    aux = tmp_path / "aux.wav"
+    aux.write_bytes(b"RIFF aux")
+    assert not holds_clip(cache, str(clip), (str(aux),), stamps_of(str(clip), (str(aux),)))
+    clip.unlink()
+    clip.write_bytes(b"RIFF one")  # rewritten: another inode
+    assert not holds_clip(cache, str(clip), (), stamps_of(str(clip), ()))
+    missing = str(tmp_path / "missing.wav")
+    mark_read(cache, missing, (), stamps_of(missing, ()))
+    assert not holds_clip(cache, missing, (), stamps_of(missing, ()))

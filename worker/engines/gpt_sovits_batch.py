@@ -50,7 +50,7 @@ import torch
 
 from .base import Cancelled, CancelToken, EngineError, StreamMode, SynthesisParams
 from .batch import BatchSession, StepOutput
-from .reference_clips import ClipKey, Reference, ReferenceClips
+from .reference_clips import READ_FROM, ClipKey, Reference, ReferenceClips, Stamp, clip_of, holds_clip, mark_read
 from .t2s_batch import (
     UPSTREAM_MAX_DECODE_STEPS,
     BatchDecoder,
@@ -195,7 +195,7 @@ class GPTSoVITSBatch(BatchSession):
         self._rows: dict[str, int] = {}  # decoder row id -> request key
         threaded = engine.vocoder_thread if vocoder_thread is None else vocoder_thread
         self._vocoder: VocoderThread[Then] = VocoderThread(inline=not threaded)
-        self.clips = ReferenceClips(engine.max_reference_clips)
+        self.clips = ReferenceClips[Reference](engine.max_reference_clips)
         if str(engine.device).startswith("cuda"):
             # TTS.run's set_seed turns TF32 off (for good) at every run: its audio is what a batched request's equals.
             torch.backends.cuda.matmul.allow_tf32 = False
@@ -314,33 +314,39 @@ class GPTSoVITSBatch(BatchSession):
 
     def _reference(self, params: SynthesisParams, tts: Any, with_prompt: bool) -> Reference:
         """TTS.run's reference and prompt handling, kept per clip (`reference_clips`)."""
-        r = params.request
-        prompt = (r.prompt_text, (r.prompt_lang or "").lower()) if with_prompt else None
-        key = ClipKey(id(tts.vits_model), str(tts.precision), str(params.ref_audio),
-                      tuple(str(p) for p in params.aux_ref_audio), prompt)
-        models = (tts.vits_model, tts.cnhuhbert_model, tts.bert_model, getattr(tts, "sv_model", None))
-        return self.clips.get(key, models, lambda: self._read_reference(key, tts))
+        key, models = clip_of(params, tts, with_prompt)
+        ref, stamps = self.clips.find(key, models)
+        if ref is None:
+            ref = self._read_reference(key, stamps, tts)
+            self.clips.keep(key, stamps, models, ref)
+        return ref
 
-    def _read_reference(self, key: ClipKey, tts: Any) -> Reference:
-        """What TTS.run computes for a reference, on the installed pair's prompt cache, read afresh (TTS.run
-        would reuse the cache's for an unchanged path: a clip rewritten since would be read stale)."""
+    def _read_reference(self, key: ClipKey, stamps: tuple[Stamp, ...], tts: Any) -> Reference:
+        """What TTS.run computes for a reference, on the installed pair's prompt cache. The clip files are read
+        unless the cache holds them as they are now (TTS.run compares paths only: it would keep a clip rewritten
+        since), the prompt text's features unless the cache has them."""
         cache = tts.prompt_cache
-        if not os.path.exists(key.ref):
-            raise ValueError(f"{key.ref} not exists")
-        tts.set_ref_audio(key.ref)
-        cache["aux_ref_audio_paths"] = list(key.aux)
-        cache["refer_spec"] = [cache["refer_spec"][0]]
-        cache["refer_spec"].extend(tts._get_ref_spec(p) for p in key.aux if p and os.path.exists(p))
+        if not holds_clip(cache, key.ref, key.aux, stamps) or (tts.is_v2pro and cache["refer_spec"][0][1] is None):
+            if not os.path.exists(key.ref):
+                raise ValueError(f"{key.ref} not exists")
+            cache.pop(READ_FROM, None)  # until the files are read
+            tts.set_ref_audio(key.ref)
+            cache["aux_ref_audio_paths"] = list(key.aux)
+            cache["refer_spec"] = [cache["refer_spec"][0]]
+            cache["refer_spec"].extend(tts._get_ref_spec(p) for p in key.aux if p and os.path.exists(p))
+            mark_read(cache, key.ref, key.aux, stamps)
         prompt_text: Optional[dict[str, Any]] = None
         if key.prompt is not None:
             text, lang = key.prompt
             text = text.strip("\n")
             if text[-1] not in vars(sys.modules[type(tts).__module__])["splits"]:
                 text += "。" if lang != "en" else "."
-            phones, bert, norm_text = tts.text_preprocessor.segment_and_extract_feature_for_text(
-                text, lang, tts.configs.version)
-            cache.update(prompt_text=text, prompt_lang=lang, phones=phones, bert_features=bert, norm_text=norm_text)
-            prompt_text = {"phones": phones, "bert_features": bert, "norm_text": norm_text}
+            if (cache["prompt_text"], cache["prompt_lang"]) != (text, lang):
+                phones, bert, norm_text = tts.text_preprocessor.segment_and_extract_feature_for_text(
+                    text, lang, tts.configs.version)
+                cache.update(prompt_text=text, prompt_lang=lang, phones=phones, bert_features=bert,
+                             norm_text=norm_text)
+            prompt_text = {k: cache[k] for k in ("phones", "bert_features", "norm_text")}
         self._invalidate_runtime_cache(tts)
         refer, sv_emb = self._spectrograms(tts)
         condition: dict[str, Any] = {}

@@ -36,6 +36,17 @@ from .base import (
     StreamMode,
     SynthesisParams,
 )
+from .reference_clips import (
+    READ_FROM,
+    ClipKey,
+    ReferenceClips,
+    Stamp,
+    clip_of,
+    copied_prompt_cache,
+    holds_clip,
+    mark_read,
+    stamps_of,
+)
 
 if TYPE_CHECKING:
     from .batch import BatchSession
@@ -190,8 +201,10 @@ class GPTSoVITSEngine(Engine):
                  vocoder_thread: Optional[bool] = None, max_reference_clips: int = 32) -> None:
         super().__init__()
         self._max_batch = max(1, max_batch)
-        #: batched sessions keep this many reference clips' features (reference_clips)
+        #: how many reference clips' features are kept (reference_clips): copies of TTS.run's prompt cache here,
+        #: and as many in each batched session
         self.max_reference_clips = max_reference_clips
+        self._clips = ReferenceClips[dict[str, Any]](max_reference_clips)
         # Batched sessions vocode on a second thread; unset: only on CUDA (on CPU both threads share the cores).
         self.vocoder_thread = device.startswith("cuda") if vocoder_thread is None else vocoder_thread
         self.cpu_threads = cpu_threads
@@ -386,6 +399,7 @@ class GPTSoVITSEngine(Engine):
         self._install(pair)
         self._count_decoding(self._tts.t2s_model.model)
         expected = self.output_rate(params)
+        clip = self._recall_reference(params)
         generator = self._tts.run(pipeline_inputs(params))
         try:
             while True:
@@ -403,6 +417,11 @@ class GPTSoVITSEngine(Engine):
                         raise EngineError("the text has nothing to speak after GPT-SoVITS's text cleaning") from None
                     raise EngineError(f"GPT-SoVITS returned {sr} Hz audio where {expected} Hz was expected")
                 cancel.check()
+                if clip is not None:  # its reference is behind TTS.run now, in its prompt cache
+                    key, stamps, models = clip
+                    mark_read(self._tts.prompt_cache, key.ref, key.aux, stamps)
+                    self._clips.keep(key, stamps, models, copied_prompt_cache(self._tts.prompt_cache))
+                    clip = None
                 yield np.asarray(chunk, dtype=np.int16).reshape(-1)
         except (EngineError, Cancelled):
             raise
@@ -416,6 +435,22 @@ class GPTSoVITSEngine(Engine):
                 pair.install(self._tts)
             else:
                 self._keep(pair)
+
+    def _recall_reference(self, params: SynthesisParams) -> Optional[tuple[ClipKey, tuple[Stamp, ...],
+                                                                           tuple[object, ...]]]:
+        """Put the request's clip in TTS.run's prompt cache if it is kept (None: nothing to keep after the run).
+        Else, unless the cache holds these clip files as they are now, a blank cache, so that TTS.run reads the
+        clip afresh: it compares paths only, and would speak with a clip rewritten at its path as it was."""
+        tts = self._tts
+        key, models = clip_of(params, tts, bool(params.request.prompt_text))
+        kept, stamps = self._clips.find(key, models)
+        if kept is not None:
+            tts.prompt_cache = copied_prompt_cache(kept)
+            return None
+        if not holds_clip(tts.prompt_cache, key.ref, key.aux, stamps):
+            # (and so with no record of what it was read from, should TTS.run fail halfway through reading)
+            tts.prompt_cache = copied_prompt_cache(self._blank_prompt_cache)
+        return key, stamps, models
 
     # ---- catalog voices (on the engine thread, between syntheses) ----------------------------------------
 
@@ -508,7 +543,12 @@ class GPTSoVITSEngine(Engine):
         assert self._default is not None
         self._install(self._default)
         try:
+            stamps = stamps_of(str(path), ())
+            cache = self._tts.prompt_cache
+            cache.pop(READ_FROM, None)  # it no longer holds what it was read from, if this read fails halfway
             self._tts.set_ref_audio(str(path))
+            if not cache["aux_ref_audio_paths"]:  # the next request with this clip (and no aux) reads nothing
+                mark_read(cache, str(path), (), stamps)
         except Exception as exc:  # noqa: BLE001 - an unusable clip is the caller's 400
             raise EngineError(_described(exc)) from exc
         finally:

@@ -1,9 +1,10 @@
-"""What the batching gpt-sovits engine derives from a request's reference, kept per clip.
+"""What the gpt-sovits engine derives from a request's reference, kept per clip.
 
 TTS.run's prompt cache holds one reference, the last one used. Requests that alternate between reference clips (one
-per user or per voice) recompute all of it at every join: the clip's semantic prompt (HuBERT), SoVITS's
-spectrograms and speaker embeddings, and the prompt text's phonemes and BERT features. Each join pauses every other
-row of the batch. Here each clip's reference is kept, least recently used evicted past `size`.
+per user, as GPT-SoVITS is mostly used) recompute all of it whenever the clip changes: the clip's semantic prompt
+(HuBERT), SoVITS's spectrograms and speaker embeddings, and the prompt text's phonemes and BERT features. In a batch,
+each such join pauses every other row. Here each clip's reference is kept, least recently used evicted past `size`:
+the batch keeps `Reference`s, the one-at-a-time engine copies of TTS.run's prompt cache.
 
 An entry is found by its files' paths and their identity on disk (inode, size and modification time), so a clip
 replaced or rewritten at the same path is read again (TTS.run compares paths only). It is used only while the
@@ -16,9 +17,13 @@ import os
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Generic, Optional, TypeVar
 
 from cachetools import LRUCache
+
+from .base import SynthesisParams
+
+V = TypeVar("V")
 
 #: a file's identity on disk: (inode, size, modification time in ns); None if it cannot be read
 Stamp = Optional[tuple[int, int, int]]
@@ -43,7 +48,41 @@ class ClipKey:
     prompt: Optional[tuple[str, str]]  # (prompt text, prompt language); None: ref-free
 
     def stamps(self) -> tuple[Stamp, ...]:
-        return tuple(stamp(p) for p in (self.ref, *self.aux))
+        return stamps_of(self.ref, self.aux)
+
+
+def stamps_of(ref: str, aux: tuple[str, ...]) -> tuple[Stamp, ...]:
+    return tuple(stamp(p) for p in (ref, *aux))
+
+
+#: our entry in TTS.run's prompt cache (TTS.run ignores it): the clip files the cache's reference was read from,
+#: with their stamps then
+READ_FROM = "ttsc_read_from"
+
+
+def mark_read(cache: dict[str, Any], ref: str, aux: tuple[str, ...], stamps: tuple[Stamp, ...]) -> None:
+    """Record in TTS.run's prompt cache that its reference was read from these files, as stamped."""
+    cache[READ_FROM] = (ref, aux, stamps)
+
+
+def holds_clip(cache: dict[str, Any], ref: str, aux: tuple[str, ...], stamps: tuple[Stamp, ...]) -> bool:
+    """Whether TTS.run's prompt cache holds the reference of these clip files as they are on disk now (`stamps`).
+    TTS.run itself compares paths only, so without this record a clip rewritten at its path must be read again."""
+    return stamps[0] is not None and cache.get(READ_FROM) == (ref, aux, stamps)
+
+
+def clip_of(params: SynthesisParams, tts: Any, with_prompt: bool) -> tuple[ClipKey, tuple[object, ...]]:
+    """The request's clip on the pair installed in `tts`, and the models its reference is derived with."""
+    r = params.request
+    prompt = (r.prompt_text or "", (r.prompt_lang or "").lower()) if with_prompt else None
+    key = ClipKey(id(tts.vits_model), str(tts.precision), str(params.ref_audio),
+                  tuple(str(p) for p in params.aux_ref_audio), prompt)
+    return key, (tts.vits_model, tts.cnhuhbert_model, tts.bert_model, getattr(tts, "sv_model", None))
+
+
+def copied_prompt_cache(cache: dict[str, Any]) -> dict[str, Any]:
+    """TTS.run's prompt cache with lists and dicts of its own (TTS.run changes them in place); tensors shared."""
+    return {k: list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v for k, v in cache.items()}
 
 
 @dataclass
@@ -61,9 +100,9 @@ class Reference:
         return {"sv_emb": self.sv_emb, **self.condition}
 
 
-class _Entry:
-    def __init__(self, reference: Reference, stamps: tuple[Stamp, ...], models: tuple[object, ...]) -> None:
-        self.reference = reference
+class _Entry(Generic[V]):
+    def __init__(self, value: V, stamps: tuple[Stamp, ...], models: tuple[object, ...]) -> None:
+        self.value = value
         self.stamps = stamps
         # Weak: an entry never keeps an evicted voice's models in memory.
         self._models = tuple(None if m is None else weakref.ref(m) for m in models)
@@ -76,26 +115,36 @@ class _Entry:
                    for ref, m in zip(self._models, models, strict=True))
 
 
-class ReferenceClips:
+class ReferenceClips(Generic[V]):
     """The per-clip references of one engine thread (no lock: only that thread reads and fills it)."""
 
     def __init__(self, size: int) -> None:
-        self._cache: LRUCache[ClipKey, _Entry] = LRUCache(maxsize=max(1, size))
+        self._cache: LRUCache[ClipKey, _Entry[V]] = LRUCache(maxsize=max(1, size))
         self.hits = 0
         self.misses = 0
 
     def __len__(self) -> int:
         return len(self._cache)
 
-    def get(self, key: ClipKey, models: tuple[object, ...], compute: Callable[[], Reference]) -> Reference:
-        """The reference kept under `key` if it still holds, else `compute()`'s, kept in its place (a failure keeps
-        nothing new). The files are stamped before `compute` reads them: one rewritten meanwhile is read again."""
+    def find(self, key: ClipKey, models: tuple[object, ...]) -> tuple[Optional[V], tuple[Stamp, ...]]:
+        """What is kept under `key` if it still holds (else None), and the files' stamps now, for `keep`: taken
+        before the caller reads the files, so one rewritten meanwhile is read again next time."""
         stamps = key.stamps()
         entry = self._cache.get(key)
         if entry is not None and entry.holds(stamps, models):
             self.hits += 1
-            return entry.reference
+            return entry.value, stamps
         self.misses += 1
-        reference = compute()
-        self._cache[key] = _Entry(reference, stamps, models)
-        return reference
+        return None, stamps
+
+    def keep(self, key: ClipKey, stamps: tuple[Stamp, ...], models: tuple[object, ...], value: V) -> None:
+        self._cache[key] = _Entry(value, stamps, models)
+
+    def get(self, key: ClipKey, models: tuple[object, ...], compute: Callable[[], V]) -> V:
+        """What is kept under `key` if it still holds, else `compute()`'s, kept in its place (a failure keeps
+        nothing new)."""
+        value, stamps = self.find(key, models)
+        if value is None:
+            value = compute()
+            self.keep(key, stamps, models, value)
+        return value
