@@ -63,6 +63,25 @@ def test_streaming_by_segment_and_by_token_chunks(gpt_sovits_worker):
         assert first[:4] == b"RIFF"  # a wav stream starts with its header, as api_v2's does
 
 
+def test_a_reference_clip_rewritten_at_its_path_is_heard(gpt_sovits_worker, voice_dir):
+    """GPT-SoVITS keeps a clip's features while its path is the same; the worker reads a rewritten clip again."""
+    audio, rate = sf.read(voice_dir / "gsv-ref.wav", dtype="float32")
+    sf.write(voice_dir / "gsv-backwards.wav", audio[::-1].copy(), rate)
+    shutil.copy(voice_dir / "gsv-ref.wav", voice_dir / "gsv-changing.wav")
+
+    def pcm(clip: str) -> bytes:
+        r = httpx.post(f"{gpt_sovits_worker.url}/tts", timeout=120,
+                       json=params(ref_audio_path=clip, media_type="raw", top_k=1, seed=5))
+        assert r.status_code == 200, r.text
+        return r.content
+
+    before = pcm("gsv-changing.wav")
+    assert pcm("gsv-changing.wav") == before  # greedy and seeded: the same clip, the same audio
+    shutil.copy(voice_dir / "gsv-backwards.wav", voice_dir / "gsv-changing.wav")
+    after = pcm("gsv-changing.wav")
+    assert after != before and after == pcm("gsv-backwards.wav")
+
+
 def test_languages_and_messages_follow_the_model_version(gpt_sovits_worker):
     stats = httpx.get(f"{gpt_sovits_worker.url}/stats").json()
     assert stats["engine_version"] == "v2" and tuple(stats["languages"]) == LANGUAGES_V2
