@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60, 120)
 _BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
+
+
+class _ReadCounters(Collector):
+    """A counter family whose values another owner keeps (the engine, on its thread): read at scrape time."""
+
+    def __init__(self, name: str, documentation: str, label: str, read: Callable[[], dict[str, float]]) -> None:
+        self._name, self._doc, self._label, self._read = name, documentation, label, read
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily(self._name, self._doc, labels=[self._label])
+        for value, count in self._read().items():
+            family.add_metric([value], count)
+        yield family
+
+    def describe(self) -> Iterable[Metric]:
+        yield CounterMetricFamily(self._name, self._doc, labels=[self._label])
 
 
 class WorkerMetrics:
@@ -80,8 +98,13 @@ class WorkerMetrics:
         voices_loading: Callable[[], float] = lambda: 0.0,
         max_loaded_voices: Callable[[], float] = lambda: 0.0,
         max_batch: Callable[[], float] = lambda: 1.0,
+        reference_clips: Callable[[], dict[str, float]] = lambda: {"found": 0.0, "read": 0.0},
     ) -> None:
-        """Gauges read live values at scrape time instead of being kept in step by hand."""
+        """Gauges (and the engine's counters) read live values at scrape time instead of being kept in step by
+        hand."""
+        self.registry.register(_ReadCounters(
+            "ttsc_worker_reference_clips", "Requests' reference clips found kept (found) or read: new, changed on "
+            "disk, or evicted (gpt-sovits).", "result", reference_clips))
         self.max_batch.set_function(max_batch)
         self.batch_occupancy.set_function(in_flight)  # the requests in the engine are its batch
         self.loaded_voices.set_function(loaded_voices)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -75,11 +76,19 @@ def test_a_reference_clip_rewritten_at_its_path_is_heard(gpt_sovits_worker, voic
         assert r.status_code == 200, r.text
         return r.content
 
+    def clips() -> dict[str, float]:
+        text = httpx.get(f"{gpt_sovits_worker.url}/metrics").text
+        return {result: float(value) for result, value in
+                re.findall(r'^ttsc_worker_reference_clips_total\{result="(\w+)"\} (\S+)$', text, re.M)}
+
+    counted = clips()
     before = pcm("gsv-changing.wav")
     assert pcm("gsv-changing.wav") == before  # greedy and seeded: the same clip, the same audio
     shutil.copy(voice_dir / "gsv-backwards.wav", voice_dir / "gsv-changing.wav")
     after = pcm("gsv-changing.wav")
     assert after != before and after == pcm("gsv-backwards.wav")
+    # read: the new clip, the rewritten one, the backwards one; found: the second request's
+    assert clips() == {"found": counted["found"] + 1, "read": counted["read"] + 3}
 
 
 def test_languages_and_messages_follow_the_model_version(gpt_sovits_worker):

@@ -108,6 +108,15 @@ class DecodeCounters:
         self.seconds += seconds
 
 
+@dataclass
+class ClipCounters:
+    """Requests' reference clips an engine found kept, and those it read (new, changed, or evicted since), for
+    /metrics (written on the engine thread only)."""
+
+    found: int = 0
+    read: int = 0
+
+
 class Engine(ABC):
     """Load, warm up, synthesize into int16 mono PCM chunks at `sample_rate`."""
 
@@ -132,6 +141,8 @@ class Engine(ABC):
         self.loaded = LoadedVoices[Any](max_loaded_voices)
         #: an autoregressive engine's decoder work, for /stats (written on the engine thread only)
         self.decoded = DecodeCounters()
+        #: an engine that keeps reference clips' features: how often a request's was found, for /metrics
+        self.clips = ClipCounters()
 
     @abstractmethod
     def load(self) -> None:

@@ -195,7 +195,7 @@ class GPTSoVITSBatch(BatchSession):
         self._rows: dict[str, int] = {}  # decoder row id -> request key
         threaded = engine.vocoder_thread if vocoder_thread is None else vocoder_thread
         self._vocoder: VocoderThread[Then] = VocoderThread(inline=not threaded)
-        self.clips = ReferenceClips[Reference](engine.max_reference_clips)
+        self.clips = ReferenceClips[Reference](engine.max_reference_clips, engine.clips)
         if str(engine.device).startswith("cuda"):
             # TTS.run's set_seed turns TF32 off (for good) at every run: its audio is what a batched request's equals.
             torch.backends.cuda.matmul.allow_tf32 = False

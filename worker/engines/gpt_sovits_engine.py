@@ -204,7 +204,7 @@ class GPTSoVITSEngine(Engine):
         #: how many reference clips' features are kept (reference_clips): copies of TTS.run's prompt cache here,
         #: and as many in each batched session
         self.max_reference_clips = max_reference_clips
-        self._clips = ReferenceClips[dict[str, Any]](max_reference_clips)
+        self._clips = ReferenceClips[dict[str, Any]](max_reference_clips, self.clips)
         # Batched sessions vocode on a second thread; unset: only on CUDA (on CPU both threads share the cores).
         self.vocoder_thread = device.startswith("cuda") if vocoder_thread is None else vocoder_thread
         self.cpu_threads = cpu_threads

@@ -21,7 +21,7 @@ from typing import Any, Generic, Optional, TypeVar
 
 from cachetools import LRUCache
 
-from .base import SynthesisParams
+from .base import ClipCounters, SynthesisParams
 
 V = TypeVar("V")
 
@@ -118,10 +118,11 @@ class _Entry(Generic[V]):
 class ReferenceClips(Generic[V]):
     """The per-clip references of one engine thread (no lock: only that thread reads and fills it)."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, counters: Optional[ClipCounters] = None) -> None:
         self._cache: LRUCache[ClipKey, _Entry[V]] = LRUCache(maxsize=max(1, size))
         self.hits = 0
         self.misses = 0
+        self._counters = counters or ClipCounters()  # the engine's, shared by its caches
 
     def __len__(self) -> int:
         return len(self._cache)
@@ -133,8 +134,10 @@ class ReferenceClips(Generic[V]):
         entry = self._cache.get(key)
         if entry is not None and entry.holds(stamps, models):
             self.hits += 1
+            self._counters.found += 1
             return entry.value, stamps
         self.misses += 1
+        self._counters.read += 1
         return None, stamps
 
     def keep(self, key: ClipKey, stamps: tuple[Stamp, ...], models: tuple[object, ...], value: V) -> None:
