@@ -98,13 +98,14 @@ class WorkerMetrics:
         voices_loading: Callable[[], float] = lambda: 0.0,
         max_loaded_voices: Callable[[], float] = lambda: 0.0,
         max_batch: Callable[[], float] = lambda: 1.0,
-        reference_clips: Callable[[], dict[str, float]] = lambda: {"found": 0.0, "read": 0.0},
+        reference_clips: Callable[[], dict[str, float]] = lambda: {"found": 0.0, "missed": 0.0},
     ) -> None:
         """Gauges (and the engine's counters) read live values at scrape time instead of being kept in step by
         hand."""
         self.registry.register(_ReadCounters(
-            "ttsc_worker_reference_clips", "Requests' reference clips found kept (found) or read: new, changed on "
-            "disk, or evicted (gpt-sovits).", "result", reference_clips))
+            "ttsc_worker_reference_clips", "gpt-sovits: requests whose reference clip's features were found kept, "
+            "or missed (a new clip or prompt text, a clip changed on disk, evicted, or from other weights).", "result",
+            reference_clips))
         self.max_batch.set_function(max_batch)
         self.batch_occupancy.set_function(in_flight)  # the requests in the engine are its batch
         self.loaded_voices.set_function(loaded_voices)

@@ -54,7 +54,7 @@ class WorkerService:
             voices_loading=lambda: len(engine.loaded.loading()),
             max_loaded_voices=lambda: engine.loaded.limit,
             max_batch=lambda: self.scheduler.max_batch,
-            reference_clips=lambda: {"found": engine.clips.found, "read": engine.clips.read},
+            reference_clips=lambda: {"found": engine.clips.found, "missed": engine.clips.missed},
         )
 
     async def start(self) -> None:

@@ -87,8 +87,8 @@ def test_a_reference_clip_rewritten_at_its_path_is_heard(gpt_sovits_worker, voic
     shutil.copy(voice_dir / "gsv-backwards.wav", voice_dir / "gsv-changing.wav")
     after = pcm("gsv-changing.wav")
     assert after != before and after == pcm("gsv-backwards.wav")
-    # read: the new clip, the rewritten one, the backwards one; found: the second request's
-    assert clips() == {"found": counted["found"] + 1, "read": counted["read"] + 3}
+    # missed: the new clip, the rewritten one, the backwards one; found: the second request's
+    assert clips() == {"found": counted["found"] + 1, "missed": counted["missed"] + 3}
 
 
 def test_languages_and_messages_follow_the_model_version(gpt_sovits_worker):

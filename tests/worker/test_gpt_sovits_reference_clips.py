@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch", reason="the gpt-sovits engine needs torch (
 from tts_worker.engines.base import CancelToken, SynthesisParams  # noqa: E402
 from tts_worker.engines.gpt_sovits_batch import GPTSoVITSBatch  # noqa: E402
 from tts_worker.engines.gpt_sovits_engine import GPTSoVITSEngine  # noqa: E402
-from tts_worker.engines.reference_clips import ReferenceClips  # noqa: E402
+from tts_worker.engines.reference_clips import READ_FROM, ReferenceClips  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +51,10 @@ def alone(eng: GPTSoVITSEngine, p: SynthesisParams) -> bytes:
 
 
 def fresh(eng: GPTSoVITSEngine, p: SynthesisParams) -> bytes:
-    """The one-at-a-time engine's audio with nothing kept: the clip read afresh, as TTS.run reads a new clip."""
+    """The one-at-a-time engine's audio with nothing kept and its prompt cache vouching for nothing: the clip read
+    afresh, as TTS.run reads a new clip."""
     eng._clips = ReferenceClips(eng.max_reference_clips)
+    eng.tts.prompt_cache.pop(READ_FROM, None)
     return alone(eng, p)
 
 
@@ -121,7 +123,7 @@ def test_a_clip_rewritten_on_disk_is_read_again(engine: tuple[GPTSoVITSEngine, P
     try:
         before = alone(eng, p), batched(session, 1, p)
         assert batched(session, 2, p) == before[1] and session.clips.hits == 1
-        shutil.copy(backwards, voices / "changing.wav")  # a new inode, the same size
+        shutil.copy(backwards, voices / "changing.wav")  # in place, the same size: its modification time tells
         after = alone(eng, p), batched(session, 3, p)
     finally:
         session.close()
@@ -170,3 +172,25 @@ def test_a_clip_set_by_set_refer_audio_is_not_read_again(engine: tuple[GPTSoVITS
     finally:
         session.close()
     assert reads == [] and got == (want, want)
+
+
+def test_the_same_prompt_text_in_another_language_is_read_again(engine: tuple[GPTSoVITSEngine, Path],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """TTS.run compares the prompt text alone, so it would keep another language's phonemes and BERT features for
+    the same text; the one-at-a-time engine has it compute them again (the batch compares both)."""
+    eng, voices = engine
+    p = request(eng, voices, ONE_SENTENCE)
+    alone(eng, p)  # the live prompt cache holds one.wav and "a test" in English now, marked read
+    eng._clips = ReferenceClips(eng.max_reference_clips)  # not kept: the live cache is what it would use
+    eng.tts.prompt_cache["prompt_lang"] = "all_zh"  # as a request of that language with the same text leaves it
+    prep: Any = eng.tts.text_preprocessor
+    extract, texts = prep.segment_and_extract_feature_for_text, []
+
+    def counted(text: str, *args: Any, **kwargs: Any) -> Any:
+        texts.append(text)
+        return extract(text, *args, **kwargs)
+
+    monkeypatch.setattr(prep, "segment_and_extract_feature_for_text", counted)
+    alone(eng, p)
+    assert "a test." in texts  # the prompt text's features, computed again for English
+    assert eng.tts.prompt_cache["prompt_lang"] == "en"

@@ -77,12 +77,28 @@ def test_other_models_at_the_same_id_read_it_again(clip: Path) -> None:
     same_id = ClipKey(1, "torch.float32", str(clip), (), None)
     first = clips.get(same_id, (old, None), reads)
     assert clips.get(same_id, (new, None), reads) is not first
-    assert clips.get(same_id, (new, Model()), reads).prompt == 3  # None where a model now is
-    del old, new
+    third = Model()
+    assert clips.get(same_id, (new, third), reads).prompt == 3  # None where a model now is
+    assert clips.get(same_id, (new, third), reads).prompt == 3
+
+
+def test_entries_of_models_gone_are_dropped(tmp_path: Path) -> None:
+    """An evicted voice's or replaced weights' entries can never be found again: the next keep drops them (their
+    tensors with them), without waiting for the least recently used order."""
+    paths = [tmp_path / f"{name}.wav" for name in "ab"]
+    for path in paths:
+        path.write_bytes(path.name.encode())
+    clips, reads = ReferenceClips(8), Reads()
+    old, kept = Model(), Model()
+    clips.get(key(paths[0], old), (old,), reads)
+    clips.get(key(paths[1], kept), (kept,), reads)
+    assert len(clips) == 2
+    del old
     gc.collect()
-    reads_before = reads.count
-    clips.get(same_id, (Model(), None), reads)  # the entry's models are gone: never a match
-    assert reads.count == reads_before + 1
+    new = Model()
+    clips.get(key(paths[0], new), (new,), reads)  # the switch's first request: a miss, kept
+    assert len(clips) == 2 and reads.count == 3  # the old model's entry went; the other voice's stays
+    assert clips.get(key(paths[1], kept), (kept,), reads).prompt == 2
 
 
 def test_the_least_recently_used_clip_goes_first(tmp_path: Path) -> None:
@@ -130,8 +146,9 @@ def test_a_prompt_cache_holds_the_clip_files_it_was_marked_read_from(clip: Path,
     aux = tmp_path / "aux.wav"
     aux.write_bytes(b"RIFF aux")
     assert not holds_clip(cache, str(clip), (str(aux),), stamps_of(str(clip), (str(aux),)))
-    clip.unlink()
-    clip.write_bytes(b"RIFF one")  # rewritten: another inode
+    stat = clip.stat()
+    clip.write_bytes(b"RIFF 1ne")  # rewritten in place, the same size: its modification time tells
+    os.utime(clip, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
     assert not holds_clip(cache, str(clip), (), stamps_of(str(clip), ()))
     missing = str(tmp_path / "missing.wav")
     mark_read(cache, missing, (), stamps_of(missing, ()))

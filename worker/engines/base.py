@@ -110,11 +110,11 @@ class DecodeCounters:
 
 @dataclass
 class ClipCounters:
-    """Requests' reference clips an engine found kept, and those it read (new, changed, or evicted since), for
-    /metrics (written on the engine thread only)."""
+    """Requests whose reference an engine found kept, and those it missed (a new clip or prompt text, a clip
+    changed on disk, evicted, or from other weights), for /metrics (written on the engine thread only)."""
 
     found: int = 0
-    read: int = 0
+    missed: int = 0
 
 
 class Engine(ABC):

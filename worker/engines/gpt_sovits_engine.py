@@ -450,6 +450,10 @@ class GPTSoVITSEngine(Engine):
         if not holds_clip(tts.prompt_cache, key.ref, key.aux, stamps):
             # (and so with no record of what it was read from, should TTS.run fail halfway through reading)
             tts.prompt_cache = copied_prompt_cache(self._blank_prompt_cache)
+        elif key.prompt is not None and tts.prompt_cache.get("prompt_lang") != key.prompt[1]:
+            # TTS.run compares the prompt text alone: the same text in another language would keep the old
+            # language's phonemes and BERT features (and they would be kept under this language's key)
+            tts.prompt_cache["prompt_text"] = None
         return key, stamps, models
 
     # ---- catalog voices (on the engine thread, between syntheses) ----------------------------------------

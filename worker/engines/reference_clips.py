@@ -7,19 +7,19 @@ each such join pauses every other row. Here each clip's reference is kept, least
 the batch keeps `Reference`s, the one-at-a-time engine copies of TTS.run's prompt cache.
 
 An entry is found by its files' paths and their identity on disk (inode, size and modification time), so a clip
-replaced or rewritten at the same path is read again (TTS.run compares paths only). It is used only while the
-models it came from are still the installed ones: after a weight switch or a voice reload it is computed again.
+replaced or rewritten at the same path is read again (TTS.run compares paths only); a rewrite to the same size within
+one tick of the file system's clock, keeping the inode, goes unseen. It is used only while the models it came from
+are still the installed ones: after a SoVITS weight switch or a voice reload it is computed again.
 """
 
 from __future__ import annotations
 
 import os
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Optional, TypeVar
-
-from cachetools import LRUCache
 
 from .base import ClipCounters, SynthesisParams
 
@@ -107,6 +107,11 @@ class _Entry(Generic[V]):
         # Weak: an entry never keeps an evicted voice's models in memory.
         self._models = tuple(None if m is None else weakref.ref(m) for m in models)
 
+    @property
+    def orphaned(self) -> bool:
+        """Whether a model it was made by is gone."""
+        return any(ref is not None and ref() is None for ref in self._models)
+
     def holds(self, stamps: tuple[Stamp, ...], models: tuple[object, ...]) -> bool:
         """Whether it was made from these files, as they are now on disk, by these models."""
         if stamps != self.stamps or stamps[0] is None or len(models) != len(self._models):
@@ -119,7 +124,10 @@ class ReferenceClips(Generic[V]):
     """The per-clip references of one engine thread (no lock: only that thread reads and fills it)."""
 
     def __init__(self, size: int, counters: Optional[ClipCounters] = None) -> None:
-        self._cache: LRUCache[ClipKey, _Entry[V]] = LRUCache(maxsize=max(1, size))
+        # An OrderedDict in recency order, not cachetools' LRUCache: sweeping orphaned entries reads every entry,
+        # and every read of an LRUCache counts as a use.
+        self._cache: OrderedDict[ClipKey, _Entry[V]] = OrderedDict()
+        self.size = max(1, size)
         self.hits = 0
         self.misses = 0
         self._counters = counters or ClipCounters()  # the engine's, shared by its caches
@@ -133,15 +141,23 @@ class ReferenceClips(Generic[V]):
         stamps = key.stamps()
         entry = self._cache.get(key)
         if entry is not None and entry.holds(stamps, models):
+            self._cache.move_to_end(key)
             self.hits += 1
             self._counters.found += 1
             return entry.value, stamps
         self.misses += 1
-        self._counters.read += 1
+        self._counters.missed += 1
         return None, stamps
 
     def keep(self, key: ClipKey, stamps: tuple[Stamp, ...], models: tuple[object, ...], value: V) -> None:
+        # Entries of models gone (an evicted voice, replaced weights) can never hold again: their tensors go now,
+        # not when the least recently used order reaches them.
+        for gone in [k for k, entry in self._cache.items() if entry.orphaned]:
+            del self._cache[gone]
         self._cache[key] = _Entry(value, stamps, models)
+        self._cache.move_to_end(key)
+        while len(self._cache) > self.size:
+            self._cache.popitem(last=False)  # the least recently used
 
     def get(self, key: ClipKey, models: tuple[object, ...], compute: Callable[[], V]) -> V:
         """What is kept under `key` if it still holds, else `compute()`'s, kept in its place (a failure keeps
