@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tts_worker.engines.reference_clips import ClipKey, Reference, ReferenceClips
+from tts_worker.engines.reference_clips import ClipKey, Reference, ReferenceClips, Stamp
 
 
 class Model:
@@ -27,7 +27,8 @@ class Reads:
     def __init__(self) -> None:
         self.count = 0
 
-    def __call__(self) -> Reference:
+    def __call__(self, stamps: tuple[Stamp, ...]) -> Reference:
+        assert len(stamps) >= 1  # the files as stamped before the read: main clip, then aux
         self.count += 1
         return Reference(self.count, [], None, {}, None)
 
@@ -123,7 +124,7 @@ def test_the_least_recently_used_clip_goes_first(tmp_path: Path) -> None:
 def test_a_failed_read_keeps_nothing_and_a_missing_clip_is_never_found(clip: Path, tmp_path: Path) -> None:
     clips, model = ReferenceClips(4), Model()
 
-    def broken() -> Reference:
+    def broken(stamps: tuple[Stamp, ...]) -> Reference:
         raise ValueError("not a wav file")
 
     with pytest.raises(ValueError, match="not a wav file"):

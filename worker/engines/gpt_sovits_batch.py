@@ -315,11 +315,7 @@ class GPTSoVITSBatch(BatchSession):
     def _reference(self, params: SynthesisParams, tts: Any, with_prompt: bool) -> Reference:
         """TTS.run's reference and prompt handling, kept per clip (`reference_clips`)."""
         key, models = clip_of(params, tts, with_prompt)
-        ref, stamps = self.clips.find(key, models)
-        if ref is None:
-            ref = self._read_reference(key, stamps, tts)
-            self.clips.keep(key, stamps, models, ref)
-        return ref
+        return self.clips.get(key, models, lambda stamps: self._read_reference(key, stamps, tts))
 
     def _read_reference(self, key: ClipKey, stamps: tuple[Stamp, ...], tts: Any) -> Reference:
         """What TTS.run computes for a reference, on the installed pair's prompt cache. The clip files are read

@@ -159,11 +159,11 @@ class ReferenceClips(Generic[V]):
         while len(self._cache) > self.size:
             self._cache.popitem(last=False)  # the least recently used
 
-    def get(self, key: ClipKey, models: tuple[object, ...], compute: Callable[[], V]) -> V:
-        """What is kept under `key` if it still holds, else `compute()`'s, kept in its place (a failure keeps
-        nothing new)."""
+    def get(self, key: ClipKey, models: tuple[object, ...], compute: Callable[[tuple[Stamp, ...]], V]) -> V:
+        """What is kept under `key` if it still holds, else what `compute` makes of the files as stamped now, kept
+        in its place (a failure keeps nothing new)."""
         value, stamps = self.find(key, models)
         if value is None:
-            value = compute()
+            value = compute(stamps)
             self.keep(key, stamps, models, value)
         return value
