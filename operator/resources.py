@@ -102,6 +102,10 @@ def worker_pod(cluster: str, spec: TTSClusterSpec) -> dict[str, Any]:
             "--drain-timeout", str(spec.drain_timeout_seconds), "--max-loaded-voices", str(w.max_loaded_voices)]
     if w.batching:
         args += ["--batching", "--max-batch", str(w.max_batch)]
+    if w.vocoder_thread is not None:
+        args.append("--vocoder-thread" if w.vocoder_thread else "--no-vocoder-thread")
+    if w.engine == "gpt-sovits":
+        args += ["--max-reference-clips", str(w.max_reference_clips)]
     admin_args, admin_env = _admin(spec, "TTSC_ADMIN_TOKEN")
     args += admin_args
     # Always mounted, whatever spec.voices holds now: voices added later then need no new pods.

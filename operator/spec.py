@@ -30,6 +30,10 @@ class WorkersSpec(_Model):
     #: the worker's --batching and --max-batch: requests in the engine at once (at most maxQueueSize)
     batching: bool = False
     max_batch: int = Field(8, ge=1, le=64, alias="maxBatch")
+    #: the worker's --vocoder-thread / --no-vocoder-thread (gpt-sovits batching); None: the worker's default
+    vocoder_thread: Optional[bool] = Field(None, alias="vocoderThread")
+    #: the worker's --max-reference-clips (gpt-sovits)
+    max_reference_clips: int = Field(32, ge=1, le=1024, alias="maxReferenceClips")
     tts_infer_config_map: Optional[str] = Field(None, alias="ttsInferConfigMap")
     tts_infer_yaml: Optional[str] = Field(None, alias="ttsInferYaml")
     model_volume: Optional[dict[str, Any]] = Field(None, alias="modelVolume")

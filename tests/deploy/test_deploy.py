@@ -182,6 +182,24 @@ def test_api_keys_reach_the_ttscluster_only_when_a_secret_is_named():
     assert "apiKeys" not in default["spec"]
 
 
+def test_gpt_sovits_worker_knobs_reach_the_ttscluster_and_the_crd_takes_them():
+    """vocoderThread reaches the TTSCluster only when set (unset: the worker's own default for its device);
+    maxReferenceClips always, and the CRD's schema takes both."""
+    schema = CRDS["TTSCluster"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    default = next(d for d in render({}) if d["kind"] == "TTSCluster")
+    assert "vocoderThread" not in default["spec"]["workers"]
+    assert default["spec"]["workers"]["maxReferenceClips"] == 32
+    for thread in (False, True):
+        values = {"ttsCluster": {"workers": {"engine": "gpt-sovits", "vocoderThread": thread, "maxReferenceClips": 64}}}
+        cluster = next(d for d in render(values) if d["kind"] == "TTSCluster")
+        assert cluster["spec"]["workers"]["vocoderThread"] is thread
+        assert cluster["spec"]["workers"]["maxReferenceClips"] == 64
+        jsonschema.validate(cluster, schema)
+    with pytest.raises(jsonschema.ValidationError, match="maxReferenceClips|1025"):
+        jsonschema.validate({**default, "spec": {**default["spec"], "workers": {
+            **default["spec"]["workers"], "maxReferenceClips": 1025}}}, schema)
+
+
 def test_example_ttscluster_fits_the_crd():
     schema = CRDS["TTSCluster"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     docs = [d for d in yaml.safe_load_all((ROOT / "manifests" / "ttscluster.yaml").read_text()) if d]

@@ -170,6 +170,32 @@ def test_batching_reaches_the_workers_flags_only_when_on():
         parse_spec({"workers": {"batching": True, "maxBatch": 16, "maxQueueSize": 10}})
 
 
+def test_gpt_sovits_knobs_reach_the_workers_flags():
+    """--vocoder-thread only when the spec sets it (else the worker's default for its device), either way;
+    --max-reference-clips for gpt-sovits workers, whose flag it is."""
+    from tts_cli.flags import given
+    from tts_cli.main import build_parser
+    from tts_operator import resources
+    from tts_worker.settings import WorkerSettings
+
+    def args(workers: dict[str, object]) -> list[str]:
+        out: list[str] = resources.worker_pod("c", parse_spec({"workers": workers}))["spec"]["containers"][0]["args"]
+        return out
+
+    plain = args({"engine": "gpt-sovits"})
+    assert not any("vocoder-thread" in a for a in plain)
+    assert plain[plain.index("--max-reference-clips") + 1] == "32"
+    assert "--max-reference-clips" not in args({"engine": "piper"})
+    on = args({"engine": "gpt-sovits", "batching": True, "vocoderThread": True, "maxReferenceClips": 5})
+    off = args({"engine": "gpt-sovits", "batching": True, "vocoderThread": False})
+    assert "--vocoder-thread" in on and "--no-vocoder-thread" in off
+    # the worker's own command line takes them as these settings
+    parsed = {name: build_parser().parse_args(a) for name, a in (("plain", plain), ("on", on), ("off", off))}
+    assert [(vars(ns).get("vocoder_thread"), vars(ns)["max_reference_clips"]) for ns in parsed.values()] == \
+        [(None, 32), (True, 5), (False, 32)]
+    assert WorkerSettings(**given(parsed["on"], WorkerSettings)).vocoder_thread is True
+
+
 def test_api_keys_are_a_mounted_secret_the_router_reads(tmp_path, monkeypatch):
     from tts_operator import resources
     from tts_router.settings import RouterSettings
