@@ -194,3 +194,30 @@ def test_the_same_prompt_text_in_another_language_is_read_again(engine: tuple[GP
     alone(eng, p)
     assert "a test." in texts  # the prompt text's features, computed again for English
     assert eng.tts.prompt_cache["prompt_lang"] == "en"
+
+
+def test_a_batch_finding_its_clip_in_the_prompt_cache_derives_nothing_again(engine: tuple[GPTSoVITSEngine, Path],
+                                                                           reads: list[str],
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A clip new to the batch that the pair's prompt cache holds as it is on disk (a batching worker's warm-up
+    leaves it so) is not read, and what gpt-sovits-cpufast derives from it (the spectrograms on the device, the
+    decode condition) is used as it is: nothing it derives from changed."""
+    eng, voices = engine
+    p = request(eng, voices, ONE_SENTENCE)
+    want = fresh(eng, p)
+    model: Any = type(eng.tts.vits_model)
+    build, built = model.build_decode_condition, []
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        built.append(1)
+        return build(self, *args, **kwargs)
+
+    monkeypatch.setattr(model, "build_decode_condition", counted)
+    del reads[:]
+    session = GPTSoVITSBatch(eng, vocoder_thread=False)
+    try:
+        got = batched(session, 1, p)
+    finally:
+        session.close()
+    assert (session.clips.hits, session.clips.misses) == (0, 1)
+    assert reads == [] and built == [] and got == want

@@ -322,7 +322,9 @@ class GPTSoVITSBatch(BatchSession):
         unless the cache holds them as they are now (TTS.run compares paths only: it would keep a clip rewritten
         since), the prompt text's features unless the cache has them."""
         cache = tts.prompt_cache
+        read = False  # whether what the runtime entries derive from changed
         if not holds_clip(cache, key.ref, key.aux, stamps) or (tts.is_v2pro and cache["refer_spec"][0][1] is None):
+            read = True
             if not os.path.exists(key.ref):
                 raise ValueError(f"{key.ref} not exists")
             cache.pop(READ_FROM, None)  # until the files are read
@@ -342,8 +344,11 @@ class GPTSoVITSBatch(BatchSession):
                     text, lang, tts.configs.version)
                 cache.update(prompt_text=text, prompt_lang=lang, phones=phones, bert_features=bert,
                              norm_text=norm_text)
+                read = True
             prompt_text = {k: cache[k] for k in ("phones", "bert_features", "norm_text")}
-        self._invalidate_runtime_cache(tts)
+        if read:
+            # (else they are this pair's own and still right: a weight switch or a new voice blanks the cache)
+            self._invalidate_runtime_cache(tts)
         refer, sv_emb = self._spectrograms(tts)
         condition: dict[str, Any] = {}
         if hasattr(tts.vits_model, "build_decode_condition"):
