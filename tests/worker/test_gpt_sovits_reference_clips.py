@@ -221,3 +221,25 @@ def test_a_batch_finding_its_clip_in_the_prompt_cache_derives_nothing_again(engi
         session.close()
     assert (session.clips.hits, session.clips.misses) == (0, 1)
     assert reads == [] and built == [] and got == want
+
+
+def test_a_seeded_request_sounds_the_same_whether_its_clip_is_read_or_kept(engine: tuple[GPTSoVITSEngine, Path],
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Upstream's HuBERT (transformers' HubertEncoder) draws from the global generator at every layer, in eval
+    too (its LayerDrop check); gpt-sovits-cpufast's draws nothing. Read inside TTS.run, after it seeds, that draw
+    would move the seeded SoVITS noise, so a request's audio would depend on whether an earlier request had left
+    its clip in the cache. Here the read draws as upstream's does: the audio is the same read afresh and kept."""
+    eng, voices = engine
+    cls: Any = type(eng.tts)
+    read = cls._set_prompt_semantic
+
+    def drawing(self: Any, path: str) -> Any:
+        torch.rand([])  # what transformers' HubertEncoder draws per layer
+        return read(self, path)
+
+    monkeypatch.setattr(cls, "_set_prompt_semantic", drawing)
+    backwards_clip(voices, "drawn.wav")
+    p = request(eng, voices, ONE_SENTENCE, ref_audio_path="drawn.wav", top_k=20, seed=7)
+    got = fresh(eng, p), alone(eng, p)
+    assert eng._clips.hits == 1  # the second was kept
+    assert got[0] == got[1]

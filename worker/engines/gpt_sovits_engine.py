@@ -399,7 +399,10 @@ class GPTSoVITSEngine(Engine):
         self._install(pair)
         self._count_decoding(self._tts.t2s_model.model)
         expected = self.output_rate(params)
-        clip = self._recall_reference(params)
+        try:
+            clip = self._recall_reference(params)
+        except Exception as exc:  # noqa: BLE001 - an unusable clip is TTS.run's failure too: api_v2's 400
+            raise EngineError(_described(exc)) from exc
         generator = self._tts.run(pipeline_inputs(params))
         try:
             while True:
@@ -439,8 +442,13 @@ class GPTSoVITSEngine(Engine):
     def _recall_reference(self, params: SynthesisParams) -> Optional[tuple[ClipKey, tuple[Stamp, ...],
                                                                            tuple[object, ...]]]:
         """Put the request's clip in TTS.run's prompt cache if it is kept (None: nothing to keep after the run).
-        Else, unless the cache holds these clip files as they are now, a blank cache, so that TTS.run reads the
-        clip afresh: it compares paths only, and would speak with a clip rewritten at its path as it was."""
+        Else, unless the cache holds these clip files as they are now, a blank cache with the clip read into it
+        afresh (TTS.run compares paths only, and would speak with a clip rewritten at its path as it was).
+
+        The clip is read here, before TTS.run seeds the generator, rather than by TTS.run after: upstream's HuBERT
+        (transformers') draws from the global generator at every layer even in eval, so a read inside the run
+        would change the seeded request's SoVITS noise, and its audio would depend on whether an earlier request
+        had left the clip in the cache."""
         tts = self._tts
         key, models = clip_of(params, tts, bool(params.request.prompt_text))
         kept, stamps = self._clips.find(key, models)
@@ -448,8 +456,11 @@ class GPTSoVITSEngine(Engine):
             tts.prompt_cache = copied_prompt_cache(kept)
             return None
         if not holds_clip(tts.prompt_cache, key.ref, key.aux, stamps):
-            # (and so with no record of what it was read from, should TTS.run fail halfway through reading)
+            # (and so with no record of what it was read from, should the read fail halfway)
             tts.prompt_cache = copied_prompt_cache(self._blank_prompt_cache)
+            if not os.path.exists(key.ref):
+                raise ValueError(f"{key.ref} not exists")  # TTS.run's own words
+            tts.set_ref_audio(key.ref)  # TTS.run reads the aux clips and the prompt text itself, drawing nothing
         elif key.prompt is not None and tts.prompt_cache.get("prompt_lang") != key.prompt[1]:
             # TTS.run compares the prompt text alone: the same text in another language would keep the old
             # language's phonemes and BERT features (and they would be kept under this language's key)
