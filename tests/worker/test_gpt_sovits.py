@@ -174,6 +174,43 @@ def test_start_up_names_what_is_missing(tmp_path, gpt_sovits_weights):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["GPT-SoVITS", "tts_infer.yaml"]
 
 
+def test_a_checkout_laid_out_as_upstream_serves_from_another_directory(tmp_path, gpt_sovits_weights, voice_dir,
+                                                                       logs_dir):
+    """api_v2 runs from inside its checkout. A GPT-SoVITS checkout has no GPT_SoVITS/__init__.py, and its sv.py puts
+    `./GPT_SoVITS/eres2net` on the import path through the working directory, as it is imported. A worker started
+    elsewhere with --gpt-sovits-root imports from inside the checkout, and runs the checkout's code though a
+    distribution of the same package is installed (gpt-sovits-cpufast, of which this checkout is a copy): a
+    regular package would otherwise win over the checkout's folder, whatever the order of sys.path."""
+    import importlib.util
+
+    from tts_cli.processes import start_worker
+
+    spec = importlib.util.find_spec("GPT_SoVITS")  # found, not imported
+    assert spec is not None and spec.origin is not None
+    checkout = (tmp_path / "GPT-SoVITS").resolve()
+    shutil.copytree(os.path.dirname(spec.origin), checkout / "GPT_SoVITS",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (checkout / "GPT_SoVITS" / "__init__.py").unlink()
+    sv = checkout / "GPT_SoVITS" / "sv.py"
+    code = sv.read_text()
+    assert 'sys.path.append(str(_CODE_DIR / "eres2net"))' in code
+    sv.write_text(code.replace('sys.path.append(str(_CODE_DIR / "eres2net"))',
+                               'sys.path.append(f"{os.getcwd()}/GPT_SoVITS/eres2net")'))
+    shutil.copy(gpt_sovits_weights / "w0" / "ref.wav", voice_dir / "gsv-ref.wav")
+    worker = start_worker(
+        ["--engine", "gpt-sovits", "--gpt-sovits-root", str(checkout), "--voice-dir", str(voice_dir),
+         "--tts-config", str(gpt_sovits_weights / "w0" / "tts_infer.yaml"), "--models-dir", str(gpt_sovits_weights),
+         "--num-warmup", "0"],
+        logs_dir, env={"NLTK_DATA": str(gpt_sovits_weights / "nltk_data")}, ready_timeout=300)
+    try:
+        r = httpx.post(f"{worker.url}/tts", json=params(), timeout=120)
+        assert r.status_code == 200, r.text
+        assert len(decode(r.content)[0]) > 32000 // 2
+        assert f"GPT-SoVITS code from {checkout}" in worker.log_text()
+    finally:
+        worker.stop()
+
+
 def test_the_router_never_imports_torch_or_gpt_sovits():
     code = ("import sys, tts_router.app, tts_router.server, tts_router.proxy, tts_cli.main; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'GPT_SoVITS')]; "

@@ -11,6 +11,9 @@ import contextlib
 import copy
 import functools
 import gc
+import importlib.machinery
+import importlib.util
+import inspect
 import logging
 import os
 import sys
@@ -107,14 +110,18 @@ def pipeline_inputs(params: SynthesisParams) -> dict[str, Any]:
 
 def import_pipeline(root: Optional[Path]) -> tuple[Any, Any]:
     """(TTS, TTS_Config), from the checkout at `root` or an installed distribution; EngineLoadError naming exactly
-    what is missing otherwise."""
+    what is missing otherwise. A checkout is imported as api_v2 runs: from inside it (its modules find files through
+    the working directory, at import too: sv.py puts `./GPT_SoVITS/eres2net` on the path) and with the checkout and
+    its GPT_SoVITS folder on sys.path."""
     if root is not None:
         tts_py = root / "GPT_SoVITS" / "TTS_infer_pack" / "TTS.py"
         if not tts_py.is_file():
             raise EngineLoadError(f"--gpt-sovits-root {root}: {tts_py} not found (expected a GPT-SoVITS checkout)")
+        os.chdir(root)
         for path in (str(root), str(root / "GPT_SoVITS")):  # what api_v2 puts on sys.path
             if path not in sys.path:
                 sys.path.insert(0, path)
+        _claim_package(root)
     try:
         import torch  # noqa: F401
     except ImportError as exc:
@@ -128,8 +135,27 @@ def import_pipeline(root: Optional[Path]) -> tuple[Any, Any]:
                 "distribution of it (make test installs gpt-sovits-cpufast; see README)"
             ) from exc
         raise EngineLoadError(f"GPT-SoVITS could not be imported: module {exc.name!r} is missing ({exc})") from exc
+    source = Path(inspect.getfile(TTS)).resolve()
+    if root is not None and not source.is_relative_to(root.resolve()):
+        raise EngineLoadError(f"--gpt-sovits-root {root}: GPT-SoVITS's TTS came from {source}, not the checkout")
+    log.info("GPT-SoVITS code from %s", source.parents[2])
     _offline_language_detection()
     return TTS, TTS_Config
+
+
+def _claim_package(root: Path) -> None:
+    """Import the checkout's GPT_SoVITS folder as the package of that name. It has no __init__.py, so Python would
+    make it a namespace package, and a regular one installed anywhere on sys.path (gpt-sovits-cpufast's) would
+    win over it, mixing that distribution's modules with the checkout's."""
+    if "GPT_SoVITS" in sys.modules:
+        return  # (imported before: the check on TTS's source above tells whether from this checkout)
+    spec = importlib.machinery.PathFinder.find_spec("GPT_SoVITS", [str(root)])
+    if spec is None:
+        return
+    package = importlib.util.module_from_spec(spec)
+    sys.modules["GPT_SoVITS"] = package
+    if spec.loader is not None:  # a checkout that has an __init__.py
+        spec.loader.exec_module(package)
 
 
 def _offline_language_detection() -> None:
@@ -264,8 +290,7 @@ class GPTSoVITSEngine(Engine):
 
         # TTS_Config makes GPT_SoVITS/configs/ under the working directory. A checkout has it; for an installed
         # distribution that would litter the worker's directory, so it is made in a throwaway one.
-        if self.root is not None:
-            os.chdir(self.root)  # as api_v2: GPT-SoVITS finds its own cwd-relative files (e.g. G2PW for zh)
+        if self.root is not None:  # the working directory (import_pipeline's): GPT-SoVITS finds its own files
             config = ReadOnlyConfig({"custom": block})
         else:
             with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
