@@ -271,6 +271,26 @@ def test_licence_and_runtime_env(kind: str) -> None:
     assert df.envs.get("PYTHONDONTWRITEBYTECODE") == df.envs.get("PYTHONUNBUFFERED") == "1"
 
 
+def test_a_worker_image_with_gpt_sovits_holds_nltks_english_data_and_imports_it() -> None:
+    """A GPT-SoVITS checkout's English front end (g2p_en) loads NLTK's CMU dictionary and tagger, and would download
+    them at run time, where the worker is offline: the step that installs GPT-SoVITS's requirements fetches them into
+    the venv (which NLTK searches, and which the runtime stage copies), failing the build if it cannot. The step
+    ends with the worker's own import of the checkout, so what cannot import fails the build, not the workers."""
+    df = read("worker")
+    steps = [ins["value"] for ins in of(df.structure, "RUN") if "/opt/gpt-sovits/requirements.txt" in ins["value"]
+             and "pip install" in ins["value"]]
+    assert len(steps) == 1, steps
+    fetch = re.search(r"nltk\.download\(p, download_dir='([^']+)'.*raise_on_error=True\) for p in \(([^)]*)\)",
+                      steps[0])
+    assert fetch, "no NLTK download (raising on error) where GPT-SoVITS's requirements are installed"
+    assert fetch.group(1) == "/opt/venv/nltk_data"
+    assert {"'cmudict'", "'averaged_perceptron_tagger'", "'averaged_perceptron_tagger_eng'"} <= {
+        p.strip() for p in fetch.group(2).split(",")}
+    assert any("COPY --from=venv /opt/venv /opt/venv" in f"COPY {ins['value']}" for ins in of(df.structure, "COPY"))
+    last = re.split(r"\s&&\s", steps[0].rsplit("; fi", 1)[0].rstrip("; "))[-1]
+    assert "import_pipeline(Path('/opt/gpt-sovits'))" in last, last
+
+
 def dockerignore_excludes(text: str, name: str) -> bool:
     """Whether `name` at the context root is excluded: the last matching pattern wins, `!` re-includes."""
     excluded = False

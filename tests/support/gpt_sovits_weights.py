@@ -223,6 +223,23 @@ def write_nltk_stub(nltk_data: Path) -> None:
         (d / fname).write_text(json.dumps(obj), encoding="utf-8")
 
 
+def write_cmudict(nltk_data: Path) -> None:
+    """Write NLTK_DATA/corpora/cmudict/cmudict: the CMU dictionary that GPT-SoVITS ships (text/cmudict.rep), in
+    NLTK's layout. Upstream GPT-SoVITS's English front end builds g2p_en's G2p, which loads it through NLTK (and
+    would download it, so offline it raises LookupError); gpt-sovits-cpufast reads cmudict.rep itself."""
+    import re
+
+    source = Path(GPT_SoVITS.__file__).resolve().parent / "text" / "cmudict.rep"
+    d = nltk_data / "corpora" / "cmudict"
+    d.mkdir(parents=True, exist_ok=True)
+    with open(source, encoding="latin-1") as rep, open(d / "cmudict", "w", encoding="latin-1") as out:
+        for line in rep:  # "WORD(1)  PH ON ES" -> "WORD 1 PH ON ES" (NLTK reads the word and the phones)
+            word, _, phones = line.strip().partition("  ")
+            if word and phones and not word.startswith(";;;"):
+                word = re.sub(r"[(]\d+[)]$", "", word)
+                out.write(f"{word} 1 {phones.strip()}\n")
+
+
 def write_yaml(out: Path) -> None:
     import yaml
 
@@ -251,7 +268,9 @@ def main(argv=None) -> int:
     ap.add_argument("--small-vits", action="store_true",
                     help="shrink the SoVITS vocoder/FFN (not s2G488k-shaped any more) for much faster synthesis")
     ap.add_argument("--nltk-data", default=None, metavar="DIR",
-                    help="also write a stub NLTK tagger (taggers/averaged_perceptron_tagger_eng) into DIR; needs nltk")
+                    help="also write into DIR a stub NLTK tagger (taggers/averaged_perceptron_tagger_eng) and the CMU "
+                    "dictionary in NLTK's layout (corpora/cmudict, which a GPT-SoVITS checkout's English needs); "
+                    "needs nltk")
     ap.add_argument("--fp32", action="store_true", help="store fp32 (default fp16, like released checkpoints)")
     args = ap.parse_args(argv)
 
@@ -269,7 +288,9 @@ def main(argv=None) -> int:
         ("tts_infer.yaml", lambda: write_yaml(out)),
     ]
     if args.nltk_data:
-        steps.append(("nltk stub tagger", lambda: write_nltk_stub(Path(args.nltk_data).expanduser().resolve())))
+        nltk_data = Path(args.nltk_data).expanduser().resolve()
+        steps.append(("nltk stub tagger", lambda: write_nltk_stub(nltk_data)))
+        steps.append(("nltk cmudict", lambda: write_cmudict(nltk_data)))
     for name, fn in steps:
         ts = time.perf_counter()
         fn()

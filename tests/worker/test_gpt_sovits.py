@@ -173,6 +173,14 @@ def test_start_up_names_what_is_missing(tmp_path, gpt_sovits_weights):
     # Nothing of GPT-SoVITS's was written into the working directory.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["GPT-SoVITS", "tts_infer.yaml"]
 
+    # A checkout that fails to import other than by a missing module: an extension built for another torch.
+    tts_py = not_a_checkout / "GPT_SoVITS" / "TTS_infer_pack" / "TTS.py"
+    tts_py.parent.mkdir(parents=True)
+    tts_py.write_text('raise OSError("libc10_cuda.so: cannot open shared object file")\n')
+    err = _start_fails(["--gpt-sovits-root", str(not_a_checkout)], tmp_path)
+    assert "GPT-SoVITS could not be imported: OSError: libc10_cuda.so: cannot open shared object file" in err
+    assert "Traceback" not in err
+
 
 def test_a_checkout_laid_out_as_upstream_serves_from_another_directory(tmp_path, gpt_sovits_weights, voice_dir,
                                                                        logs_dir):
@@ -209,6 +217,18 @@ def test_a_checkout_laid_out_as_upstream_serves_from_another_directory(tmp_path,
         assert f"GPT-SoVITS code from {checkout}" in worker.log_text()
     finally:
         worker.stop()
+
+
+def test_the_generated_nltk_data_holds_the_cmu_dictionary(gpt_sovits_weights, monkeypatch):
+    """What a GPT-SoVITS checkout's English front end loads through NLTK (g2p_en's G2p; offline, NLTK would raise),
+    written by the weight generator from the dictionary GPT-SoVITS ships, alternative pronunciations kept."""
+    import nltk
+    from nltk.corpus.reader import CMUDictCorpusReader
+
+    monkeypatch.setattr(nltk.data, "path", [str(gpt_sovits_weights / "nltk_data")])  # as NLTK_DATA sets it
+    cmu = CMUDictCorpusReader(nltk.data.find("corpora/cmudict"), ["cmudict"]).dict()
+    assert cmu["hello"] == [["HH", "AH0", "L", "OW1"], ["HH", "EH0", "L", "OW1"]]
+    assert cmu["canoe"] == [["K", "AH0", "N", "UW1"]] and len(cmu) > 100_000
 
 
 def test_the_router_never_imports_torch_or_gpt_sovits():

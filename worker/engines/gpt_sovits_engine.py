@@ -135,6 +135,8 @@ def import_pipeline(root: Optional[Path]) -> tuple[Any, Any]:
                 "distribution of it (make test installs gpt-sovits-cpufast; see README)"
             ) from exc
         raise EngineLoadError(f"GPT-SoVITS could not be imported: module {exc.name!r} is missing ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - e.g. OSError: an extension built for another torch (torchaudio's)
+        raise EngineLoadError(f"GPT-SoVITS could not be imported: {_described(exc)}") from exc
     source = Path(inspect.getfile(TTS)).resolve()
     if root is not None and not source.is_relative_to(root.resolve()):
         raise EngineLoadError(f"--gpt-sovits-root {root}: GPT-SoVITS's TTS came from {source}, not the checkout")
