@@ -122,6 +122,8 @@ def worker_pod(cluster: str, spec: TTSClusterSpec) -> dict[str, Any]:
         volumes.append({"name": "models", **w.model_volume})
     if w.model_pvc or w.model_volume:
         mounts.append({"name": "models", "mountPath": MODELS_DIR, "readOnly": True})
+        # the directory weight switches and catalog voices' files must lie in (else the image's checkout)
+        args += ["--models-dir", MODELS_DIR]
     probe = {"httpGet": {"path": "/readyz", "port": "http"}, "periodSeconds": 2, "failureThreshold": 1}
     container = {
         "name": "worker",

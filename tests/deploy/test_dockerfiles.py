@@ -291,6 +291,23 @@ def test_a_worker_image_with_gpt_sovits_holds_nltks_english_data_and_imports_it(
     assert "import_pipeline(Path('/opt/gpt-sovits'))" in last, last
 
 
+def test_a_baked_in_checkouts_model_folders_lead_into_the_weights_volume() -> None:
+    """GPT-SoVITS finds its pretrained models and G2PW (which it would download for Chinese) at paths relative to
+    its checkout: in the image they are links to the volume the operator mounts, replacing the checkout's folders."""
+    from tts_operator.resources import MODELS_DIR
+
+    df = read("worker")
+    steps = [ins["value"] for ins in of(df.structure, "RUN") if "git -C /opt/gpt-sovits checkout" in ins["value"]]
+    assert len(steps) == 1, steps
+    commands = [c.strip() for c in steps[0].split("&&")]
+    for folder, target in (("GPT_SoVITS/pretrained_models", "pretrained_models"),
+                           ("GPT_SoVITS/text/G2PWModel", "G2PWModel")):
+        link = commands.index(next(c for c in commands if c.startswith(f"ln -s {MODELS_DIR}/{target} ")))
+        assert commands[link].split()[3].rstrip(";") == f"/opt/gpt-sovits/{folder}"
+        removed = [i for i, c in enumerate(commands) if c.startswith("rm -rf") and f"/opt/gpt-sovits/{folder}" in c]
+        assert removed and removed[0] < link
+
+
 def dockerignore_excludes(text: str, name: str) -> bool:
     """Whether `name` at the context root is excluded: the last matching pattern wins, `!` re-includes."""
     excluded = False

@@ -3,6 +3,8 @@ the RBAC covers the calls, and the autoscaler's stabilization windows."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jsonschema
 import pytest
 import yaml
@@ -194,6 +196,26 @@ def test_gpt_sovits_knobs_reach_the_workers_flags():
     assert [(vars(ns).get("vocoder_thread"), vars(ns)["max_reference_clips"]) for ns in parsed.values()] == \
         [(None, 32), (True, 5), (False, 32)]
     assert WorkerSettings(**given(parsed["on"], WorkerSettings)).vocoder_thread is True
+
+
+def test_the_weights_volume_is_the_workers_models_directory():
+    """Default weights and catalog voices name files on the weights volume, and a worker takes only paths inside
+    its models directory, which is otherwise the image's GPT-SoVITS checkout: so --models-dir is the mount point,
+    whenever a volume is mounted there (and the worker's own command line takes it so)."""
+    from tts_cli.flags import given
+    from tts_cli.main import build_parser
+    from tts_operator import resources
+    from tts_worker.settings import WorkerSettings
+
+    for workers in ({"modelPVC": "weights"}, {"modelVolume": {"nfs": {"server": "nfs", "path": "/w"}}}):
+        pod = resources.worker_pod("c", parse_spec({"workers": {"engine": "gpt-sovits", **workers}}))
+        container = pod["spec"]["containers"][0]
+        mount = next(m for m in container["volumeMounts"] if m["name"] == "models")
+        parsed = build_parser().parse_args(container["args"])
+        assert WorkerSettings(**given(parsed, WorkerSettings)).models_dir == Path(mount["mountPath"]) == \
+            Path("/models")
+    bare = resources.worker_pod("c", parse_spec({"workers": {"engine": "gpt-sovits"}}))["spec"]["containers"][0]
+    assert "--models-dir" not in bare["args"]
 
 
 def test_api_keys_are_a_mounted_secret_the_router_reads(tmp_path, monkeypatch):
