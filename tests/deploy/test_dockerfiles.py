@@ -305,7 +305,8 @@ def test_a_baked_in_checkouts_model_folders_lead_into_the_weights_volume() -> No
         link = commands.index(next(c for c in commands if c.startswith(f"ln -s {MODELS_DIR}/{target} ")))
         assert commands[link].split()[3].rstrip(";") == f"/opt/gpt-sovits/{folder}"
         removed = [i for i, c in enumerate(commands) if c.startswith("rm -rf") and f"/opt/gpt-sovits/{folder}" in c]
-        assert removed and removed[0] < link
+        checkout = next(i for i, c in enumerate(commands) if c.startswith("git -C /opt/gpt-sovits checkout"))
+        assert removed and checkout < removed[0] < link
 
 
 def dockerignore_excludes(text: str, name: str) -> bool:

@@ -180,6 +180,10 @@ def test_start_up_names_what_is_missing(tmp_path, gpt_sovits_weights):
     err = _start_fails(["--gpt-sovits-root", str(not_a_checkout)], tmp_path)
     assert "GPT-SoVITS could not be imported: OSError: libc10_cuda.so: cannot open shared object file" in err
     assert "Traceback" not in err
+    # ... or whose own GPT_SoVITS/__init__.py fails
+    (not_a_checkout / "GPT_SoVITS" / "__init__.py").write_text('raise RuntimeError("broken __init__")\n')
+    err = _start_fails(["--gpt-sovits-root", str(not_a_checkout)], tmp_path)
+    assert "GPT-SoVITS could not be imported: RuntimeError: broken __init__" in err and "Traceback" not in err
 
 
 def test_a_checkout_laid_out_as_upstream_serves_from_another_directory(tmp_path, gpt_sovits_weights, voice_dir,

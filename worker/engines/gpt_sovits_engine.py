@@ -121,12 +121,13 @@ def import_pipeline(root: Optional[Path]) -> tuple[Any, Any]:
         for path in (str(root), str(root / "GPT_SoVITS")):  # what api_v2 puts on sys.path
             if path not in sys.path:
                 sys.path.insert(0, path)
-        _claim_package(root)
     try:
         import torch  # noqa: F401
     except ImportError as exc:
         raise EngineLoadError(f"engine gpt-sovits needs torch, which is not installed ({exc})") from exc
     try:
+        if root is not None:
+            _claim_package(root)
         from GPT_SoVITS.TTS_infer_pack.TTS import TTS, TTS_Config
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.split(".")[0] == "GPT_SoVITS":
@@ -156,8 +157,12 @@ def _claim_package(root: Path) -> None:
         return
     package = importlib.util.module_from_spec(spec)
     sys.modules["GPT_SoVITS"] = package
-    if spec.loader is not None:  # a checkout that has an __init__.py
-        spec.loader.exec_module(package)
+    if spec.loader is not None:  # (a namespace package's runs nothing; a checkout's own __init__.py, if it has one)
+        try:
+            spec.loader.exec_module(package)
+        except BaseException:
+            del sys.modules["GPT_SoVITS"]  # no half-made package left for a later import to find
+            raise
 
 
 def _offline_language_detection() -> None:
