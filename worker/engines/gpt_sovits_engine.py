@@ -50,6 +50,7 @@ from .reference_clips import (
     mark_read,
     stamps_of,
 )
+from .torchaudio_compat import read_clips_without_torchcodec
 
 if TYPE_CHECKING:
     from .batch import BatchSession
@@ -142,6 +143,7 @@ def import_pipeline(root: Optional[Path]) -> tuple[Any, Any]:
     if root is not None and not source.is_relative_to(root.resolve()):
         raise EngineLoadError(f"--gpt-sovits-root {root}: GPT-SoVITS's TTS came from {source}, not the checkout")
     log.info("GPT-SoVITS code from %s", source.parents[2])
+    read_clips_without_torchcodec()
     _offline_language_detection()
     return TTS, TTS_Config
 
