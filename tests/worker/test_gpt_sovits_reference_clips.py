@@ -206,6 +206,8 @@ def test_a_batch_finding_its_clip_in_the_prompt_cache_derives_nothing_again(engi
     p = request(eng, voices, ONE_SENTENCE)
     want = fresh(eng, p)
     model: Any = type(eng.tts.vits_model)
+    if not hasattr(model, "build_decode_condition"):
+        pytest.skip("a GPT-SoVITS checkout derives these at every run: only gpt-sovits-cpufast keeps them")
     build, built = model.build_decode_condition, []
 
     def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
