@@ -153,7 +153,7 @@ def _claim_package(root: Path) -> None:
     make it a namespace package, and a regular one installed anywhere on sys.path (gpt-sovits-cpufast's) would
     win over it, mixing that distribution's modules with the checkout's."""
     if "GPT_SoVITS" in sys.modules:
-        return  # (imported before: the check on TTS's source above tells whether from this checkout)
+        return  # (imported before: import_pipeline then checks that TTS came from this checkout)
     spec = importlib.machinery.PathFinder.find_spec("GPT_SoVITS", [str(root)])
     if spec is None:
         return
