@@ -29,7 +29,7 @@ from tts_common.voices import CatalogError, CatalogFile
 
 from .app import create_app
 from .engines import create_engine
-from .engines.base import Engine, EngineLoadError
+from .engines.base import Engine, EngineError, EngineLoadError
 from .service import WorkerService
 from .settings import WorkerSettings
 
@@ -89,7 +89,10 @@ def load_engine(settings: WorkerSettings) -> Engine:
     engine = create_engine(settings)
     engine.load()
     t1 = time.monotonic()
-    engine.warmup(settings.num_warmup)
+    try:
+        engine.warmup(settings.num_warmup)
+    except EngineError as exc:  # a worker that cannot serve its warm-up would answer every request with errors
+        raise EngineLoadError(f"warm-up failed: {exc}") from exc
     log_fields(
         log,
         "engine ready",

@@ -15,6 +15,7 @@ import time
 
 import httpx
 import numpy as np
+import pytest
 import soundfile as sf
 import yaml
 
@@ -184,6 +185,18 @@ def test_start_up_names_what_is_missing(tmp_path, gpt_sovits_weights):
     (not_a_checkout / "GPT_SoVITS" / "__init__.py").write_text('raise RuntimeError("broken __init__")\n')
     err = _start_fails(["--gpt-sovits-root", str(not_a_checkout)], tmp_path)
     assert "GPT-SoVITS could not be imported: RuntimeError: broken __init__" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("batching", [False, True], ids=["one-at-a-time", "batching"])
+def test_a_warm_up_that_fails_refuses_to_start_naming_the_clip(tmp_path, gpt_sovits_weights, batching):
+    """A reference clip the warm-up cannot read (the voice folder's reference.wav) is a named start-up error, exit
+    2, on either path: before, a traceback, and a worker that would not serve."""
+    (tmp_path / "reference.wav").write_bytes(b"RIFF but not audio")
+    extra = ["--batching", "--max-batch", "2"] if batching else []
+    err = _start_fails(["--tts-config", str(gpt_sovits_weights / "w0" / "tts_infer.yaml"), "--num-warmup", "1",
+                        "--models-dir", str(gpt_sovits_weights), *extra], tmp_path)
+    assert f"warm-up failed: with the reference clip {tmp_path}/reference.wav: " in err
+    assert "Traceback" not in err
 
 
 def test_a_checkout_laid_out_as_upstream_serves_from_another_directory(tmp_path, gpt_sovits_weights, voice_dir,

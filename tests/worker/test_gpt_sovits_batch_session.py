@@ -258,3 +258,43 @@ def test_a_streaming_request_the_engine_cannot_shape_fails_alone_holding_no_row(
     finally:
         session.close()
     assert done and b"".join(chunks) == want
+
+
+def test_a_batching_engine_warms_up_through_its_batch(engine: tuple[Engine, Path],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The warm-up runs the path requests will take: one batch, as many rows at once as warm-ups (up to
+    `max_batch`), never TTS.run; its session is closed after."""
+    eng, voices = engine
+    assert isinstance(eng, GPTSoVITSEngine)
+    monkeypatch.setattr(eng, "warmup_reference", voices / "one.wav")
+    alone_runs: list[object] = []
+    monkeypatch.setattr(eng, "synthesize", lambda *args: alone_runs.append(args) or iter(()))
+    sessions: list[GPTSoVITSBatch] = []
+    peaks: list[int] = []
+    closed: list[GPTSoVITSBatch] = []
+
+    def open_batch() -> GPTSoVITSBatch:
+        session = GPTSoVITSBatch(eng)
+        step, close = session.step, session.close
+
+        def counted_step() -> list[Any]:
+            peaks.append(session.active)
+            return step()
+
+        def counted_close() -> None:
+            closed.append(session)
+            close()
+
+        monkeypatch.setattr(session, "step", counted_step)
+        monkeypatch.setattr(session, "close", counted_close)
+        sessions.append(session)
+        return session
+
+    monkeypatch.setattr(eng, "open_batch", open_batch)
+    tokens = eng.decoded.tokens
+    eng.warmup(3)
+    assert alone_runs == [] and len(sessions) == 1 and closed == sessions
+    assert max(peaks) == 3 and sessions[0].active == 0
+    assert eng.decoded.tokens > tokens
+    eng.warmup(9)  # never more rows than the batch has
+    assert len(sessions) == 2 and max(peaks) == eng.max_batch == 4

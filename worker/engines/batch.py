@@ -9,6 +9,7 @@ for the next one at once instead of at the end of a fixed batch.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -55,3 +56,17 @@ class BatchSession(ABC):
     def step(self) -> list[StepOutput]:
         """Advance every request in the batch by one step: one output per request that took part, so the scheduler
         can share the step's time among them."""
+
+
+def run_together(session: BatchSession, requests: Sequence[SynthesisParams]) -> None:
+    """Serve `requests` in `session` from start to end, their audio dropped (a warm-up of the batched path, on the
+    engine thread before any scheduler runs); the first request error is raised, and the session is closed."""
+    try:
+        for key, params in enumerate(requests):
+            session.add(key, params, CancelToken())
+        while session.active:
+            for out in session.step():
+                if out.error is not None:
+                    raise out.error
+    finally:
+        session.close()

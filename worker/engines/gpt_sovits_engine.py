@@ -337,9 +337,19 @@ class GPTSoVITSEngine(Engine):
         lang = "en" if "en" in self.languages else self.languages[0]
         req = TTSRequest(text="Warming up the engine.", text_lang=lang, prompt_lang=lang,
                          ref_audio_path=str(reference))
-        for _ in range(count):
-            for _chunk in self.synthesize(SynthesisParams(req, StreamMode.OFF, reference), CancelToken()):
-                pass
+        params = SynthesisParams(req, StreamMode.OFF, reference)
+        try:
+            if self._max_batch > 1:
+                # The path requests will take: the batch's kernels and shapes (up to `count` rows), not TTS.run's.
+                from .batch import run_together
+
+                run_together(self.open_batch(), [params] * min(count, self._max_batch))
+            else:
+                for _ in range(count):
+                    for _chunk in self.synthesize(params, CancelToken()):
+                        pass
+        except EngineError as exc:
+            raise EngineError(f"with the reference clip {reference}: {exc}") from exc
 
     # ---- synthesis ---------------------------------------------------------------------------------------
 
