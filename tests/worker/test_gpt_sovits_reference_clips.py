@@ -16,7 +16,7 @@ from support.gpt_sovits_engine import ONE_SENTENCE, backwards_clip, loaded_engin
 
 torch = pytest.importorskip("torch", reason="the gpt-sovits engine needs torch (make setup-gpt-sovits)")
 
-from tts_worker.engines.base import CancelToken, SynthesisParams  # noqa: E402
+from tts_worker.engines.base import CancelToken, EngineError, SynthesisParams  # noqa: E402
 from tts_worker.engines.gpt_sovits_batch import GPTSoVITSBatch  # noqa: E402
 from tts_worker.engines.gpt_sovits_engine import GPTSoVITSEngine  # noqa: E402
 from tts_worker.engines.reference_clips import READ_FROM, ReferenceClips  # noqa: E402
@@ -131,6 +131,25 @@ def test_a_clip_rewritten_on_disk_is_read_again(engine: tuple[GPTSoVITSEngine, P
     assert before[0] == before[1] != want
     assert after == (want, want)
     assert (session.clips.hits, session.clips.misses) == (1, 2)
+
+
+def test_a_clip_removed_after_validation_fails_that_request_with_tts_runs_words(
+        engine: tuple[GPTSoVITSEngine, Path]) -> None:
+    """The route checked the clip; it is gone by the time the engine reads it (never kept): both paths end that
+    request with TTS.run's own error, and the batch takes no row for it."""
+    eng, voices = engine
+    shutil.copy(voices / "one.wav", voices / "leaving.wav")
+    p = request(eng, voices, ONE_SENTENCE, ref_audio_path="leaving.wav")
+    (voices / "leaving.wav").unlink()
+    with pytest.raises(EngineError, match=r"ValueError: .*/leaving\.wav not exists"):
+        alone(eng, p)
+    session = GPTSoVITSBatch(eng, vocoder_thread=False)
+    try:
+        with pytest.raises(EngineError, match=r"ValueError: .*/leaving\.wav not exists"):
+            session.add(1, p, CancelToken())
+        assert session.active == 0
+    finally:
+        session.close()
 
 
 def test_a_weight_switch_reads_the_clip_again(engine: tuple[GPTSoVITSEngine, Path], gpt_sovits_weights: Path,

@@ -50,7 +50,17 @@ import torch
 
 from .base import Cancelled, CancelToken, EngineError, StreamMode, SynthesisParams
 from .batch import BatchSession, StepOutput
-from .reference_clips import READ_FROM, ClipKey, Reference, ReferenceClips, Stamp, clip_of, holds_clip, mark_read
+from .reference_clips import (
+    READ_FROM,
+    ClipKey,
+    Reference,
+    ReferenceClips,
+    Stamp,
+    clip_of,
+    holds_clip,
+    mark_read,
+    read_clip,
+)
 from .t2s_batch import (
     UPSTREAM_MAX_DECODE_STEPS,
     BatchDecoder,
@@ -325,10 +335,8 @@ class GPTSoVITSBatch(BatchSession):
         read = False  # whether what the runtime entries derive from changed
         if not holds_clip(cache, key.ref, key.aux, stamps) or (tts.is_v2pro and cache["refer_spec"][0][1] is None):
             read = True
-            if not os.path.exists(key.ref):
-                raise ValueError(f"{key.ref} not exists")
             cache.pop(READ_FROM, None)  # until the files are read
-            tts.set_ref_audio(key.ref)
+            read_clip(tts, key.ref)
             cache["aux_ref_audio_paths"] = list(key.aux)
             cache["refer_spec"] = [cache["refer_spec"][0]]
             cache["refer_spec"].extend(tts._get_ref_spec(p) for p in key.aux if p and os.path.exists(p))

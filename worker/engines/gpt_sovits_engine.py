@@ -48,6 +48,7 @@ from .reference_clips import (
     copied_prompt_cache,
     holds_clip,
     mark_read,
+    read_clip,
     stamps_of,
 )
 from .torchaudio_compat import read_clips_without_torchcodec
@@ -236,8 +237,8 @@ class GPTSoVITSEngine(Engine):
                  vocoder_thread: Optional[bool] = None, max_reference_clips: int = 32) -> None:
         super().__init__()
         self._max_batch = max(1, max_batch)
-        #: how many reference clips' features are kept (reference_clips): copies of TTS.run's prompt cache here,
-        #: and as many in each batched session
+        #: how many reference clips' features are kept (reference_clips): copies of TTS.run's prompt cache here
+        #: (one request at a time), or in the batched session (batching: every synthesis, warm-up too, goes there)
         self.max_reference_clips = max_reference_clips
         self._clips = ReferenceClips[dict[str, Any]](max_reference_clips, self.clips)
         # Batched sessions vocode on a second thread; unset: only on CUDA (on CPU both threads share the cores).
@@ -502,9 +503,7 @@ class GPTSoVITSEngine(Engine):
         if not holds_clip(tts.prompt_cache, key.ref, key.aux, stamps):
             # (and so with no record of what it was read from, should the read fail halfway)
             tts.prompt_cache = copied_prompt_cache(self._blank_prompt_cache)
-            if not os.path.exists(key.ref):
-                raise ValueError(f"{key.ref} not exists")  # TTS.run's own words
-            tts.set_ref_audio(key.ref)  # TTS.run reads the aux clips and the prompt text itself, drawing nothing
+            read_clip(tts, key.ref)  # TTS.run reads the aux clips and the prompt text itself, drawing nothing
         elif key.prompt is not None and tts.prompt_cache.get("prompt_lang") != key.prompt[1]:
             # TTS.run compares the prompt text alone: the same text in another language would keep the old
             # language's phonemes and BERT features (and they would be kept under this language's key)

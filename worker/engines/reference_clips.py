@@ -80,6 +80,14 @@ def clip_of(params: SynthesisParams, tts: Any, with_prompt: bool) -> tuple[ClipK
     return key, (tts.vits_model, tts.cnhuhbert_model, tts.bert_model, getattr(tts, "sv_model", None))
 
 
+def read_clip(tts: Any, path: str) -> None:
+    """Read the main reference clip into TTS.run's prompt cache as TTS.run does (`set_ref_audio`: its semantic
+    prompt, spectrogram and audio), failing on a missing file with TTS.run's own words."""
+    if not os.path.exists(path):
+        raise ValueError(f"{path} not exists")
+    tts.set_ref_audio(path)
+
+
 def copied_prompt_cache(cache: dict[str, Any]) -> dict[str, Any]:
     """TTS.run's prompt cache with lists and dicts of its own (TTS.run changes them in place); tensors shared."""
     return {k: list(v) if isinstance(v, list) else dict(v) if isinstance(v, dict) else v for k, v in cache.items()}
