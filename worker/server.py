@@ -93,6 +93,8 @@ def load_engine(settings: WorkerSettings) -> Engine:
         engine.warmup(settings.num_warmup)
     except EngineError as exc:  # a worker that cannot serve its warm-up would answer every request with errors
         raise EngineLoadError(f"warm-up failed: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - a device fault, say (out of memory): a named start-up error all the same
+        raise EngineLoadError(f"warm-up failed: {type(exc).__name__}: {exc}") from exc
     log_fields(
         log,
         "engine ready",

@@ -56,6 +56,23 @@ def test_missing_voice_names_the_path(tmp_path):
     assert str(missing) in done.stderr
 
 
+def test_a_warm_up_that_raises_anything_is_a_named_start_up_error():
+    """Not only an engine's own errors: a device fault in the warm-up (CUDA out of memory, say) is exit 2 with the
+    error named too, rather than a traceback. The engine's warm-up is replaced in the worker's own process."""
+    code = (
+        "import sys\n"
+        "from tts_worker.engines.synthetic import SyntheticEngine\n"
+        "def warmup(self, count):\n"
+        "    raise RuntimeError('CUDA error: out of memory')\n"
+        "SyntheticEngine.warmup = warmup\n"
+        "from tts_cli.main import main\n"
+        "sys.exit(main(['worker', '--engine', 'synthetic', '-p', '1']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "warm-up failed: RuntimeError: CUDA error: out of memory" in done.stderr
+    assert "Traceback" not in done.stderr
+
 def test_cuda_without_a_cuda_runtime_is_refused_by_name():
     done = run_cli("worker", "--device", "cuda:0", "-p", "1")
     assert done.returncode == 2

@@ -195,7 +195,7 @@ def test_a_warm_up_that_fails_refuses_to_start_naming_the_clip(tmp_path, gpt_sov
     extra = ["--batching", "--max-batch", "2"] if batching else []
     err = _start_fails(["--tts-config", str(gpt_sovits_weights / "w0" / "tts_infer.yaml"), "--num-warmup", "1",
                         "--models-dir", str(gpt_sovits_weights), *extra], tmp_path)
-    assert f"warm-up failed: with the reference clip {tmp_path}/reference.wav: " in err
+    assert f"warm-up failed: synthesizing from the reference clip {tmp_path}/reference.wav: " in err
     assert "Traceback" not in err
 
 

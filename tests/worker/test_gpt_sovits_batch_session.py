@@ -262,20 +262,25 @@ def test_a_streaming_request_the_engine_cannot_shape_fails_alone_holding_no_row(
 
 def test_a_batching_engine_warms_up_through_its_batch(engine: tuple[Engine, Path],
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """The warm-up runs the path requests will take: one batch, as many rows at once as warm-ups (up to
-    `max_batch`), never TTS.run; its session is closed after."""
+    """The warm-up runs the path requests will take: `--num-warmup` requests through one batch, up to `max_batch`
+    at once (the next joining as one ends), with a prompt text, never TTS.run; its session is closed after."""
     eng, voices = engine
     assert isinstance(eng, GPTSoVITSEngine)
     monkeypatch.setattr(eng, "warmup_reference", voices / "one.wav")
     alone_runs: list[object] = []
     monkeypatch.setattr(eng, "synthesize", lambda *args: alone_runs.append(args) or iter(()))
     sessions: list[GPTSoVITSBatch] = []
+    added: list[SynthesisParams] = []
     peaks: list[int] = []
     closed: list[GPTSoVITSBatch] = []
 
     def open_batch() -> GPTSoVITSBatch:
         session = GPTSoVITSBatch(eng)
-        step, close = session.step, session.close
+        add, step, close = session.add, session.step, session.close
+
+        def counted_add(key: int, p: SynthesisParams, cancel: CancelToken) -> None:
+            added.append(p)
+            add(key, p, cancel)
 
         def counted_step() -> list[Any]:
             peaks.append(session.active)
@@ -285,6 +290,7 @@ def test_a_batching_engine_warms_up_through_its_batch(engine: tuple[Engine, Path
             closed.append(session)
             close()
 
+        monkeypatch.setattr(session, "add", counted_add)
         monkeypatch.setattr(session, "step", counted_step)
         monkeypatch.setattr(session, "close", counted_close)
         sessions.append(session)
@@ -294,7 +300,10 @@ def test_a_batching_engine_warms_up_through_its_batch(engine: tuple[Engine, Path
     tokens = eng.decoded.tokens
     eng.warmup(3)
     assert alone_runs == [] and len(sessions) == 1 and closed == sessions
-    assert max(peaks) == 3 and sessions[0].active == 0
+    assert len(added) == 3 and max(peaks) == 3 and sessions[0].active == 0
+    assert all(p.request.prompt_text for p in added)
     assert eng.decoded.tokens > tokens
-    eng.warmup(9)  # never more rows than the batch has
-    assert len(sessions) == 2 and max(peaks) == eng.max_batch == 4
+    del added[:], peaks[:]
+    eng.warmup(6)  # more than the batch holds: all six, never more than four at once
+    assert len(sessions) == 2 and closed == sessions and alone_runs == []
+    assert len(added) == 6 and max(peaks) == eng.max_batch == 4

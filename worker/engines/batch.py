@@ -58,13 +58,17 @@ class BatchSession(ABC):
         can share the step's time among them."""
 
 
-def run_together(session: BatchSession, requests: Sequence[SynthesisParams]) -> None:
-    """Serve `requests` in `session` from start to end, their audio dropped (a warm-up of the batched path, on the
-    engine thread before any scheduler runs); the first request error is raised, and the session is closed."""
+def run_together(session: BatchSession, requests: Sequence[SynthesisParams], max_batch: int) -> None:
+    """Serve `requests` in `session` from start to end, up to `max_batch` at once, the next joining as one ends
+    (a warm-up of the batched path, on the engine thread before any scheduler runs); their audio is dropped, the
+    first request error is raised, and the session is closed."""
+    waiting = list(enumerate(requests))
+    waiting.reverse()
     try:
-        for key, params in enumerate(requests):
-            session.add(key, params, CancelToken())
-        while session.active:
+        while waiting or session.active:
+            while waiting and session.active < max_batch:
+                key, params = waiting.pop()
+                session.add(key, params, CancelToken())
             for out in session.step():
                 if out.error is not None:
                     raise out.error

@@ -29,6 +29,7 @@ import numpy as np
 from tts_common.schemas import TTSRequest
 from tts_common.voices import Voice
 
+from ..reference import REFERENCE_TEXT
 from ..voices import PathRejected, resolve_inside
 from .base import (
     Cancelled,
@@ -336,21 +337,23 @@ class GPTSoVITSEngine(Engine):
             log.warning("gpt-sovits warm-up skipped: no reference clip (%s)", reference)
             return
         lang = "en" if "en" in self.languages else self.languages[0]
-        req = TTSRequest(text="Warming up the engine.", text_lang=lang, prompt_lang=lang,
+        # With a prompt text, as most requests have one: the prompt's phonemes and semantic tokens take part. It is
+        # what the bundled reference clip says; another clip's warm-up audio (dropped) only sounds worse.
+        req = TTSRequest(text="Warming up the engine.", text_lang=lang, prompt_lang=lang, prompt_text=REFERENCE_TEXT,
                          ref_audio_path=str(reference))
         params = SynthesisParams(req, StreamMode.OFF, reference)
         try:
             if self._max_batch > 1:
-                # The path requests will take: the batch's kernels and shapes (up to `count` rows), not TTS.run's.
+                # The path requests will take: the batch's kernels and shapes (up to max_batch rows), not TTS.run's.
                 from .batch import run_together
 
-                run_together(self.open_batch(), [params] * min(count, self._max_batch))
+                run_together(self.open_batch(), [params] * count, self._max_batch)
             else:
                 for _ in range(count):
                     for _chunk in self.synthesize(params, CancelToken()):
                         pass
         except EngineError as exc:
-            raise EngineError(f"with the reference clip {reference}: {exc}") from exc
+            raise EngineError(f"synthesizing from the reference clip {reference}: {exc}") from exc
 
     # ---- synthesis ---------------------------------------------------------------------------------------
 
