@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -42,7 +43,7 @@ from tts_cli.processes import ServiceProcess, start_worker
 from .corpus import mixed_texts
 from .stats import pct
 
-GENERATOR = Path(__file__).resolve().parents[1] / "tests" / "support" / "gpt_sovits_weights.py"
+GENERATOR = Path("tests") / "support" / "gpt_sovits_weights.py"  # in a checkout of the repository
 SAMPLES_PER_TOKEN = 1280  # v2: 25 semantic tokens per second of 32 kHz audio
 TARGETS = {"t2s_tokens_x": 5.0, "requests_x": 2.5, "p95_ratio": 1.0, "single_latency_ratio": 1.1}
 MODES = ("off", "on")
@@ -120,17 +121,26 @@ class Measured:
     decoding_seconds: float = 0.0
 
 
+def find_generator(roots: Sequence[Path]) -> Path:
+    """The weight generator in the first of `roots` that holds it: the checkout this package runs from (an editable
+    install), else the working directory (a checkout the project was installed from, into site-packages)."""
+    for root in roots:
+        if (root / GENERATOR).is_file():
+            return root / GENERATOR
+    raise SystemExit(f"bench batching: {GENERATOR} is in none of {', '.join(str(r) for r in roots)}: run it from "
+                     "a checkout of the repository")
+
+
 def weights(sc: Scenario, where: Path, progress: Any) -> Path:
     """The generated weight set for these shapes, made once and reused (a stamp names the shapes)."""
     stamp = f"layers={sc.layers} max_sec={sc.max_sec}"
     marker = where / "bench-stamp.txt"
     if marker.is_file() and marker.read_text() == stamp and (where / "tts_infer.yaml").is_file():
         return where
-    if not GENERATOR.is_file():
-        raise SystemExit(f"bench batching: {GENERATOR} is missing: run it from a checkout of the repository")
+    generator = find_generator([Path(__file__).resolve().parents[1], Path.cwd()])
     task = progress.add_task(f"generating GPT-SoVITS weights ({stamp})", total=None)
     shutil.rmtree(where, ignore_errors=True)
-    subprocess.run([sys.executable, str(GENERATOR), str(where), "--t2s-layers", str(sc.layers), "--max-sec",
+    subprocess.run([sys.executable, str(generator), str(where), "--t2s-layers", str(sc.layers), "--max-sec",
                     str(sc.max_sec), "--nltk-data", str(where / "nltk_data")], check=True,
                    stdout=subprocess.DEVNULL)
     marker.write_text(stamp)

@@ -12,11 +12,13 @@ import sys
 import pytest
 
 from tts_bench.batching_bench import (
+    GENERATOR,
     SAMPLES_PER_TOKEN,
     Measured,
     Sample,
     Scenario,
     add_arguments,
+    find_generator,
     requests_of,
     row,
     targets,
@@ -46,6 +48,19 @@ def test_every_flag_is_explained_and_bad_levels_are_refused():
     for bad in ("0", "x", "1,65", ""):
         with pytest.raises(SystemExit):
             parse("--concurrency", bad)
+
+
+def test_the_weight_generator_is_found_beside_the_package_or_in_the_working_directory(tmp_path):
+    """An editable install finds it in its own checkout; a project installed into site-packages (no tests/ there)
+    finds it in the checkout it runs from; neither is a message naming both places, not a traceback."""
+    package_tree, checkout = tmp_path / "site-packages", tmp_path / "checkout"
+    package_tree.mkdir()
+    (checkout / GENERATOR).parent.mkdir(parents=True)
+    (checkout / GENERATOR).write_text("# the generator\n")
+    assert find_generator([package_tree, checkout]) == checkout / GENERATOR
+    assert find_generator([checkout, package_tree]) == checkout / GENERATOR
+    with pytest.raises(SystemExit, match=f"{GENERATOR} is in none of {package_tree}, {tmp_path}: run it from"):
+        find_generator([package_tree, tmp_path])
 
 
 def test_the_workers_flags_follow_the_scenario(tmp_path):

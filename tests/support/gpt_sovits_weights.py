@@ -221,6 +221,19 @@ def write_nltk_stub(nltk_data: Path) -> None:
     d.mkdir(parents=True, exist_ok=True)
     for fname, obj in zip(tagger.param_files("eng"), tagger.encode_json_obj(), strict=True):
         (d / fname).write_text(json.dumps(obj), encoding="utf-8")
+    # g2p_en (a GPT-SoVITS checkout's English) checks for the older tagger's zip as it is imported, and downloads
+    # it when missing: offline, a failed attempt at every start, or a hang where connections are dropped. NLTK's
+    # pos_tag reads the _eng tagger above; the zip is the same files under the older name.
+    _zip_as_nltk_download(d, nltk_data / "taggers" / "averaged_perceptron_tagger.zip", "averaged_perceptron_tagger")
+
+
+def _zip_as_nltk_download(folder: Path, zip_path: Path, name: str) -> None:
+    """What nltk.download leaves beside an unzipped package: its zip, the files under `name`/."""
+    import zipfile
+
+    with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as z:
+        for f in sorted(folder.iterdir()):
+            z.write(f, f"{name}/{f.name}")
 
 
 def write_cmudict(nltk_data: Path) -> None:
@@ -238,6 +251,7 @@ def write_cmudict(nltk_data: Path) -> None:
             if word and phones and not word.startswith(";;;"):
                 word = re.sub(r"[(]\d+[)]$", "", word)
                 out.write(f"{word} 1 {phones.strip()}\n")
+    _zip_as_nltk_download(d, nltk_data / "corpora" / "cmudict.zip", "cmudict")  # g2p_en's import checks it too
 
 
 def write_yaml(out: Path) -> None:

@@ -246,6 +246,10 @@ def test_the_generated_nltk_data_holds_the_cmu_dictionary(gpt_sovits_weights, mo
     cmu = CMUDictCorpusReader(nltk.data.find("corpora/cmudict"), ["cmudict"]).dict()
     assert cmu["hello"] == [["HH", "AH0", "L", "OW1"], ["HH", "EH0", "L", "OW1"]]
     assert cmu["canoe"] == [["K", "AH0", "N", "UW1"]] and len(cmu) > 100_000
+    # g2p_en downloads both as it is imported unless their zips are there (offline: an attempt at every start)
+    for zipped in ("taggers/averaged_perceptron_tagger.zip", "corpora/cmudict.zip"):
+        assert nltk.data.find(zipped)
+    assert CMUDictCorpusReader(nltk.data.find("corpora/cmudict.zip/cmudict/"), ["cmudict"]).dict() == cmu
 
 
 def test_the_router_never_imports_torch_or_gpt_sovits():
