@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-CORPUS = Path(__file__).with_name("corpus") / "harvard.txt"
+CORPUS = Path(__file__).with_name("harvard.txt")
 
 
 def sentences() -> list[str]:
