@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import platform
@@ -30,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -40,6 +40,7 @@ import yaml
 
 from tts_cli.processes import ServiceProcess, start_worker
 
+from . import checkout
 from .corpus import mixed_texts
 from .stats import pct
 
@@ -121,24 +122,26 @@ class Measured:
     decoding_seconds: float = 0.0
 
 
-def find_generator(roots: Sequence[Path]) -> Path:
-    """The weight generator in the first of `roots` that holds it: the checkout this package runs from (an editable
-    install), else the working directory (a checkout the project was installed from, into site-packages)."""
-    for root in roots:
-        if (root / GENERATOR).is_file():
-            return root / GENERATOR
-    raise SystemExit(f"bench batching: {GENERATOR} is in none of {', '.join(str(r) for r in roots)}: run it from "
-                     "a checkout of the repository")
+def find_generator(where: Optional[list[Path]] = None) -> Path:
+    """The weight generator, in the checkout this package runs from or the one the working directory is in."""
+    found = checkout.find(GENERATOR, where)
+    if found is None:
+        places = ", ".join(str(r) for r in (checkout.roots() if where is None else where)[:2])
+        raise SystemExit(f"bench batching: {GENERATOR} is in none of {places} (or above): run it from this "
+                         "repository's checkout")
+    return found
 
 
 def weights(sc: Scenario, where: Path, progress: Any) -> Path:
-    """The generated weight set for these shapes, made once and reused (a stamp names the shapes)."""
-    stamp = f"layers={sc.layers} max_sec={sc.max_sec}"
+    """The generated weight set for these shapes, made once and reused (a stamp names the shapes and the
+    generator's version: a set an older generator made is made again)."""
+    generator = find_generator()
+    made_by = hashlib.sha256(generator.read_bytes()).hexdigest()[:12]
+    stamp = f"layers={sc.layers} max_sec={sc.max_sec} generator={made_by}"
     marker = where / "bench-stamp.txt"
     if marker.is_file() and marker.read_text() == stamp and (where / "tts_infer.yaml").is_file():
         return where
-    generator = find_generator([Path(__file__).resolve().parents[1], Path.cwd()])
-    task = progress.add_task(f"generating GPT-SoVITS weights ({stamp})", total=None)
+    task = progress.add_task(f"generating GPT-SoVITS weights (layers={sc.layers} max_sec={sc.max_sec})", total=None)
     shutil.rmtree(where, ignore_errors=True)
     subprocess.run([sys.executable, str(generator), str(where), "--t2s-layers", str(sc.layers), "--max-sec",
                     str(sc.max_sec), "--nltk-data", str(where / "nltk_data")], check=True,

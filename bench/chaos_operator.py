@@ -21,10 +21,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Optional
 
+from . import checkout
 from .chaos_fleet import ProcMonitor
 from .chaos_report import Check, Counts, ScenarioResult
 
-TESTS = Path(__file__).resolve().parents[1] / "tests"
+HARNESS = Path("tests") / "support" / "operator_cluster.py"
 NAME = "chaos"
 FAULT_PLAN = [409, 0, 500, 0, 0, 503, 0, 409, 0, 500, 0, 0, 503, 0, 409, 500]  # 0: served normally
 FAULT_PLURALS = ("pods", "ttsclusters")  # the operator's own work; kopf's Events may pass
@@ -33,10 +34,12 @@ FAULT_PLURALS = ("pods", "ttsclusters")  # the operator's own work; kopf's Event
 def _harness() -> Optional[ModuleType]:
     """The tests' operator harness (tests/support/operator_cluster.py: Cluster, EXTRA) with the emulator, or None
     outside a checkout."""
-    if not (TESTS / "support" / "operator_cluster.py").is_file():
+    harness = checkout.find(HARNESS)
+    if harness is None:
         return None
-    if str(TESTS) not in sys.path:
-        sys.path.insert(0, str(TESTS))
+    tests = str(harness.parents[1])
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
     try:
         return importlib.import_module("support.operator_cluster")
     except ImportError:  # the test extra (kmock) is not installed

@@ -8,9 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import batching_bench, chaos, cluster_bench, router_bench, voices_bench, worker_bench
-
-RESULTS = Path(__file__).with_name("results")
+from . import batching_bench, chaos, checkout, cluster_bench, router_bench, voices_bench, worker_bench
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,7 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     ba.set_defaults(func=_run_batching)
     for scenario in (w, cl, rt, ch, vo, ba):
         scenario.add_argument("--voice-dir", type=Path, default=Path("voices"), help="holds reference.wav")
-        scenario.add_argument("--out", type=Path, default=RESULTS, help="where JSON goes [default bench/results]")
+        scenario.add_argument("--out", type=Path, default=checkout.results_dir(),
+                              help="where JSON goes [default bench/results in the checkout, or here]")
 
 
 def _with_progress(run: Callable[..., Any]) -> Callable[[argparse.Namespace], int]:

@@ -24,8 +24,6 @@ from tts_cli.processes import start_worker
 from .corpus import mixed_texts
 from .stats import pct
 
-RESULTS = Path(__file__).with_name("results")
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--requests", type=int, default=30, help="requests per measurement [default 30]")

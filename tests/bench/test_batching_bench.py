@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 
 import pytest
 
+from tts_bench import checkout
 from tts_bench.batching_bench import (
     GENERATOR,
     SAMPLES_PER_TOKEN,
@@ -50,17 +52,28 @@ def test_every_flag_is_explained_and_bad_levels_are_refused():
             parse("--concurrency", bad)
 
 
-def test_the_weight_generator_is_found_beside_the_package_or_in_the_working_directory(tmp_path):
+def test_the_weight_generator_is_found_beside_the_package_or_in_the_working_directory(tmp_path, monkeypatch):
     """An editable install finds it in its own checkout; a project installed into site-packages (no tests/ there)
-    finds it in the checkout it runs from; neither is a message naming both places, not a traceback."""
-    package_tree, checkout = tmp_path / "site-packages", tmp_path / "checkout"
+    finds it in the checkout it runs from, at its root or below; neither is a message naming the places."""
+    package_tree, repo = tmp_path / "site-packages", tmp_path / "checkout"
     package_tree.mkdir()
-    (checkout / GENERATOR).parent.mkdir(parents=True)
-    (checkout / GENERATOR).write_text("# the generator\n")
-    assert find_generator([package_tree, checkout]) == checkout / GENERATOR
-    assert find_generator([checkout, package_tree]) == checkout / GENERATOR
-    with pytest.raises(SystemExit, match=f"{GENERATOR} is in none of {package_tree}, {tmp_path}: run it from"):
+    (repo / GENERATOR).parent.mkdir(parents=True)
+    (repo / GENERATOR).write_text("# the generator\n")
+    assert find_generator([package_tree, repo]) == repo / GENERATOR
+    assert find_generator([repo, package_tree]) == repo / GENERATOR
+    with pytest.raises(SystemExit, match=re.escape(f"{GENERATOR} is in none of {package_tree}, {tmp_path} (or above)")):
         find_generator([package_tree, tmp_path])
+    # the default places: this package's own checkout first (the tests run from one), then the working directory up
+    assert checkout.roots()[0] == checkout.PACKAGE_ROOT and find_generator() == checkout.PACKAGE_ROOT / GENERATOR
+    monkeypatch.chdir(repo / "tests")
+    assert checkout.roots()[1:3] == [repo / "tests", repo]
+
+
+def test_results_go_to_the_checkout_or_the_working_directory_never_into_an_installation(tmp_path, monkeypatch):
+    assert checkout.results_dir() == checkout.PACKAGE_ROOT / "bench" / "results"  # an editable install: its checkout
+    monkeypatch.setattr(checkout, "PACKAGE_ROOT", tmp_path / "site-packages")
+    monkeypatch.chdir(tmp_path)
+    assert checkout.results_dir() == tmp_path / "bench" / "results"
 
 
 def test_the_workers_flags_follow_the_scenario(tmp_path):
