@@ -40,6 +40,7 @@ from .base import (
     StreamMode,
     SynthesisParams,
 )
+from .batch import run_together
 from .reference_clips import (
     READ_FROM,
     ClipKey,
@@ -345,8 +346,6 @@ class GPTSoVITSEngine(Engine):
         try:
             if self._max_batch > 1:
                 # The path requests will take: the batch's kernels and shapes (up to max_batch rows), not TTS.run's.
-                from .batch import run_together
-
                 run_together(self.open_batch(), [params] * count, self._max_batch)
             else:
                 for _ in range(count):
