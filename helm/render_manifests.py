@@ -28,6 +28,22 @@ CLUSTER_KINDS = {"TTSCluster", "NetworkPolicy", "PodDisruptionBudget"}
 DASHBOARDS_COMPONENT = "dashboards"
 
 
+# Helm's install order (kinds it does not list go last): `kubectl apply -f` creates a file's objects in the order
+# they are written, so a Deployment must follow the ServiceAccount and RBAC its pods use, or its first ReplicaSet
+# fails with "error looking up service account".
+INSTALL_ORDER = [
+    "Namespace", "NetworkPolicy", "ResourceQuota", "LimitRange", "PodDisruptionBudget", "ServiceAccount", "Secret",
+    "ConfigMap", "StorageClass", "PersistentVolume", "PersistentVolumeClaim", "CustomResourceDefinition",
+    "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Service", "DaemonSet", "Pod", "ReplicaSet",
+    "Deployment", "HorizontalPodAutoscaler", "StatefulSet", "Job", "CronJob", "IngressClass", "Ingress",
+]
+
+
+def in_install_order(docs: list[dict]) -> list[dict]:
+    rank = {kind: i for i, kind in enumerate(INSTALL_ORDER)}
+    return sorted(docs, key=lambda d: rank.get(d["kind"], len(INSTALL_ORDER)))  # stable: ties keep chart order
+
+
 def dump(docs: list[dict]) -> str:
     return HEADER + "".join("---\n" + yaml.safe_dump(d, sort_keys=False) for d in docs)
 
@@ -46,8 +62,8 @@ def render() -> dict[Path, str]:
     dashboards = [d for d in docs if d["metadata"].get("labels", {}).get("app.kubernetes.io/component")
                   == DASHBOARDS_COMPONENT]
     rest = [d for d in docs if d not in dashboards]
-    operator = [namespace] + [d for d in rest if d["kind"] not in CLUSTER_KINDS]
-    cluster = [d for d in rest if d["kind"] in CLUSTER_KINDS]
+    operator = in_install_order([namespace] + [d for d in rest if d["kind"] not in CLUSTER_KINDS])
+    cluster = in_install_order([d for d in rest if d["kind"] in CLUSTER_KINDS])
     kustomization = {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
                      "resources": ["crd.yaml", "operator.yaml", "ttscluster.yaml"]}
     return {

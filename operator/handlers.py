@@ -3,6 +3,8 @@ level-based reconciliation."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Callable, Mapping
 from typing import Any, Optional
 
@@ -20,6 +22,16 @@ def _events(body: kopf.Body) -> Callable[[str, str, str], None]:
     return post
 
 
+def _without_finalizer(registry: kopf.OperatorRegistry, handler_id: str) -> None:
+    """kopf puts a finalizer on every object with a timer, to stop the timer before the object goes; it offers no
+    option against it. Here a deletion needs no such wait: the timer's next run finds the object gone and kopf ends
+    it on the deletion event. Without the finalizer a TTSCluster is deleted even when no operator runs (helm
+    uninstall deletes the operator alongside). tests/operator/test_helm_lifecycle.py fails if kopf changes this."""
+    spawning = registry._spawning
+    spawning._handlers = [dataclasses.replace(h, requires_finalizer=False) if h.id == handler_id else h
+                          for h in spawning._handlers]
+
+
 def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
     def reconcile(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
         status = reconciler.reconcile(body, cluster_memory(memo), _events(body))
@@ -33,11 +45,12 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
     # Replacements, drains and autoscaling follow pods and load, which change without any spec change.
     kopf.timer(GROUP, VERSION, PLURAL, interval=reconciler.settings.interval, sharp=False, registry=registry,
                id="reconcile-periodically", backoff=retry)(reconcile)
+    _without_finalizer(registry, "reconcile-periodically")
 
-    @kopf.on.delete(GROUP, VERSION, PLURAL, registry=registry)
-    def cleanup(name: str, namespace: Optional[str], memo: kopf.Memo, **_: Any) -> None:
-        if namespace is not None:  # a TTSCluster is namespaced: kopf always passes one
-            reconciler.cleanup(name, namespace, cluster_memory(memo))
+    # No deletion handler, so no finalizer: every object the operator makes carries an owner reference to its
+    # TTSCluster, and Kubernetes' garbage collector removes them. A finalizer would leave the TTSCluster stuck
+    # Terminating whenever the operator is gone first (helm uninstall deletes its Deployment and RBAC alongside),
+    # and kopf removes the finalizer an older operator put on a TTSCluster once no handler needs it.
 
     @kopf.on.event("", "v1", "pods", registry=registry,
                    labels={LABEL_CLUSTER: kopf.PRESENT, "app.kubernetes.io/component": "worker"})

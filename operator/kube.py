@@ -17,28 +17,22 @@ class Kube:
         self.rbac = client.RbacAuthorizationV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
 
-    def _ops(self, kind: str) -> tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]:
-        """(create, patch, delete) for the kinds a TTSCluster owns."""
-        table: dict[str, tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any]]] = {
-            "ConfigMap": (self.core.create_namespaced_config_map, self.core.patch_namespaced_config_map,
-                          self.core.delete_namespaced_config_map),
-            "Service": (self.core.create_namespaced_service, self.core.patch_namespaced_service,
-                        self.core.delete_namespaced_service),
+    def _ops(self, kind: str) -> tuple[Callable[..., Any], Callable[..., Any]]:
+        """(create, patch) for the kinds a TTSCluster owns; they go with it through their owner references."""
+        table: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
+            "ConfigMap": (self.core.create_namespaced_config_map, self.core.patch_namespaced_config_map),
+            "Service": (self.core.create_namespaced_service, self.core.patch_namespaced_service),
             "ServiceAccount": (self.core.create_namespaced_service_account,
-                               self.core.patch_namespaced_service_account,
-                               self.core.delete_namespaced_service_account),
-            "Deployment": (self.apps.create_namespaced_deployment, self.apps.patch_namespaced_deployment,
-                           self.apps.delete_namespaced_deployment),
-            "Role": (self.rbac.create_namespaced_role, self.rbac.patch_namespaced_role,
-                     self.rbac.delete_namespaced_role),
-            "RoleBinding": (self.rbac.create_namespaced_role_binding, self.rbac.patch_namespaced_role_binding,
-                            self.rbac.delete_namespaced_role_binding),
+                               self.core.patch_namespaced_service_account),
+            "Deployment": (self.apps.create_namespaced_deployment, self.apps.patch_namespaced_deployment),
+            "Role": (self.rbac.create_namespaced_role, self.rbac.patch_namespaced_role),
+            "RoleBinding": (self.rbac.create_namespaced_role_binding, self.rbac.patch_namespaced_role_binding),
         }
         return table[kind]
 
     def apply(self, namespace: str, obj: dict[str, Any]) -> str:
         """Create, or bring an existing object to `obj` with a merge patch. Returns "created" or "updated"."""
-        create, patch, _ = self._ops(obj["kind"])
+        create, patch = self._ops(obj["kind"])
         try:
             create(namespace, obj)
             return "created"
@@ -50,7 +44,7 @@ class Kube:
 
     def create_if_absent(self, namespace: str, obj: dict[str, Any]) -> bool:
         """Create `obj` unless one of its name exists (that one is left as it is). Returns whether it created."""
-        create, _, _ = self._ops(obj["kind"])
+        create, _ = self._ops(obj["kind"])
         try:
             create(namespace, obj)
             return True
@@ -58,16 +52,6 @@ class Kube:
             if exc.status != 409:
                 raise
         return False
-
-    def delete(self, namespace: str, kind: str, name: str) -> bool:
-        _, _, delete = self._ops(kind)
-        try:
-            delete(name, namespace)
-            return True
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
 
     def list_pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
         items = self.core.list_namespaced_pod(namespace, label_selector=selector).items

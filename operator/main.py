@@ -47,6 +47,11 @@ def run(ours: OperatorSettings) -> int:
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="tts-cluster.io")
         settings.posting.level = logging.INFO
         settings.watching.server_timeout = 60
+        # No dynamic scanning: kopf would list and watch namespaces and CustomResourceDefinitions at cluster scope
+        # to follow namespace patterns and CRDs that appear later, which the chart's least-privilege RBAC does not
+        # grant (403s, then about a minute of retries at start-up). The operator serves named namespaces (or all of
+        # them) and the TTSCluster CRD, which the chart installs before the operator starts.
+        settings.scanning.disabled = True
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> Any:

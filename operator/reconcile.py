@@ -100,7 +100,7 @@ class Reconciler:
             }
         with memory.lock:
             if body["metadata"].get("deletionTimestamp"):
-                return {}  # being deleted: cleanup() owns it now, and nothing may be re-created behind it
+                return {}  # being deleted (another finalizer holds it): nothing may be re-created behind it
             self._owned_objects(name, namespace, spec, body, event)
             self._persist_default_weights(name, namespace, spec, event)
             desired = self._desired_workers(name, namespace, spec, memory, event)
@@ -140,11 +140,11 @@ class Reconciler:
 
     def _desired_workers(self, name: str, namespace: str, spec: TTSClusterSpec, memory: ClusterMemory,
                          event: EventFn) -> int:
+        current = spec.workers.bounded(spec.workers.replicas)
         if not spec.autoscaling.enabled:
-            return spec.workers.replicas
+            return current
         url = self.settings.router_url.format(name=name, namespace=namespace, port=spec.router.port)
         admitted = cluster_admitted(url)
-        current = spec.workers.replicas
         if admitted is None:
             return current
         decided = memory.autoscaler.decide(current, memory.autoscaler.recommend(admitted, spec), spec)
@@ -300,19 +300,3 @@ class Reconciler:
                 event("Normal", "RemovedWorker", f"{action.pod}: {action.why}")
                 self._delete_pod(namespace, action.pod)
         return created_names
-
-    def cleanup(self, name: str, namespace: str, memory: ClusterMemory) -> None:
-        """On TTSCluster deletion. Owner references let Kubernetes collect these; deleting them here as well
-        makes removal immediate and independent of the garbage collector."""
-        with memory.lock:  # after any reconciliation in flight, never during one
-            self._delete_owned(name, namespace)
-
-    def _delete_owned(self, name: str, namespace: str) -> None:
-        for pod in self.kube.list_pods(namespace, resources.selector_string(name, "worker")):
-            self.kube.delete_pod(namespace, pods.name_of(pod))
-        for kind, obj_name in [("Service", name), ("Deployment", f"{name}-router"),
-                               ("RoleBinding", f"{name}-router"), ("Role", f"{name}-router"),
-                               ("ServiceAccount", f"{name}-router"), ("Service", resources.workers_service_name(name)),
-                               ("ConfigMap", f"{name}-tts-infer"),
-                               ("ConfigMap", resources.voices_config_map_name(name))]:
-            self.kube.delete(namespace, kind, obj_name)

@@ -43,6 +43,11 @@ class WorkersSpec(_Model):
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
     affinity: Optional[dict[str, Any]] = None
 
+    def bounded(self, count: int) -> int:
+        """``count`` within minReplicas..maxReplicas. The CRD refuses a replicas outside them; an API server without
+        CRD validation rules (before Kubernetes 1.25) stores one, and this clamp gives the same workers there."""
+        return max(self.min_replicas, min(self.max_replicas, count))
+
 
 class RouterSpec(_Model):
     replicas: int = Field(1, ge=1, le=32)

@@ -51,7 +51,7 @@ def test_a_switch_through_the_router_lands_in_the_spec(tmp_path, voice_dir, logs
             cluster = Cluster(kube, tmp_path)
             cluster.start_operator("--router-url", "http://127.0.0.1:{port}")
             try:
-                cluster.create("dw", {"workers": {"replicas": 0}, "router": {"port": router.port},
+                cluster.create("dw", {"workers": {"replicas": 0, "minReplicas": 0}, "router": {"port": router.port},
                                       "admin": {"tokenSecret": "admin"}})
                 eventually(lambda: cluster.apps.read_namespaced_deployment("dw-router", NS),
                            ignore=(kubernetes.client.ApiException,))

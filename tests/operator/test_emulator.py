@@ -26,9 +26,24 @@ from kubernetes.client import (
 )
 from kubernetes.client.rest import ApiException
 
-from support.kube_emulator import TTSCLUSTER, KubeAPI
+from support.kube_emulator import KubeAPI, Resource
 
 NS = "default"
+# A custom resource whose schema keeps any field (x-kubernetes-preserve-unknown-fields), with the TTSCluster's
+# subresources: the emulator's generic rules for custom resources, apart from any schema's pruning and defaults
+# (tests/operator/test_kube_admission.py checks those with the chart's CRD).
+WIDGET = Resource.from_crd({
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.example.com"},
+    "spec": {"group": "example.com", "scope": "Namespaced",
+             "names": {"kind": "Widget", "plural": "widgets", "singular": "widget", "shortNames": ["wd"]},
+             "versions": [{"name": "v1", "served": True, "storage": True,
+                           "subresources": {"status": {}, "scale": {"specReplicasPath": ".spec.workers.replicas",
+                                                                    "statusReplicasPath": ".status.workers",
+                                                                    "labelSelectorPath": ".status.selector"}},
+                           "schema": {"openAPIV3Schema": {"type": "object",
+                                                          "x-kubernetes-preserve-unknown-fields": True}}}]},
+})
 SERVICE_LABEL = "kubernetes.io/service-name"
 SELECTOR = f"{SERVICE_LABEL}=tts-workers"
 WAIT = 5  # seconds: the bound on every wait in this file
@@ -391,14 +406,14 @@ def test_pod_label_changes_through_a_filtered_watch(
 
 
 def test_custom_resource_and_finalizers(kube: KubeAPI, client: ApiClient) -> None:
-    kube.register(TTSCLUSTER)
+    kube.register(WIDGET)
     crs = CustomObjectsApi(client)
-    g, v, p = TTSCLUSTER.group, TTSCLUSTER.version, TTSCLUSTER.plural
+    g, v, p = WIDGET.group, WIDGET.version, WIDGET.plural
     resources = {r.name: r for r in crs.get_api_resources(g, v).resources}
-    assert resources["ttsclusters"].kind == "TTSCluster" and "ttsclusters/status" in resources
+    assert resources["widgets"].kind == "Widget" and "widgets/status" in resources
     body = {
-        "apiVersion": "tts-cluster.io/v1alpha1",
-        "kind": "TTSCluster",
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
         "metadata": {"name": "main", "finalizers": ["tts-cluster.io/cleanup"]},
         "spec": {"replicas": 2},
     }
@@ -434,16 +449,16 @@ def test_custom_resource_and_finalizers(kube: KubeAPI, client: ApiClient) -> Non
 def test_custom_resource_scale_subresource(
     kube: KubeAPI, client: ApiClient, pool: concurrent.futures.Executor
 ) -> None:
-    kube.register(TTSCLUSTER)
+    kube.register(WIDGET)
     crs = CustomObjectsApi(client)
-    g, v, p = TTSCLUSTER.group, TTSCLUSTER.version, TTSCLUSTER.plural
+    g, v, p = WIDGET.group, WIDGET.version, WIDGET.plural
     # Discovery lists /scale as an autoscaling/v1 Scale with get/patch/update, as for a CRD's scale.
     resources = {r.name: r for r in crs.get_api_resources(g, v).resources}
-    scale_entry = resources["ttsclusters/scale"]
+    scale_entry = resources["widgets/scale"]
     assert (scale_entry.group, scale_entry.version, scale_entry.kind) == ("autoscaling", "v1", "Scale")
     assert sorted(scale_entry.verbs) == ["get", "patch", "update"]
-    assert resources["ttsclusters"].short_names == ["ttsc"]
-    body = {"apiVersion": f"{g}/{v}", "kind": "TTSCluster", "metadata": {"name": "main"}}
+    assert resources["widgets"].short_names == ["wd"]
+    body = {"apiVersion": f"{g}/{v}", "kind": "Widget", "metadata": {"name": "main"}}
     created = crs.create_namespaced_custom_object(g, v, NS, p, {**body, "spec": {"workers": {"replicas": 1}}})
     status = crs.patch_namespaced_custom_object_status(
         g, v, NS, p, "main", {"status": {"workers": 1, "selector": "a=b"}}

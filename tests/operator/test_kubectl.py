@@ -53,16 +53,18 @@ def test_kubectl_apply_get_scale(kubectl: Callable[..., str], tmp_path: Path) ->
     # emulator does not serve; without it kubectl stops with "failed to download openapi".
     apply = ("apply", "--validate=false", "-f", str(manifest))
     assert kubectl(*apply) == "ttscluster.tts-cluster.io/main created\n"
-    # The short name comes from discovery. No Table from the server, so kubectl prints NAME and AGE itself.
+    # The short name comes from discovery; the columns from the CRD's printer columns, in the server's Table.
     lines = kubectl("get", "ttsc").splitlines()
-    assert lines[0].split() == ["NAME", "AGE"] and lines[1].split()[0] == "main" and len(lines) == 2
+    assert lines[0].split() == ["NAME", "WORKERS", "READY", "MODE", "AGE"], lines
+    assert lines[1].split()[:2] == ["main", "1"] and len(lines) == 2
 
     # kubectl scale finds ttsclusters/scale (an autoscaling/v1 Scale) in discovery and patches it.
     assert kubectl("scale", "ttsc/main", "--replicas=3") == "ttscluster.tts-cluster.io/main scaled\n"
     obj = json.loads(kubectl("get", "ttsc", "main", "-o", "json"))
-    assert obj["spec"] == {"workers": {"replicas": 3}} and obj["metadata"]["generation"] == 2
+    assert obj["spec"]["workers"]["replicas"] == 3 and obj["metadata"]["generation"] == 2
+    assert obj["spec"]["workers"]["engine"] == "piper"  # the CRD's defaults, filled in by the server
 
     # Applying the manifest again puts back what it says (a three-way merge patch from the last-applied).
     assert kubectl(*apply) == "ttscluster.tts-cluster.io/main configured\n"
     obj = json.loads(kubectl("get", "ttscluster.tts-cluster.io/main", "-o", "json"))
-    assert obj["spec"] == {"workers": {"replicas": 1}} and obj["metadata"]["generation"] == 3
+    assert obj["spec"]["workers"]["replicas"] == 1 and obj["metadata"]["generation"] == 3

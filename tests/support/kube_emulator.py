@@ -52,9 +52,14 @@ import attrs
 import jsonpatch
 import jsonpointer
 import kmock
+import yaml
+
+from support.kube_fields import ApplyConflict, apply, manager_of, parse_apply_body, record_update
+from support.kube_schema import FieldError, Schema, check_crd, crd_schema
 
 __all__ = ["CORE_RESOURCES", "TTSCLUSTER", "KubeAPI", "KubeEmulator", "Resource", "WriteFaults"]
 
+SERVER_MINOR = "36"  # /version answers v1.36.0
 _VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
 
@@ -73,6 +78,25 @@ class Resource:
     # A CRD's subresources.scale: (specReplicasPath, statusReplicasPath, labelSelectorPath or None),
     # dotted JSON paths such as ".spec.workers.replicas". Required when "scale" is a subresource.
     scale: tuple[str, str, str | None] | None = None
+    # The CRD this resource is served from: registering the resource applies it (and its checks) first.
+    crd: dict[str, Any] | None = dataclasses.field(default=None, compare=False, hash=False, repr=False)
+
+    @staticmethod
+    def from_crd(crd: dict[str, Any]) -> Resource:
+        """The storage version of a CustomResourceDefinition, as the server serves it once it is established."""
+        s = crd["spec"]
+        version = next(v for v in s["versions"] if v.get("storage"))
+        subs = version.get("subresources") or {}
+        scale = subs.get("scale")
+        return Resource(
+            s["group"], version["name"], s["names"]["plural"], s["names"]["kind"],
+            namespaced=s.get("scope", "Namespaced") == "Namespaced",
+            subresources=tuple(k for k in ("status", "scale") if k in subs), custom=True,
+            shortnames=tuple(s["names"].get("shortNames") or ()),
+            scale=(scale["specReplicasPath"], scale["statusReplicasPath"], scale.get("labelSelectorPath"))
+            if scale else None,
+            crd=crd,
+        )
 
     def __post_init__(self) -> None:
         if ("scale" in self.subresources) != (self.scale is not None):
@@ -94,21 +118,31 @@ CORE_RESOURCES: tuple[Resource, ...] = (
     Resource("", "v1", "pods", "Pod", subresources=("status",), shortnames=("po",)),
     Resource("", "v1", "services", "Service", subresources=("status",), shortnames=("svc",)),
     Resource("", "v1", "configmaps", "ConfigMap", shortnames=("cm",)),
+    Resource("", "v1", "secrets", "Secret"),
+    Resource("", "v1", "serviceaccounts", "ServiceAccount", shortnames=("sa",)),
     Resource("", "v1", "events", "Event", shortnames=("ev",)),
+    Resource("", "v1", "nodes", "Node", namespaced=False, subresources=("status",), shortnames=("no",)),
     Resource("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice"),
     Resource("apps", "v1", "deployments", "Deployment", subresources=("status",), shortnames=("deploy",)),
+    Resource("apps", "v1", "replicasets", "ReplicaSet", subresources=("status",), shortnames=("rs",)),
+    Resource("rbac.authorization.k8s.io", "v1", "roles", "Role"),
+    Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding"),
+    Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False),
+    Resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", namespaced=False),
+    Resource("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", shortnames=("netpol",)),
+    Resource("networking.k8s.io", "v1", "ingresses", "Ingress", subresources=("status",), shortnames=("ing",)),
+    Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", subresources=("status",),
+             shortnames=("pdb",)),
+    Resource("coordination.k8s.io", "v1", "leases", "Lease"),
+    Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
+             namespaced=False, subresources=("status",), shortnames=("crd", "crds")),
 )
+CRD_RESOURCE = CORE_RESOURCES[-1]
 
-TTSCLUSTER = Resource(
-    "tts-cluster.io",
-    "v1alpha1",
-    "ttsclusters",
-    "TTSCluster",
-    subresources=("status", "scale"),
-    custom=True,
-    shortnames=("ttsc",),
-    scale=(".spec.workers.replicas", ".status.workers", ".status.selector"),  # as in the chart's CRD (helm/tts-cluster/crds/)
-)
+CHART_CRDS = Path(__file__).resolve().parents[2] / "helm" / "tts-cluster" / "crds"
+# The TTSCluster resource as the chart's CRD defines it (schema, defaults, CEL rules, scale, printer columns).
+TTSCLUSTER = Resource.from_crd(yaml.safe_load((CHART_CRDS / "ttsclusters.tts-cluster.io.yaml").read_text()))
+KOPFPEERING = Resource.from_crd(yaml.safe_load((CHART_CRDS / "kopfpeerings.kopf.dev.yaml").read_text()))
 
 
 class _Event(NamedTuple):
@@ -125,6 +159,33 @@ def _error(status: int, reason: str, message: str, **details: Any) -> kmock.Kube
     return kmock.KubernetesError(
         status=status, reason=reason, message=message, details=details or {"causes": []}
     )
+
+
+def _invalid(spec: Resource, name: str, errors: list[FieldError]) -> kmock.KubernetesError:
+    # 422 Invalid, worded as the server words it: `<Kind>.<group> "<name>" is invalid: <field>: <detail>`.
+    kind = f"{spec.kind}.{spec.group}" if spec.group else spec.kind
+    shown = [str(e) for e in errors]
+    text = shown[0] if len(shown) == 1 else "[" + ", ".join(shown) + "]"
+    return _error(422, "Invalid", f'{kind} "{name}" is invalid: {text}', name=name, group=spec.group,
+                  kind=spec.kind, causes=[e.cause() for e in errors])
+
+
+def _age(timestamp: str) -> str:
+    # duration.HumanDuration, as the server shows a date column: 45s, 5m30s, 7m, 3h, 2d5h, 9d, ...
+    then = datetime.datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+    s = max(0, int((datetime.datetime.now(datetime.UTC) - then).total_seconds()))
+    if s < 120:
+        return f"{s}s"
+    m = s // 60
+    if m < 10:
+        return f"{m}m{s % 60}s" if s % 60 else f"{m}m"
+    if m < 180:
+        return f"{m}m"
+    h = m // 60
+    if h < 48:
+        return f"{h}h"
+    d = h // 24
+    return f"{d}d{h % 24}h" if d < 8 and h % 24 else f"{d}d"
 
 
 def _now() -> str:
@@ -305,6 +366,12 @@ class KubeEmulator(kmock.KubernetesEmulator):
     default_watch_timeout: float = 1800.0  # the server's --min-request-timeout when a watch sets none
 
     _specs: dict[kmock.resource, Resource] = attrs.field(factory=dict, init=False)
+    _schemas: dict[kmock.resource, Schema] = attrs.field(factory=dict, init=False)  # custom resources' schemas
+    _columns: dict[kmock.resource, list[dict[str, Any]]] = attrs.field(factory=dict, init=False)  # printer columns
+    _warnings: list[str] = attrs.field(factory=list, init=False)  # the current write's Warning headers
+    # False: an API server before Kubernetes 1.25, which stores custom resources without evaluating their CRD's
+    # x-kubernetes-validations rules (the operator must still refuse what they refuse).
+    validation_rules: bool = True
     _rv: int = attrs.field(default=1, init=False)
     _log: list[_Event] = attrs.field(factory=list, init=False)
     _compacted_rv: int = attrs.field(default=0, init=False)  # events at or below it are gone
@@ -327,7 +394,20 @@ class KubeEmulator(kmock.KubernetesEmulator):
     # -- registration & lookup --
 
     def register(self, spec: Resource) -> None:
-        """Serve a resource and list it in discovery (for a custom resource: as if its CRD were applied)."""
+        """Serve a resource and list it in discovery. A resource made from a CRD (``Resource.from_crd``) is served
+        by creating its CRD, with every check the API server makes of one (so a CRD it refuses fails here)."""
+        if spec.crd is not None:
+            name = spec.crd["metadata"]["name"]
+            if self._current(CRD_RESOURCE, None, name) is None:
+                self._store_new(CRD_RESOURCE, None, spec.crd)
+            return
+        self._serve_resource(spec)
+
+    def _serve_resource(self, spec: Resource) -> None:
+        if spec.crd is not None:
+            self._schemas[spec.ref] = Schema(crd_schema(spec.crd, spec.version))
+            version = next(v for v in spec.crd["spec"]["versions"] if v["name"] == spec.version)
+            self._columns[spec.ref] = list(version.get("additionalPrinterColumns") or [])
         self._specs[spec.ref] = spec
         self.resources[spec.ref] = kmock.ResourceInfo(
             kind=spec.kind,
@@ -368,6 +448,11 @@ class KubeEmulator(kmock.KubernetesEmulator):
             )
         return obj
 
+    async def _serve_server_version(self, request: kmock.Request) -> Any:
+        # The release whose rules this emulator follows (CEL rules with fieldPath, server-side apply, Tables).
+        return {**await super()._serve_server_version(request), "major": "1", "minor": SERVER_MINOR,
+                "gitVersion": f"v1.{SERVER_MINOR}.0", "buildDate": "2026-08-26T00:00:00Z", "goVersion": "go1.25.0"}
+
     async def _serve_version(self, request: kmock.Request) -> Any:
         # The core group's APIResourceList has groupVersion "v1" (kmock writes "/v1").
         result = await super()._serve_version(request)
@@ -382,6 +467,34 @@ class KubeEmulator(kmock.KubernetesEmulator):
                     entry.update(group="autoscaling", version="v1", kind="Scale")
         return result
 
+    # -- OpenAPI: only what clients read to learn that the server validates fields itself --
+
+    def _openapi_v3(self, group_version: str) -> dict[str, Any] | None:
+        """/openapi/v3 lists a document per group-version; each says, per resource, that its PATCH takes
+        ``fieldValidation``. That is what kubectl and Helm check before they send ``fieldValidation=Strict`` and
+        leave validation to the server; the documents carry no schemas (a client validating on its own, as
+        ``kubectl apply --validate=true`` against a server without field validation, would find none)."""
+        by_gv: dict[str, list[Resource]] = {}
+        for spec in self._specs.values():
+            key = f"api/{spec.version}" if not spec.group else f"apis/{spec.group}/{spec.version}"
+            by_gv.setdefault(key, []).append(spec)
+        if not group_version:
+            return {"paths": {gv: {"serverRelativeURL": f"/openapi/v3/{gv}?hash={len(specs)}"}
+                              for gv, specs in sorted(by_gv.items())}}
+        specs = by_gv.get(group_version)
+        if specs is None:
+            return None
+        paths: dict[str, Any] = {}
+        for spec in specs:
+            scope = "namespaces/{namespace}/" if spec.namespaced else ""
+            gvk = {"group": spec.group, "version": spec.version, "kind": spec.kind}
+            paths[f"/{group_version}/{scope}{spec.plural}/{{name}}"] = {"patch": {
+                "x-kubernetes-group-version-kind": gvk,
+                "parameters": [{"name": name, "in": "query", "schema": {"type": "string"}}
+                               for name in ("dryRun", "fieldManager", "fieldValidation", "force")]}}
+        return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": f"v1.{SERVER_MINOR}.0"},
+                "paths": paths, "components": {"schemas": {}}}
+
     # -- request plumbing --
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
@@ -391,6 +504,13 @@ class KubeEmulator(kmock.KubernetesEmulator):
         # Also: a trailing slash is ignored, as by the real server; clients use both spellings
         # (the python client asks for "/api/v1/"; "/apis/" is asked for too), kmock routes only the bare one.
         path = raw_request.path
+        if raw_request.method == "GET" and (path == "/openapi/v3" or path.startswith("/openapi/v3/")):
+            doc = self._openapi_v3(path.removeprefix("/openapi/v3").strip("/"))
+            if doc is None:
+                return aiohttp.web.json_response(
+                    {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404, "reason": "NotFound",
+                     "message": "the server could not find the requested resource"}, status=404)
+            return aiohttp.web.json_response(doc)
         parts = path.strip("/").split("/")
         if parts[:3] == ["api", "v1", "namespaces"] and (
             len(parts) <= 4 or (len(parts) == 5 and parts[4] in ("status", "finalize"))
@@ -455,7 +575,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
         if keep == 0:
             self._compacted_rv = self._rv
 
-    def _store_new(self, spec: Resource, namespace: str | None, body: dict[str, Any]) -> dict[str, Any]:
+    def _store_new(self, spec: Resource, namespace: str | None, body: dict[str, Any],
+                   request: kmock.Request | None = None, fields_recorded: bool = False) -> dict[str, Any]:
         obj = _drop_nulls(copy.deepcopy(body))
         meta = obj.setdefault("metadata", {})
         name = meta.get("name")
@@ -490,6 +611,11 @@ class KubeEmulator(kmock.KubernetesEmulator):
             obj["status"] = {"phase": "Active"}
         elif spec.kind == "Pod":  # the pod strategy: a new pod is Pending until a kubelet says otherwise
             obj["status"] = {"phase": "Pending"}
+        obj = self._admit(spec, request, obj, None)
+        meta = obj["metadata"]
+        if request is not None and not fields_recorded:
+            record_update(None, obj, manager_of(request.params, dict(request.headers)), spec.api_version,
+                          has_status="status" in spec.subresources)
         meta["resourceVersion"] = str(self._next_rv())
         key = self._key(spec, namespace, name)
         if key in self._objects:
@@ -497,10 +623,19 @@ class KubeEmulator(kmock.KubernetesEmulator):
         else:
             self._objects[key] = obj
         self._emit(spec, meta.get("namespace"), "ADDED", obj, None)
+        if spec is CRD_RESOURCE:
+            self._serve_resource(Resource.from_crd(obj))
+        refs = meta.get("ownerReferences") or []
+        if refs and not any(self._exists(r.get("uid")) for r in refs):
+            return self._store_delete(spec, obj)  # the collector removes an object whose owners are all gone
         return obj
 
+    def _exists(self, uid: str | None) -> bool:
+        return any(not s.deleted and s.raw["metadata"].get("uid") == uid for s in self._objects.values())
+
     def _store_update(
-        self, spec: Resource, request: kmock.Request, old: dict[str, Any], new: dict[str, Any]
+        self, spec: Resource, request: kmock.Request, old: dict[str, Any], new: dict[str, Any],
+        fields_recorded: bool = False,
     ) -> dict[str, Any]:
         """Write a new version of an existing object (PATCH or PUT), keeping what clients cannot change."""
         if not isinstance(new, dict):
@@ -555,17 +690,33 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 "metadata.finalizers: Forbidden: "
                 "no new finalizers can be added if the object is being deleted",
             )
+        if not fields_recorded:  # the server's to keep (record_update below), whatever the client sent
+            self._keep_managed_fields(old_meta, new_meta)
+        new = self._admit(spec, request, new, old)
+        new_meta = new["metadata"]
         if new == old:
             return old  # a no-op update writes nothing: same resourceVersion, no watch event
+        if not fields_recorded:
+            record_update(old, new, manager_of(request.params, dict(request.headers)), spec.api_version,
+                          subresource=request.subresource or "", has_status="status" in spec.subresources)
         if _spec_part(new) != _spec_part(old):
             new_meta["generation"] = old_meta.get("generation", 1) + 1  # generation counts spec changes only
         new_meta["resourceVersion"] = str(self._next_rv())
         namespace = old_meta.get("namespace")
         self._objects[self._key(spec, namespace, old_meta["name"])].history.append(new)
         self._emit(spec, namespace, "MODIFIED", new, old)
+        if spec is CRD_RESOURCE:
+            self._serve_resource(Resource.from_crd(new))
         if new_meta.get("deletionTimestamp") and not new_meta.get("finalizers"):
             self._store_delete(spec, new)  # the last finalizer is gone: the deletion completes now
         return new
+
+    @staticmethod
+    def _keep_managed_fields(old_meta: dict[str, Any], new_meta: dict[str, Any]) -> None:
+        if "managedFields" in old_meta:
+            new_meta["managedFields"] = old_meta["managedFields"]
+        else:
+            new_meta.pop("managedFields", None)
 
     def _store_delete(self, spec: Resource, old: dict[str, Any]) -> dict[str, Any]:
         meta = old["metadata"]
@@ -591,7 +742,91 @@ class KubeEmulator(kmock.KubernetesEmulator):
         gone["metadata"]["resourceVersion"] = str(self._next_rv())
         self._objects[self._key(spec, namespace, meta["name"])].delete()
         self._emit(spec, namespace, "DELETED", gone, old)
+        if spec is CRD_RESOURCE:
+            self._unserve_crd(old)
+        self._collect_dependents(meta["uid"])
         return gone
+
+    # -- the controllers the API server's own tests rely on --
+
+    def _collect_dependents(self, uid: str) -> None:
+        """The garbage collector, background propagation: objects owned by a deleted object lose that owner
+        reference, and are deleted when it was their last owner (kube-controller-manager does this shortly after;
+        here it happens at once)."""
+        for (res, _ns, _name), stored in list(self._objects.items()):
+            if stored.deleted:
+                continue
+            obj = stored.raw
+            refs = obj["metadata"].get("ownerReferences") or []
+            if not any(r.get("uid") == uid for r in refs):
+                continue
+            dependent = self._specs[res]
+            left = [r for r in refs if r.get("uid") != uid]
+            if left:
+                new = copy.deepcopy(obj)
+                new["metadata"]["ownerReferences"] = left
+                new["metadata"]["resourceVersion"] = str(self._next_rv())
+                self._objects[self._key(dependent, obj["metadata"].get("namespace"), obj["metadata"]["name"])
+                              ].history.append(new)
+                self._emit(dependent, obj["metadata"].get("namespace"), "MODIFIED", new, obj)
+            else:
+                self._store_delete(dependent, obj)
+
+    def _crd_status(self, crd: dict[str, Any]) -> dict[str, Any]:
+        # The CRD controllers accept its names and establish it at once (no other CRD here claims them).
+        versions = [v["name"] for v in crd["spec"]["versions"] if v.get("storage")]
+        return {"conditions": [{"type": t, "status": "True", "reason": r, "message": m,
+                                "lastTransitionTime": _now()}
+                               for t, r, m in (("NamesAccepted", "NoConflicts", "no conflicts found"),
+                                               ("Established", "InitialNamesAccepted",
+                                                "the initial names have been accepted"))],
+                "acceptedNames": crd["spec"]["names"], "storedVersions": versions}
+
+    def _unserve_crd(self, crd: dict[str, Any]) -> None:
+        # A deleted CRD takes its custom resources with it, and stops being served.
+        spec = Resource.from_crd(crd)
+        for (res, _ns, _name), stored in list(self._objects.items()):
+            if res == spec.ref and not stored.deleted:
+                gone = copy.deepcopy(stored.raw)
+                gone["metadata"]["resourceVersion"] = str(self._next_rv())
+                stored.delete()
+                self._emit(spec, gone["metadata"].get("namespace"), "DELETED", gone, stored.raw)
+        self._specs.pop(spec.ref, None)
+        self._schemas.pop(spec.ref, None)
+        self._columns.pop(spec.ref, None)
+        self.resources.pop(spec.ref, None)
+
+    # -- admission: what the server checks and fills in on every write --
+
+    def _admit(self, spec: Resource, request: kmock.Request | None, obj: dict[str, Any],
+               old: dict[str, Any] | None) -> dict[str, Any]:
+        """A custom resource's schema (pruning, defaults, validation, CEL) and a CRD's own checks."""
+        name = obj["metadata"].get("name", "")
+        if spec is CRD_RESOURCE:
+            errors = check_crd(obj)
+            if errors:
+                raise _invalid(spec, name, errors)
+            return {**obj, "status": self._crd_status(obj)}
+        schema = self._schemas.get(spec.ref)
+        if schema is None:
+            return obj
+        schema.rules_enabled = self.validation_rules
+        mode = (request.params.get("fieldValidation") if request is not None else None) or "Warn"
+        if request is not None and request.subresource == "status":
+            # A status write is checked against the status schema; the rest is the stored object's.
+            admitted, unknown, errors = schema.admit(obj, old, mode)
+            errors = [e for e in errors if e.field.startswith("status")]
+            unknown = [u for u in unknown if u.startswith('unknown field "status')]
+        else:
+            admitted, unknown, errors = schema.admit(obj, old, mode)
+            errors = [e for e in errors if not e.field.startswith("status")]
+        if unknown and mode == "Strict":
+            raise _error(400, "BadRequest", f'{spec.kind} in version "{spec.version}" cannot be handled as a '
+                                            f'{spec.kind}: strict decoding error: {", ".join(unknown)}')
+        if errors:
+            raise _invalid(spec, name, errors)
+        self._warnings.extend(unknown)
+        return admitted
 
     # -- handlers (kmock fallbacks) --
 
@@ -606,9 +841,44 @@ class KubeEmulator(kmock.KubernetesEmulator):
         items.sort(key=lambda o: (o["metadata"].get("namespace") or "", o["metadata"]["name"]))
         return [obj for obj in items if matches(obj)]
 
+    def _wants_table(self, spec: Resource, request: kmock.Request) -> bool:
+        # kubectl get asks for a meta.k8s.io Table (and accepts plain JSON after it). Custom resources answer with
+        # their CRD's printer columns; built-in kinds answer plain JSON here (kubectl then prints NAME and AGE).
+        accept = next((v for k, v in request.headers.items() if k.lower() == "accept"), "")
+        return spec.custom and spec.ref in self._columns and "as=Table" in accept
+
+    def _table(self, spec: Resource, request: kmock.Request, items: list[dict[str, Any]]) -> dict[str, Any]:
+        """The CRD table convertor: Name, the CRD's additionalPrinterColumns (Age when it names none), one row
+        per object with its cells read by each column's jsonPath; dates shown as an age, as the server does."""
+        columns = self._columns[spec.ref] or [
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}]
+        definitions = [{"name": "Name", "type": "string", "format": "name", "priority": 0,
+                        "description": "Name must be unique within a namespace."}]
+        definitions += [{"name": c["name"], "type": c["type"], "format": c.get("format", ""),
+                         "description": c.get("description", ""), "priority": c.get("priority", 0)}
+                        for c in columns]
+        include = request.params.get("includeObject", "Metadata")
+        rows = []
+        for obj in items:
+            cells: list[Any] = [obj["metadata"]["name"]]
+            for c in columns:
+                value = _dig(obj, c["jsonPath"])
+                cells.append(_age(value) if c["type"] == "date" and isinstance(value, str) else value)
+            row: dict[str, Any] = {"cells": cells}
+            if include == "Object":
+                row["object"] = obj
+            elif include == "Metadata":
+                row["object"] = {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                                 "metadata": obj["metadata"]}
+            rows.append(row)
+        return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": str(self._rv)},
+                "columnDefinitions": definitions, "rows": rows}
+
     async def _serve_list(self, request: kmock.Request) -> Any:
         spec = self._spec(request)
         items = self._list_items(spec, request)
+        if self._wants_table(spec, request):
+            return self._table(spec, request, items)
         if not spec.custom:  # items of built-in lists carry no TypeMeta; custom resources' items do
             items = [{k: v for k, v in obj.items() if k not in ("apiVersion", "kind")} for obj in items]
         # A list is a typed <Kind>List whose resourceVersion is the point to start a watch from.
@@ -623,6 +893,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
         spec = self._spec(request)
         assert request.name is not None
         obj = self._existing(spec, request.namespace, request.name)
+        if request.subresource is None and self._wants_table(spec, request):
+            return self._table(spec, request, [obj])
         return self._scale(spec, obj) if request.subresource == "scale" else obj
 
     async def _serve_create(self, request: kmock.Request) -> Any:
@@ -643,12 +915,22 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 "BadRequest",
                 "the namespace of the provided object does not match the namespace sent on the request",
             )
-        obj = self._store_new(spec, request.namespace, body)
-        return kmock.Response(status=201, payload=obj)  # 201 Created
+        self._warnings = []
+        obj = self._store_new(spec, request.namespace, body, request)
+        return kmock.Response(status=201, payload=obj, headers=self._warning_headers())  # 201 Created
+
+    def _warning_headers(self) -> dict[str, str | None]:
+        # The server's warnings (an unknown field under fieldValidation=Warn) are `Warning: 299 - "..."` headers.
+        # None when there are none: kmock merges a handler's headers into those of its earlier answers.
+        return {"Warning": ", ".join(f"299 - {json.dumps(w)}" for w in self._warnings) if self._warnings else None}
 
     async def _serve_update(self, request: kmock.Request) -> Any:  # PATCH
         spec = self._spec(request)
         assert request.name is not None
+        self._warnings = []
+        content_type = next((v for k, v in request.headers.items() if k.lower() == "content-type"), "")
+        if content_type.split(";")[0].strip().lower() == "application/apply-patch+yaml":
+            return self._serve_apply(spec, request)
         old = self._existing(spec, request.namespace, request.name)
         scale = request.subresource == "scale"
         target = self._scale(spec, old) if scale else old  # a /scale patch applies to the Scale object
@@ -678,9 +960,42 @@ class KubeEmulator(kmock.KubernetesEmulator):
             if not isinstance(patch, dict):
                 raise _error(400, "BadRequest", "a merge patch must be a JSON object")
             new = _merge_patch(target, patch)  # (strategic merge is approximated: lists are replaced)
-        else:  # includes server-side apply (application/apply-patch+yaml), which this emulator lacks
+        else:
             raise _error(415, "UnsupportedMediaType", f"unsupported patch type: {content_type or 'none'}")
-        return self._write(spec, request, old, new)
+        result = self._write(spec, request, old, new)
+        return kmock.Response(payload=result, headers=self._warning_headers())
+
+    def _serve_apply(self, spec: Resource, request: kmock.Request) -> Any:
+        """Server-side apply: create the object, or merge the manager's configuration into it (kube_fields)."""
+        assert request.name is not None
+        manager = request.params.get("fieldManager")
+        if not manager:
+            raise _error(422, "Invalid", "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: "
+                                         "is required for apply patch")
+        try:
+            config = parse_apply_body(request.data, request.text)
+        except (ValueError, yaml.YAMLError) as exc:
+            raise _error(400, "BadRequest", f"error decoding YAML: {exc}") from None
+        meta = config.get("metadata") or {}
+        if meta.get("name") not in (None, request.name):
+            raise _error(400, "BadRequest", "the name of the object does not match the name on the URL")
+        if config.get("kind") != spec.kind or config.get("apiVersion") != spec.api_version:
+            raise _error(400, "BadRequest", f"the apply configuration's kind and apiVersion must be {spec.kind} "
+                                            f"and {spec.api_version}")
+        live = self._current(spec, request.namespace, request.name)
+        force = request.params.get("force", "false").lower() == "true"
+        has_status = "status" in spec.subresources
+        try:
+            merged = apply(live, config, manager, spec.api_version, force=force,
+                           subresource=request.subresource or "", has_status=has_status)
+        except ApplyConflict as exc:
+            raise _error(409, "Conflict", str(exc), name=request.name, group=spec.group, kind=spec.plural) from None
+        if live is None:
+            merged.setdefault("metadata", {})["name"] = request.name
+            obj = self._store_new(spec, request.namespace, merged, request, fields_recorded=True)
+            return kmock.Response(status=201, payload=obj, headers=self._warning_headers())
+        result = self._store_update(spec, request, live, merged, fields_recorded=True)
+        return kmock.Response(payload=result, headers=self._warning_headers())
 
     async def _serve_replace(self, request: kmock.Request) -> Any:  # PUT
         if request.resource is None or request.name is None:
@@ -692,7 +1007,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
             raise _error(400, "BadRequest", "the request body is not a JSON object")
         if (body.get("metadata") or {}).get("name") not in (None, request.name):
             raise _error(400, "BadRequest", "the name of the object does not match the name on the URL")
-        return self._write(spec, request, old, copy.deepcopy(body))
+        self._warnings = []
+        result = self._write(spec, request, old, copy.deepcopy(body))
+        return kmock.Response(payload=result, headers=self._warning_headers())
 
     def _write(
         self, spec: Resource, request: kmock.Request, old: dict[str, Any], new: dict[str, Any]
@@ -895,9 +1212,11 @@ class KubeAPI:
     """
 
     def __init__(
-        self, *, namespace: str = "default", resources: Iterable[Resource] = (), startup_timeout: float = 10.0
+        self, *, namespace: str = "default", resources: Iterable[Resource] = (), startup_timeout: float = 10.0,
+        validation_rules: bool = True,
     ) -> None:
         self.namespace = namespace
+        self.validation_rules = validation_rules
         self._extra = tuple(resources)
         self._startup_timeout = startup_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -962,7 +1281,7 @@ class KubeAPI:
 
     async def _serve(self, sock: socket.socket) -> None:
         self._stopping = asyncio.Event()
-        emulator = KubeEmulator()
+        emulator = KubeEmulator(validation_rules=self.validation_rules)
         for spec in self._extra:
             emulator.register(spec)
         self.emulator = emulator
