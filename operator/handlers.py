@@ -4,7 +4,6 @@ level-based reconciliation."""
 from __future__ import annotations
 
 import dataclasses
-
 from collections.abc import Callable, Mapping
 from typing import Any, Optional
 
