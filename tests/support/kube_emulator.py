@@ -6,15 +6,30 @@ Nothing else is faked. The server runs in a background thread with its own event
 
 kmock 0.8 stores objects and serves discovery, but real clients need more of the API server's
 rules than it implements. ``KubeEmulator`` below adds them, each commented with the rule it follows
-(https://kubernetes.io/docs/reference/using-api/api-concepts/). Known gaps, on purpose:
-no admission/validation/defaulting beyond what is written here; strategic-merge-patch is applied as a
-JSON merge patch (lists are replaced, not merged by key); no server-side apply (415); no OpenAPI
-documents (``/openapi/v2``, ``/openapi/v3`` are 404, so kubectl needs ``--validate=false``); no Table
-responses (``kubectl get`` prints NAME and AGE itself, not a CRD's printer columns); no pagination
-(``limit`` is ignored, all items come in one page); no watch bookmarks (they are optional);
-no controllers (no garbage collection by ownerReferences, no namespace cascade, pods never run and
-are deleted at once, not gracefully); field selectors accept any dotted path (the real server allows
-only a per-kind list).
+(https://kubernetes.io/docs/reference/using-api/api-concepts/), and refuses what a real server refuses for our
+CRD and chart: CRDs are registered through the API with the structural-schema checks, each default checked against
+the CEL rules of its level (``kube_schema``); custom resources are pruned or refused (``fieldValidation``),
+defaulted, validated and their CEL rules evaluated, transition rules included, in the server's 422 wording;
+server-side apply keeps ``managedFields`` and refuses conflicting applies (``kube_fields``); the garbage collector
+removes objects whose owners are gone; CRD printer columns come back as Tables; ``/openapi/v3`` lists each
+resource's PATCH with ``fieldValidation``, which is what kubectl and Helm check before leaving validation to us.
+
+Known gaps, and the test that would catch each:
+- No authentication or RBAC: every request is allowed, so a missing or excess permission in the chart's Roles shows
+  only against a real cluster (a test running the operator with its chart ServiceAccount's token would catch it).
+- Request bodies are JSON or YAML, never protobuf: Helm's release Secrets are sent as protobuf, so Helm keeps its
+  releases in memory against the emulator (tests/operator/test_helm_lifecycle.py); a test with Helm's Secret
+  storage would catch it.
+- Built-in kinds have no schema, defaults or validation (only their API rules below): a malformed Deployment is
+  stored; the chart's objects are checked by kubernetes-validate instead (tests/deploy/test_deploy.py).
+- Strategic-merge-patch is applied as a JSON merge patch, and apply treats every list as atomic (lists are replaced,
+  not merged by key): a test patching one container of a Deployment by name would catch it.
+- OpenAPI documents carry no schemas (client-side validation against them is not possible); no pagination
+  (``limit`` is ignored, all items come in one page); no watch bookmarks (they are optional); field selectors
+  accept any dotted path (the real server allows only a per-kind list).
+- No controllers but the garbage collector (background propagation, at once): no namespace cascade, Deployments
+  make no ReplicaSets or pods, pods never run and are deleted at once, not gracefully (the operator tests play the
+  kubelet's part by hand); foreground deletion and orphaning are not honoured.
 
 Usage::
 
