@@ -82,6 +82,26 @@ async def http_chunks(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         yield bytes(pending)
 
 
+def stop_reading(upstream: aiohttp.ClientResponse) -> None:
+    """End a read in progress on `upstream` with an exception made for it, then close its connection.
+
+    `ClientResponse.close()` alone ends a pending read by raising one module-level `ClientConnectionError` that
+    aiohttp shares between all responses, and every raise of the same instance links the raising frames onto its
+    `__traceback__`: each stream a client abandoned stayed reachable from that one exception for good, with its
+    last chunk, its response and its request (about 200 KB each, issue 30). A fresh exception set first is the one
+    the reader raises, and close() leaves a stream that already has one alone."""
+    if upstream.content.exception() is None:
+        upstream.content.set_exception(ClientGone("the client left"))
+    upstream.close()
+
+
+def forget_traceback(exc: BaseException) -> None:
+    """Drop the traceback of an upstream error once caught. aiohttp raises some instances more than once (the
+    shared one above, if anything else closes a response under a reader): with its traceback cleared, the next
+    raise starts a new one instead of keeping this request's frames alive."""
+    exc.__traceback__ = None
+
+
 @dataclass
 class _Held:
     """A complete error answer from a worker, kept in case no other worker does better."""
@@ -268,7 +288,9 @@ class Forwarder:
             nonlocal left
             if not complete:
                 left = True
-                upstream.close()  # ends the read below; the worker sees the disconnect and stops synthesising
+                # Ends the read below (the worker sees the disconnect and stops synthesising), with an error of
+                # this stream's own: see `stop_reading`.
+                stop_reading(upstream)
 
         gone.add_done_callback(client_left)
 
@@ -281,7 +303,11 @@ class Forwarder:
                     sent += len(chunk)
                     yield chunk
                 complete = not left
+            except ClientGone as exc:
+                forget_traceback(exc)  # it and this frame would hold each other (a cycle: freed late, by the gc)
+                return  # the client left: `stop_reading` ended the read
             except UPSTREAM_ERRORS as exc:
+                forget_traceback(exc)
                 if left:
                     return
                 # Bytes may already have reached the client: never retried. Cut the answer so the client sees it.

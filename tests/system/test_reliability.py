@@ -24,6 +24,7 @@ import soundfile as sf
 
 from support.params import tts_params
 from support.wait import eventually
+from tts_bench.chaos_memory import abandon_streams, wait_idle
 from tts_cli.processes import ServiceProcess, free_port
 from tts_worker.engines.synthetic import SECONDS_OF_AUDIO_PER_CHAR
 
@@ -363,6 +364,24 @@ def test_the_router_does_not_grow_per_request(spawn_worker, spawn_router):
     # A bound, not a reproduction: the review measured 1.2 KB per request through `up` (4000 mixed requests);
     # on this tiny request both the old and this router grow under 0.1 KB per request (allocator noise).
     assert grown < 1024, f"router RSS grew {grown} KB over 2400 requests"
+
+
+def test_the_router_keeps_nothing_of_streams_its_clients_left(spawn_worker, spawn_router):
+    """Issue 30: each stream a client left after its first bytes stayed in the router for good (about 200 KB:
+    its frames, held by the traceback of the one exception aiohttp raises for every response closed under a read).
+    300 of them grew it by 60 MB; now it comes back to where it was."""
+    worker = spawn_worker("--synthetic-base-seconds", "0", "--synthetic-seconds-per-char", "0.0001")
+    router = spawn_router(worker)
+    warm = asyncio.run(abandon_streams(router.port, 150))  # allocator pools, pooled connections, metric children
+    assert warm.began == 150, warm
+    assert wait_idle(worker)
+    before = _rss_kb(router.proc.pid)
+    seen = asyncio.run(abandon_streams(router.port, 300))
+    assert seen.began == 300, seen
+    assert wait_idle(worker)
+    grown = (_rss_kb(router.proc.pid) - before) / 1024
+    assert grown < 8, f"router RSS grew {grown:.1f} MB over 300 abandoned streams"
+    assert httpx.post(f"{router.url}/tts", json=tts_params(), timeout=30).status_code == 200
 
 
 # -- 6. admin confinement, secrets, one Retry-After --------------------------------------------------------------
