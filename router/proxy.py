@@ -245,14 +245,14 @@ class Forwarder:
         except UPSTREAM_ERRORS:
             body = b""
         upstream.release()
+        given = upstream.headers.get("retry-after", "")
+        retry_after = int(given) if given.isdigit() else None
         if status == 503:
-            lease.refused()
+            lease.refused(retry_after)
         elif status >= 500:
             lease.failed(f"answered {status}")
         else:
             lease.rejected(f"answered {status} on probation or in doubt")
-        given = upstream.headers.get("retry-after", "")
-        retry_after = int(given) if given.isdigit() else None
         if held is not None and held.retry_after is not None and status == held.status == 503:
             # The soonest of the workers' own estimates: one policy, passed on (tts_common.retry_after).
             retry_after = min(held.retry_after, retry_after) if retry_after is not None else held.retry_after

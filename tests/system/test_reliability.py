@@ -124,6 +124,19 @@ def test_a_worker_that_fails_every_request_is_skipped_on_retry_and_ejected(spawn
     assert '"worker ejected"' in router.log_text() and "consecutive gateway failures" in router.log_text()
 
 
+def test_a_worker_answering_503_never_passes_its_503_to_a_client_while_a_peer_has_room(spawn_worker, spawn_router,
+                                                                                    spawn_fault):
+    """Issue 30: it looks idle and fastest in /stats, so every request went there first and spent a retry; once the
+    retry budget (10 + 0.2 a request) was gone, its 503s reached clients: 7 of 20 did."""
+    healthy = spawn_worker("--worker-id", "healthy")
+    router = spawn_router(spawn_fault("503"), healthy)
+    answers = [httpx.post(f"{router.url}/tts", json=tts_params(), timeout=30) for _ in range(60)]
+    assert [a.status_code for a in answers] == [200] * 60
+    assert {a.headers["x-worker-id"] for a in answers} == {"healthy"}
+    retried = sum(int(a.headers["x-retries"]) for a in answers)
+    assert 1 <= retried <= 10, retried  # held out after each refusal, for longer each time: few retries at all
+
+
 def test_a_complete_5xx_answer_passed_on_is_counted_failed_not_as_a_client_leaving(spawn_router, spawn_fault):
     only = spawn_fault("500")
     router = spawn_router(only)
