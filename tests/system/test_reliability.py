@@ -298,22 +298,66 @@ def _raw_request(port: int, data: bytes, wait: float = 5.0) -> bytes:
         return b"".join(chunks)
 
 
-def test_connections_beyond_the_limit_get_503_and_idle_ones_are_closed(spawn_worker, spawn_router):
-    worker = spawn_worker()
-    router = spawn_router(worker, args=("--max-connections", "20", "--keepalive-timeout", "1"))
-    idle = [socket.create_connection(("127.0.0.1", router.port)) for _ in range(30)]
+def _busy(port: int) -> socket.socket:
+    """A connection with a request in progress: its headers complete, its body never sent."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"POST /tts HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n")
+    return s
+
+
+def _closed_by_server(s: socket.socket, wait: float = 5.0) -> bytes:
+    s.settimeout(wait)
     try:
+        return s.recv(100) or b"closed"
+    except ConnectionResetError:
+        return b"closed"
+
+
+def test_idle_connections_make_room_and_only_busy_ones_fill_the_limit(spawn_worker, spawn_router):
+    """Issue 30 (this test asserted the old behaviour: a 503 for a new client while idle sockets filled the table).
+    At the limit the oldest idle connection is closed for a new one; a 503 comes only when every connection has a
+    request in progress; idle ones still close after the keep-alive timeout."""
+    worker = spawn_worker()
+    router = spawn_router(worker, args=("--max-connections", "20", "--keepalive-timeout", "2"))
+    idle = [socket.create_connection(("127.0.0.1", router.port)) for _ in range(30)]
+    busy: list[socket.socket] = []
+    try:
+        r = httpx.post(f"{router.url}/tts", json=tts_params(), timeout=30)  # 30 idle sockets in its way
+        assert r.status_code == 200
+        assert all(_closed_by_server(s) == b"closed" for s in idle[:11])  # displaced oldest first, unanswered
+        busy = [_busy(router.port) for _ in range(20)]  # displace the rest; then the table is full of requests
+        time.sleep(0.5)  # their headers read
         answer = _raw_request(router.port, b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 503") and b"retry-after: 1" in answer.lower()
-        assert b'"message": "too many connections (limit 20)' in answer
-        for s in idle[:20]:  # the server closes connections that never speak
-            s.settimeout(5)
-            assert s.recv(100) in (b"", b"HTTP/1.1 503")
+        assert b'"message": "too many connections (limit 20), each with a request in progress' in answer
+        assert all(_closed_by_server(s) == b"closed" for s in idle[11:])
+    finally:
+        for s in idle + busy:
+            s.close()
+    lone = socket.create_connection(("127.0.0.1", router.port))
+    started = time.monotonic()
+    assert _closed_by_server(lone) == b"closed" and time.monotonic() - started < 4  # idle: closed after 2 s
+    assert httpx.post(f"{router.url}/tts", json=tts_params(), timeout=30).status_code == 200
+
+
+def test_one_client_address_displaces_only_its_own_connections(spawn_worker):
+    worker = spawn_worker("--max-connections-per-peer", "5")
+    busy = [_busy(worker.port) for _ in range(5)]
+    time.sleep(0.5)  # their headers read
+    try:
+        answer = _raw_request(worker.port, b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 503") and b"limit 5 per client address" in answer
+    finally:
+        for s in busy:
+            s.close()
+    time.sleep(0.5)  # their closes seen
+    idle = [socket.create_connection(("127.0.0.1", worker.port)) for _ in range(5)]
+    try:  # at its cap with idle connections, the address's next one takes the place of its oldest
+        assert _raw_request(worker.port, b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").startswith(b"HTTP/1.1 200")
+        assert _closed_by_server(idle[0]) == b"closed"
     finally:
         for s in idle:
             s.close()
-    r = httpx.post(f"{router.url}/tts", json=tts_params(), timeout=30)
-    assert r.status_code == 200
 
 
 @pytest.mark.parametrize("component", ["worker", "router"])
