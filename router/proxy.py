@@ -2,7 +2,12 @@
 
 What is retried on another worker, while nothing has reached the client: a refused connection, a broken one, a
 timeout, a 503 (full or draining), a 500 or 502, and any refusal from a worker on probation or in doubt (its last
-answers were all errors while its peers succeed). A request whose
+answers were all errors while its peers succeed). Failures spend the retry budget; a 503 does not: it is the
+worker saying it cannot take the request (full, draining) or gives it back before any byte (a drain out of time),
+not that it is sick, so a retry cannot feed a failure; a retry goes only to a worker with room (at most
+`max_retries` of them), and the refusing worker is held out of the choice for a while (`pool.REFUSAL_HOLD_SECONDS`),
+which bounds how many refusals there can be. A drain that ran out of time answers every request it held 503 at
+once: spending the budget on them passed some to clients while a peer had room (issue 30). A request whose
 connection broke after it was sent is retried once; when it has broken two workers (now, or within the poison
 memory's window) it is answered 502 naming them and refused at once from then on. A stream that breaks after bytes
 went out is never retried: the client's answer is cut, visibly (no clean end).
@@ -193,10 +198,12 @@ class Forwarder:
         svc.retry_budget.deposit()
         gone: Optional[asyncio.Task[None]] = asyncio.ensure_future(wait_disconnect(self.request.receive))
         held: Optional[_Held] = None
+        refused = False  # the last worker tried answered 503: it did not admit the request
         try:
             for attempt in range(svc.settings.max_retries + 1):
                 if attempt > 0:
-                    if not svc.retry_budget.withdraw():
+                    # A 503 is retried outside the budget (see the module docstring); a failure spends a token.
+                    if not refused and not svc.retry_budget.withdraw():
                         break
                     svc.metrics.retries.inc()
                 lease = await svc.pool.reserve(self.chars, {w.url for w in self.tried}, svc.policy,
@@ -214,6 +221,7 @@ class Forwarder:
                     raise
                 except UPSTREAM_ERRORS as exc:
                     # Nothing reached the client yet: count it against the worker and try another one.
+                    refused = False
                     lease.failed(describe(exc))
                     if broke_after_send(exc):
                         broken = svc.poison.record_break(self.fp, worker.name)
@@ -224,6 +232,7 @@ class Forwarder:
                 status = upstream.status
                 doubted = status >= 400 and (lease.probe or svc.pool.doubtful(worker))
                 if status == 503 or status in RETRIED_STATUSES or doubted:
+                    refused = status == 503
                     held = await self._hold(upstream, lease, held)
                     continue
                 response = self._stream(lease, upstream, gone)
