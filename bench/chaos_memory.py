@@ -18,8 +18,10 @@ import httpx
 
 from tts_cli.processes import ServiceProcess
 
+from .chaos_env import Env, Marks, Side, alive, scenario_result
 from .chaos_fleet import rss_kb
-from .chaos_load import Job
+from .chaos_load import ChaosClient, Clock, Job
+from .chaos_report import Check, ScenarioResult
 
 # The most a process may grow, after returning to idle, over one scenario's abandoned streams: allocator noise is
 # well under this (see the README's table), the old leak was 200 KB a stream (600 MB for 3,000).
@@ -115,3 +117,51 @@ class Growth:
 def measure(procs: dict[str, ServiceProcess]) -> dict[str, float]:
     return {role: round(rss_kb(p.proc.pid) / 1024, 1) for role, p in procs.items()}
 
+
+def abandon_scenario(env: Env, through_router: bool) -> ScenarioResult:
+    """One synthetic worker (behind a router, or alone): a warm-up, then `Profile.abandoned` streams left after
+    their first bytes; the measured processes must come back within RSS_GROWTH_LIMIT_MB once idle, and still
+    answer whole requests after."""
+    # A fast engine: the first chunk comes at once, so thousands of streams take seconds, not minutes.
+    (worker,), routers = env.fleet.cluster(1, routers=1 if through_router else 0, base=0.0, per_char=0.0001)
+    entry = routers[0] if through_router else worker
+    measured = {"router": entry, "worker": worker} if through_router else {"worker": worker}
+    count = env.p.abandoned
+    marks = Marks(Clock())
+    warm = asyncio.run(abandon_streams(entry.port, max(200, count // 10)))
+    idle_before = wait_idle(worker)
+    growth = Growth(before=measure(measured))
+    marks.mark("injected")
+    seen = asyncio.run(abandon_streams(entry.port, count))
+    idle_after = wait_idle(worker)
+    growth.after = measure(measured)
+    after = env.load([entry.url], env.jobs([0, 1])[:6], steady=False, sides=[_whole_requests(env.jobs([0, 1])[:6])])
+    outcomes = after[0]
+    checks = [alive(list(measured.values()), "process"),
+              Check("idle before and after", idle_before and idle_after,
+                    f"nothing in flight at the worker: before {idle_before}, after {idle_after}"),
+              Check("every abandoned stream began", seen.began == count,
+                    f"{seen.began}/{count} began; refused {seen.refused}, errors {seen.errors}")]
+    for role in measured:
+        grown = growth.grown(role)
+        checks.append(Check(f"{role} RSS back within {RSS_GROWTH_LIMIT_MB:g} MB when idle", grown <= RSS_GROWTH_LIMIT_MB,
+                            f"{growth.before[role]} -> {growth.after[role]} MB (+{grown} MB, "
+                            f"{grown * 1024 / max(1, count):.1f} KB a stream) over {count} abandoned streams"))
+    who = "router" if through_router else "worker"
+    key, title = (f"abandon-{who}", f"{17 if through_router else 18} abandoned streams, {who}")
+    result = scenario_result(key, title, f"{count} streams left after the first bytes", outcomes, marks, None, checks,
+                             abandoned=count, abandon_s=round(seen.seconds, 1), warm_up=warm.began,
+                             rss_before_mb=growth.before, rss_after_mb=growth.after,
+                             rss_growth_mb={role: growth.grown(role) for role in measured})
+    result.recovery_applies = False  # nothing to recover from: the measure is the memory
+    return result
+
+
+def _whole_requests(jobs: list[Job]) -> Side:
+    """A side task: `jobs` one after another, each whole: the cluster still serves after the abandoned streams."""
+
+    async def send(client: ChaosClient, m: Marks) -> None:
+        for job in jobs:
+            await client.send(job)
+
+    return send

@@ -198,6 +198,18 @@ def print_table(console: Any, results: list[ScenarioResult], title: str) -> None
                   f"[green]all {len(results)} scenarios passed: nothing lost, every invariant held[/]")
 
 
+def print_restart(console: Any, results: list[ScenarioResult]) -> None:
+    """One line for the router's SIGTERM (scenario 5): from the signal to the restarted router's /readyz 200, and
+    its parts."""
+    for r in results:
+        x = r.extra
+        if r.key == "router-term" and x.get("signal_to_ready_s") is not None:
+            console.print(f"router SIGTERM -> ready: {x['signal_to_ready_s']:.2f} s (exit, once the requests it "
+                          f"held finished: {x['signal_to_exit_s']:.2f} s; start-up to /readyz 200: "
+                          f"{x['exit_to_ready_s']:.2f} s); first success on it after "
+                          f"{x.get('signal_to_first_success_s') or float('nan'):.2f} s")
+
+
 def _recovery(r: ScenarioResult) -> str:
     if r.recovery_s is not None:
         return f"{r.recovery_s:.2f}"
