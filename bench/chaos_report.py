@@ -204,10 +204,10 @@ def print_restart(console: Any, results: list[ScenarioResult]) -> None:
     for r in results:
         x = r.extra
         if r.key == "router-term" and x.get("signal_to_ready_s") is not None:
-            console.print(f"router SIGTERM -> ready: {x['signal_to_ready_s']:.2f} s (exit, once the requests it "
-                          f"held finished: {x['signal_to_exit_s']:.2f} s; start-up to /readyz 200: "
-                          f"{x['exit_to_ready_s']:.2f} s); first success on it after "
-                          f"{x.get('signal_to_first_success_s') or float('nan'):.2f} s")
+            first = x.get("signal_to_first_success_s")
+            console.print(f"router SIGTERM -> ready {x['signal_to_ready_s']:.2f} s = exit {x['signal_to_exit_s']:.2f} s "
+                          f"(the requests it held finishing) + start-up {x['exit_to_ready_s']:.2f} s; first success "
+                          f"{'n/a' if first is None else f'{first:.2f} s'}", soft_wrap=True)
 
 
 def _recovery(r: ScenarioResult) -> str:
