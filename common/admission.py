@@ -1,11 +1,12 @@
 """Which client connections a server keeps when a new one arrives and it is full: the bookkeeping, without sockets.
 
 A connection is *busy* from the moment its request's headers are complete until its answer is complete: only busy
-connections are what the server must hold. An *idle* one (it never spoke, or it waits between keep-alive requests)
-and one still *reading* its request's line and headers can be let go. So at the connection limit a new connection
-does not get a 503 while idle or half-sent connections fill the table (3,000 idle sockets refused every real
-request, issue 30): the oldest idle connection is closed for it, or if none is idle, the oldest one still reading;
-only when every connection is busy is the new one refused.
+connections are what the server must hold. The others can be let go, in this order: a *fresh* one (it has not
+sent a byte), one still *reading* its request's line and headers, and an *idle* one kept alive after an answer
+(last: its client has shown it is real and may be sending its next request on it right now, which a close would
+break). So at the connection limit a new connection does not get a 503 while idle or half-sent connections fill
+the table (3,000 idle sockets refused every real request, issue 30): the oldest connection of the first class that
+has one is closed for it; only when every connection is busy is the new one refused.
 
 Each peer address may hold at most `max_per_peer` connections, and at that cap a new connection of its own
 displaces its own oldest idle or reading one, never another peer's: one client flooding the server pushes out its
@@ -23,9 +24,13 @@ C = TypeVar("C", bound=Hashable)
 
 
 class State(Enum):
-    IDLE = "idle"  # no request in progress: evicted first
-    READING = "reading"  # a request's line and headers are arriving: evicted when none is idle
+    FRESH = "fresh"  # opened, not a byte sent: evicted first
+    READING = "reading"  # a request's line and headers are arriving: evicted when none is fresh
+    IDLE = "idle"  # kept alive after an answer: evicted last
     BUSY = "busy"  # a complete request being answered: never evicted
+
+
+EVICTION_ORDER = (State.FRESH, State.READING, State.IDLE)
 
 
 class Verdict(Enum):
@@ -42,8 +47,8 @@ class Admission(Generic[C]):
         self._peer: dict[C, str] = {}
         self._state: dict[C, State] = {}
         self._per_peer: Counter[str] = Counter()
-        # Evictable connections in the order they became idle (or began reading): dicts keep insertion order.
-        self._evictable: dict[State, dict[C, None]] = {State.IDLE: {}, State.READING: {}}
+        # Evictable connections, per state in the order they entered it: dicts keep insertion order.
+        self._evictable: dict[State, dict[C, None]] = {state: {} for state in EVICTION_ORDER}
         self._peer_evictable: dict[str, dict[State, dict[C, None]]] = {}
 
     def __len__(self) -> int:
@@ -71,17 +76,18 @@ class Admission(Generic[C]):
             evict.append((victim, self.forget(victim)))
         self._peer[conn] = peer
         self._per_peer[peer] += 1
-        self._state[conn] = State.BUSY  # placed in the idle queue by `set_state` below
-        self.set_state(conn, State.IDLE)
+        self._state[conn] = State.BUSY  # placed in the fresh queue by `set_state` below
+        self.set_state(conn, State.FRESH)
         return Verdict.ADMIT, evict
 
     def set_state(self, conn: C, state: State) -> None:
-        """`conn` became idle, began reading a request, or has a complete request to answer (unknown: ignored)."""
+        """`conn` began reading a request, has a complete one to answer, or is kept alive after its answer
+        (unknown: ignored)."""
         old = self._state.get(conn)
         if old is None:
             return
         peer = self._peer[conn]
-        queues = self._peer_evictable.setdefault(peer, {State.IDLE: {}, State.READING: {}})
+        queues = self._peer_evictable.setdefault(peer, {state: {} for state in EVICTION_ORDER})
         if old is not State.BUSY:
             self._evictable[old].pop(conn, None)
             queues[old].pop(conn, None)
@@ -114,7 +120,7 @@ class Admission(Generic[C]):
     def _oldest(queues: Optional[dict[State, dict[C, None]]]) -> Optional[C]:
         if queues is None:
             return None
-        for state in (State.IDLE, State.READING):
+        for state in EVICTION_ORDER:
             for conn in queues[state]:
                 return conn
         return None

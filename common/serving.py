@@ -3,10 +3,10 @@
 - **Exit code.** After a graceful shutdown uvicorn re-raises the signal it caught, which turns a clean SIGTERM stop
   into exit code -15. Kubernetes and supervisors read that as a crash, so ours exit 0.
 - **Connection limit.** uvicorn accepts every connection (20,000 idle sockets exhausted the router's file
-  descriptors). At `max_connections` a new connection takes the place of the oldest idle one (or, if none is idle,
-  of the oldest one still sending its headers), and each peer address holds at most `max_connections_per_peer`,
-  displacing its own idle ones past that (`tts_common.admission`): idle and half-sent sockets never keep out a
-  client with a request to send. Only when every connection has a request in progress does a new one get a `503`
+  descriptors). At `max_connections` a new connection takes the place of the oldest one that has not sent a byte,
+  else of the oldest one still sending its headers, else of the oldest one kept alive after an answer; and each
+  peer address holds at most `max_connections_per_peer`, displacing its own past that (`tts_common.admission`):
+  idle and half-sent sockets never keep out a client with a request to send. Only when every connection has a request in progress does a new one get a `503`
   JSON answer with `Retry-After` and is closed (after a short linger, so the answer is read); beyond twice the
   limit it is closed at once, unanswered, so a flood holds at most about 2 x `max_connections` descriptors.
 - **Read timeouts.** A request's line and headers must arrive within `header_timeout` of its first byte, and its
@@ -122,11 +122,11 @@ class GuardedProtocol(HttpToolsProtocol):
         return str(self.limits.max_connections)
 
     def _displace(self, state: State) -> None:
-        """Make room for a new connection (`tts_common.admission` chose this one): an idle connection is closed as
-        its keep-alive timeout would close it; one still sending its headers is answered 503."""
+        """Make room for a new connection (`tts_common.admission` chose this one): a fresh or idle connection is
+        closed as its keep-alive timeout would close it; one still sending its headers is answered 503."""
         if self.transport.is_closing() or self._refused:
             return
-        if state is State.IDLE:
+        if state is not State.READING:
             self._unset_keepalive_if_required()
             self.transport.close()
             return
