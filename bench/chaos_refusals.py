@@ -35,9 +35,10 @@ def drain_overrun(env: Env, held: int = 14) -> ScenarioResult:
     than the retry budget's floor of 10: each must still be retried on a peer, which has room, and reach its
     client whole. Requests sent before the peers joined may get the router's own 503 (d1 alone was full): only
     those sent after they joined are held to "no 503"."""
-    peers = env.fleet.workers(2, wait=False)
-    (doomed,) = env.fleet.workers(1, prefix="d", wait=False, extra=(
-        "--drain-timeout", str(DRAIN_TIMEOUT), "--max-queue-size", str(held + 6)))
+    # Room for all of them on either peer, besides the steady load: a 503 then has no excuse.
+    room = ("--max-queue-size", str(held + 6))
+    peers = env.fleet.workers(2, wait=False, extra=room)
+    (doomed,) = env.fleet.workers(1, prefix="d", wait=False, extra=("--drain-timeout", str(DRAIN_TIMEOUT), *room))
     listing = env.fleet.logs / "drain-overrun-workers.txt"
     write_list(listing, [doomed])
     router = env.fleet.router([], workers_file=listing, wait=False)
