@@ -8,8 +8,11 @@ recovery, the peak memory and open fds of the processes. A lost request is a def
 suite exits 1 if any scenario lost one (or broke one of its invariants, such as every worker still alive).
 
 Scenario 16, a stream that outlives its worker's deadline, covers the one way a worker itself could end a stream
-cleanly but short. Everything is bounded: each load runs for a fixed time (longer only while its fault is still being injected, up to
-a cap), each request has a deadline, each wait has a timeout; the suite stops by itself.
+cleanly but short. Scenarios 17-18 abandon thousands of streams and fail if the router's or a worker's memory
+stays grown once idle (`chaos_memory`); 19-20 fail if a worker's 503 reaches a client while a peer has room
+(`chaos_refusals`); the floods (12-13) fail if a request sent during them is refused. Everything is bounded: each
+load runs for a fixed time (longer only while its fault is still being injected, up to a cap), each request has a
+deadline, each wait has a timeout; the suite stops by itself.
 """
 
 from __future__ import annotations
@@ -20,10 +23,8 @@ import resource
 import signal
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
 
@@ -31,14 +32,29 @@ import httpx
 
 from tts_cli.processes import ServiceProcess
 
+from .chaos_env import (
+    KEEPALIVE_TIMEOUT,
+    MAX_CONNECTIONS,
+    READ_TIMEOUT,
+    WORKERS,
+    Env,
+    Marks,
+    Profile,
+    Side,
+    alive,
+    role_name,
+    scenario_result,
+    write_list,
+)
 from .chaos_fleet import Fleet, Hardening, ProcMonitor, wait_healthy, wait_listed, wait_serving
-from .chaos_load import ChaosClient, Clock, IdleSockets, Job, Outcome, Steady, Trickle, burst, run_steady
+from .chaos_load import ChaosClient, IdleSockets, Job, Outcome, Trickle, burst
+from .chaos_memory import abandon_scenario
 from .chaos_operator import operator_kill
-from .chaos_report import Check, ScenarioResult, print_table, recovery, report, served_again, write
-from .corpus import mixed_texts, sentences
+from .chaos_refusals import drain_overrun, no_503
+from .chaos_report import Check, ScenarioResult, print_restart, print_table, recovery, report, served_again, write
+from .corpus import sentences
 from .stats import pct
 
-WORKERS = 3
 DEATH_TEXT = "a" * 1000  # one segment of 1000 characters: 70 s of audio, about 2.2M samples in one body
 
 
@@ -51,131 +67,10 @@ def add_arguments(p: Any) -> None:
                    help="seconds after which an accepted request with no answer is lost [30; --quick 20]")
     p.add_argument("--idle-sockets", type=int, default=None, help="idle-socket flood size [3000; --quick 1000]")
     p.add_argument("--slow-headers", type=int, default=None, help="slow-header connections [1000; --quick 300]")
+    p.add_argument("--abandoned", type=int, default=None,
+                   help="streams left after their first bytes, per memory scenario [3000; --quick 500]")
     p.add_argument("--seed", type=int, default=7, help="texts and arrival times [7]")
     p.add_argument("--logs", type=Path, default=None, help="keep the processes' logs here [a temporary folder]")
-
-
-# Passed to routers and workers where their --help lists the flag: short enough that a flood outlives it even in
-# a --quick run, so the suite sees whether idle and half-sent connections are let go.
-READ_TIMEOUT, KEEPALIVE_TIMEOUT, MAX_CONNECTIONS = 2.0, 3.0, 1024
-
-
-@dataclass(frozen=True)
-class Profile:
-    quick: bool
-    rate: float
-    seconds: float
-    bound: float
-    idle_sockets: int
-    slow_headers: int
-    seed: int
-    tail: float  # load after the last fault action, to show the recovery
-
-    @staticmethod
-    def of(args: Any) -> "Profile":
-        q = bool(args.quick)
-        return Profile(q, args.rate, args.seconds or (1.5 if q else 8.0), args.bound or (20.0 if q else 30.0),
-                       args.idle_sockets or (1000 if q else 3000), args.slow_headers or (300 if q else 1000),
-                       args.seed, 0.8 if q else 1.5)
-
-
-@dataclass
-class Marks:
-    """When things happened during a load, on its clock (set from fault threads and the loop alike)."""
-
-    clock: Clock
-    times: dict[str, float] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-    notes: dict[str, Any] = field(default_factory=dict)
-
-    def mark(self, name: str) -> float:
-        t = self.clock.now()
-        self.times.setdefault(name, t)
-        return t
-
-    def get(self, name: str) -> Optional[float]:
-        return self.times.get(name)
-
-
-Fault = tuple[float, Callable[[Marks], None]]  # (at seconds, action run on a thread: it may block)
-Side = Callable[[ChaosClient, Marks], Awaitable[None]]  # a coroutine beside the load (a burst, a flood)
-
-
-class Env:
-    """One scenario's world: its processes, its monitor, its load profile."""
-
-    def __init__(self, profile: Profile, fleet: Fleet, monitor: ProcMonitor, on_done: Callable[[], None]) -> None:
-        self.p, self.fleet, self.monitor, self.on_done = profile, fleet, monitor, on_done
-
-    @property
-    def flood_hold(self) -> float:
-        """How long a flood is held: past the router's read timeout when it has one, so its effect shows."""
-        has_timeout = "--read-timeout" in self.fleet.hardening.router
-        return max(self.p.seconds * 0.75, READ_TIMEOUT + 1.0 if has_timeout else 0.0)
-
-    def jobs(self, modes: Sequence[int], count: int = 64) -> list[Job]:
-        texts = mixed_texts(count, seed=self.p.seed)
-        return [Job(t, modes[i % len(modes)]) for i, t in enumerate(texts)]
-
-    def load(self, entries: list[str], jobs: list[Job], faults: Sequence[Fault] = (), sides: Sequence[Side] = (),
-             failover: bool = False, steady: bool = True) -> tuple[list[Outcome], Marks]:
-        return asyncio.run(self._load(entries, jobs, faults, sides, failover, steady))
-
-    async def _load(self, entries: list[str], jobs: list[Job], faults: Sequence[Fault], sides: Sequence[Side],
-                    failover: bool, steady: bool) -> tuple[list[Outcome], Marks]:
-        clock = Clock()
-        marks = Marks(clock)
-        busy = threading.Event()
-        busy.set()  # the load goes on while any fault or side task is still running
-        async with ChaosClient(entries, clock, self.p.bound, failover=failover, on_done=self.on_done) as client:
-
-            async def chaos() -> None:
-                try:
-                    await asyncio.gather(_run_faults(faults, marks), *(_guard(s(client, marks), marks)
-                                                                        for s in sides))
-                finally:
-                    busy.clear()
-
-            tasks: list[Awaitable[None]] = [chaos()]
-            if steady:
-                cap = 6 * self.p.seconds + 60  # a fault that hangs cannot hold the load forever
-                tasks.append(run_steady(client, Steady(self.p.rate, self.p.seconds, jobs, tail=self.p.tail,
-                                                       max_seconds=cap, seed=self.p.seed), busy))
-            await asyncio.gather(*tasks)
-        return client.outcomes, marks
-
-
-async def _run_faults(faults: Sequence[Fault], marks: Marks) -> None:
-    for at, action in sorted(faults, key=lambda f: f[0]):
-        await asyncio.sleep(max(0.0, at - marks.clock.now()))
-        try:
-            await asyncio.to_thread(action, marks)
-        except Exception as exc:  # noqa: BLE001 - reported as the scenario's error, the load still ends
-            marks.errors.append(f"{type(exc).__name__}: {exc}"[:300])
-
-
-async def _guard(side: Awaitable[None], marks: Marks) -> None:
-    try:
-        await side
-    except Exception as exc:  # noqa: BLE001
-        marks.errors.append(f"{type(exc).__name__}: {exc}"[:300])
-
-
-def _result(key: str, title: str, injected: str, outcomes: list[Outcome], marks: Marks,
-            rec: Optional[float], checks: Sequence[Check] = (), **extra: Any) -> ScenarioResult:
-    return ScenarioResult(key, title, injected, outcomes, injected_at=marks.get("injected"), recovery_s=rec,
-                          checks=list(checks), extra={**marks.notes, **extra},
-                          error="; ".join(marks.errors) or None)
-
-
-def _alive(procs: Sequence[ServiceProcess], what: str) -> Check:
-    dead = [f"{p.url} ({p.proc.returncode})" for p in procs if p.proc.poll() is not None]
-    return Check(f"every {what} alive", not dead, f"{len(procs) - len(dead)}/{len(procs)} alive" +
-                 (f", dead (exit code): {', '.join(dead)}" if dead else ""))
-
-
-def _name(env: Env, p: ServiceProcess) -> str:
-    return env.fleet.specs[p.port].role.split()[-1]
 
 
 # ---- 1-3: workers killed, stopped ----------------------------------------------------------------------------
@@ -194,12 +89,12 @@ def worker_kill(env: Env, streaming: bool) -> ScenarioResult:
 
     modes = [1, 2] if streaming else [0]
     outcomes, marks = env.load([router.url], env.jobs(modes), [(env.p.seconds / 3, fault)])
-    back = served_again(outcomes, marks.get("back") or 1e9, lambda o: o.worker == _name(env, victim))
+    back = served_again(outcomes, marks.get("back") or 1e9, lambda o: o.worker == role_name(env, victim))
     key, title = ("worker-kill-stream", "2 worker SIGKILL, streams") if streaming else \
         ("worker-kill", "1 worker SIGKILL")
-    return _result(key, title, f"SIGKILL {_name(env, victim)} of 3; restart", outcomes, marks,
-                   recovery(outcomes, marks.get("injected"), back, needs_back=True),
-                   [_alive([router, *workers], "process")])
+    return scenario_result(key, title, f"SIGKILL {role_name(env, victim)} of 3; restart", outcomes, marks,
+                           recovery(outcomes, marks.get("injected"), back, needs_back=True),
+                           [alive([router, *workers], "process")])
 
 
 def rolling_sigterm(env: Env) -> ScenarioResult:
@@ -215,13 +110,13 @@ def rolling_sigterm(env: Env) -> ScenarioResult:
         m.mark("back")
 
     outcomes, marks = env.load([router.url], env.jobs([0, 1, 2]), [(env.p.seconds / 4, fault)])
-    last = _name(env, workers[-1])
+    last = role_name(env, workers[-1])
     back = served_again(outcomes, marks.get("back") or 1e9, lambda o: o.worker == last)
     clean = Check("each SIGTERMed worker drained and exited 0", len(exits) == len(workers) and
                   all(c == 0 for c in exits), f"exit codes {exits}")
-    return _result("rolling-sigterm", "3 rolling SIGTERM", "SIGTERM w1..w3 in turn, restart each",
-                   outcomes, marks, recovery(outcomes, marks.get("injected"), back, needs_back=True),
-                   [clean, _alive([router, *workers], "process")], exit_codes=exits)
+    return scenario_result("rolling-sigterm", "3 rolling SIGTERM", "SIGTERM w1..w3 in turn, restart each",
+                           outcomes, marks, recovery(outcomes, marks.get("injected"), back, needs_back=True),
+                           [clean, alive([router, *workers], "process")], exit_codes=exits)
 
 
 # ---- 4-5: routers killed, stopped ----------------------------------------------------------------------------
@@ -238,7 +133,9 @@ def router_stop(env: Env, sig: signal.Signals, held: int = 6) -> ScenarioResult:
     def stop(m: Marks) -> None:
         m.mark("injected")
         exits.append(env.fleet.kill(a, sig))
-        env.fleet.restart(a)
+        m.mark("exited")
+        env.fleet.restart(a)  # returns once /readyz is 200: a worker is healthy, requests are served
+        m.mark("ready")
         wait_healthy(a, WORKERS)
         m.mark("back")
 
@@ -253,14 +150,28 @@ def router_stop(env: Env, sig: signal.Signals, held: int = 6) -> ScenarioResult:
     back = served_again(outcomes, marks.get("back") or 1e9, lambda o: o.entry == a.url and o.attempts == 1)
     rec = recovery(outcomes, marks.get("injected"), back, needs_back=True)
     sigterm = sig == signal.SIGTERM
-    checks = [_alive([a, b, *workers], "process")]
+    checks = [alive([a, b, *workers], "process")]
     if sigterm:
         checks += [_drained(outcomes, a.url, marks.get("injected")),
                    Check("router exited 0", exits == [0], f"exit codes {exits}")]
     key, title = ("router-term", "5 router SIGTERM") if sigterm else ("router-kill", "4 router SIGKILL")
     what = "SIGTERM" if sigterm else "SIGKILL"
-    return _result(key, title, f"{what} router A of 2 holding {held}+; restart", outcomes, marks, rec, checks,
-                   exit_codes=exits)
+    return scenario_result(key, title, f"{what} router A of 2 holding {held}+; restart", outcomes, marks, rec,
+                           checks, exit_codes=exits, **_restart_times(marks, outcomes, a.url))
+
+
+def _restart_times(marks: Marks, outcomes: list[Outcome], url: str) -> dict[str, Optional[float]]:
+    """Where a router's restart goes: from the signal to its exit (the requests it held finishing), from the exit
+    to /readyz 200 on the new process (start-up: imports, the first poll of a worker), and to its first success."""
+    at, exited, ready = marks.get("injected"), marks.get("exited"), marks.get("ready")
+    first = min((o.done_at for o in outcomes if o.verdict == "ok" and o.entry == url and o.attempts == 1
+                 and exited is not None and o.sent_at >= exited), default=None)
+
+    def span(a: Optional[float], b: Optional[float]) -> Optional[float]:
+        return None if a is None or b is None else round(b - a, 3)
+
+    return {"signal_to_exit_s": span(at, exited), "exit_to_ready_s": span(exited, ready),
+            "signal_to_ready_s": span(at, ready), "signal_to_first_success_s": span(at, first)}
 
 
 def _drained(outcomes: list[Outcome], url: str, at: Optional[float]) -> Check:
@@ -289,9 +200,9 @@ def burst_10x(env: Env) -> ScenarioResult:
         await burst(client, jobs, count)
 
     outcomes, marks = env.load([router.url], jobs, sides=[side])
-    return _result("burst", "6 10x burst", f"{count} requests at once (10x capacity)", outcomes, marks,
-                   recovery(outcomes, marks.get("injected")), [_alive([router, *workers], "process")],
-                   burst=count)
+    return scenario_result("burst", "6 10x burst", f"{count} requests at once (10x capacity)", outcomes, marks,
+                           recovery(outcomes, marks.get("injected")), [alive([router, *workers], "process")],
+                           burst=count)
 
 
 def _capacity(workers: list[ServiceProcess]) -> int:
@@ -307,14 +218,14 @@ def _with_newcomer(env: Env, key: str, title: str, injected: str,
     (a failing or slow worker) is added to the file, as discovery would add a new pod."""
     workers = env.fleet.workers(WORKERS, wait=False)
     listing = env.fleet.logs / f"{key}-workers.txt"
-    _write_list(listing, workers)
+    write_list(listing, workers)
     router = env.fleet.router([], workers_file=listing, wait=False)
     bad = newcomer()
     env.fleet.wait_ready([*workers, router, bad])
     wait_healthy(router, WORKERS)
 
     def fault(m: Marks) -> None:
-        _write_list(listing, [*workers, bad])
+        write_list(listing, [*workers, bad])
         m.mark("injected")
         if wait_listed(router, bad.url, timeout=3.0):  # healthy or not: a failing worker may be ejected at once
             m.mark("router_sees_it")
@@ -326,19 +237,13 @@ def _with_newcomer(env: Env, key: str, title: str, injected: str,
                        router_saw_newcomer_s=marks.get("router_sees_it"),
                        p99_ok_before_s=_p99([o for o in outcomes if o.sent_at < at]),
                        p99_ok_after_s=_p99([o for o in outcomes if o.sent_at >= at]))
-    return _result(key, title, injected, outcomes, marks, recovery(outcomes, marks.get("injected")),
-                   [_alive([router, *workers], "process")])
+    return scenario_result(key, title, injected, outcomes, marks, recovery(outcomes, marks.get("injected")),
+                           [alive([router, *workers], "process")])
 
 
 def _p99(outcomes: list[Outcome]) -> Optional[float]:
     lat = [o.done_at - o.sent_at for o in outcomes if o.verdict == "ok"]
     return round(pct(lat, 0.99), 3) if lat else None
-
-
-def _write_list(path: Path, workers: Sequence[ServiceProcess]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(f"{w.url}\n" for w in workers), encoding="utf-8")
-    tmp.replace(path)  # atomic: the router never reads half a file
 
 
 def _hits(p: ServiceProcess) -> Optional[int]:
@@ -366,6 +271,7 @@ def _ejected(router: ServiceProcess, url: str) -> Optional[bool]:
 FAULT_TITLES = {
     "500": ("bad-worker-500", "7 worker answers 500", "worker joins: every /tts -> 500"),
     "400": ("bad-worker-400", "8 worker answers 400", "worker joins: every /tts -> 400"),
+    "503": ("bad-worker-503", "19 worker answers 503", "worker joins: every /tts -> 503"),
     "reset": ("bad-worker-reset", "9 worker resets", "worker joins: resets every /tts"),
     "cut": ("bad-worker-cut", "10 worker cuts bodies", "worker joins: cuts every body"),
 }
@@ -373,7 +279,11 @@ FAULT_TITLES = {
 
 def bad_worker(env: Env, mode: str) -> ScenarioResult:
     key, title, injected = FAULT_TITLES[mode]
-    return _with_newcomer(env, key, title, injected, lambda: env.fleet.fault(mode), f"fault-{mode}")
+    result = _with_newcomer(env, key, title, injected, lambda: env.fleet.fault(mode), f"fault-{mode}")
+    if mode == "503":  # a refusal is retried on a peer with room: none reaches a client (issue 30)
+        result.checks.append(no_503(result.outcomes))
+        result.extra["retried_by_router"] = sum(o.retries for o in result.outcomes)
+    return result
 
 
 def slow_worker(env: Env) -> ScenarioResult:
@@ -411,9 +321,23 @@ def idle_flood(env: Env) -> ScenarioResult:
                                    sides=[_fresh_probes(jobs, "injected", "flood_over")])
     finally:
         idle.close()
-    return _result("idle-flood", "12 idle-socket flood", f"{count} idle TCP connections", outcomes,
-                   marks, recovery(outcomes, marks.get("injected")), [_alive([router, *workers], "process")],
-                   fd_soft_limit=soft)
+    return scenario_result("idle-flood", "12 idle-socket flood", f"{count} idle TCP connections", outcomes,
+                           marks, recovery(outcomes, marks.get("injected")),
+                           [alive([router, *workers], "process"), _served_during(outcomes, marks)],
+                           fd_soft_limit=soft)
+
+
+def _served_during(outcomes: list[Outcome], marks: Marks) -> Check:
+    """Every request sent while the flood was held succeeded: new connections among them (the probes), whose
+    clients arrived after the flood filled the connection table, too. The workers had room all along."""
+    at, over = marks.get("injected"), marks.get("flood_over")
+    during = [o for o in outcomes if at is not None and over is not None and at <= o.sent_at <= over]
+    bad = [o for o in during if o.verdict != "ok"]
+    fresh = sum(1 for o in during if o.fresh)
+    detail = f"{len(during) - len(bad)}/{len(during)} sent during the flood succeeded ({fresh} on new connections)"
+    if bad:
+        detail += ": " + "; ".join(sorted({o.detail for o in bad}))[:200]
+    return Check("requests sent during the flood succeeded", bool(during) and not bad, detail)
 
 
 def _fresh_probes(jobs: list[Job], start: str, stop: str, every: float = 0.25, limit: float = 60.0) -> Side:
@@ -456,9 +380,10 @@ def slow_headers(env: Env) -> ScenarioResult:
     marks.notes.update(trickle_opened=t.opened if t else 0, trickle_refused=t.refused if t else 0,
                        trickle_closed_by_router=len(closes),
                        trickle_median_close_s=round(closes[len(closes) // 2], 2) if closes else None)
-    return _result("slow-headers", "13 slow-header flood",
-                   f"{env.p.slow_headers} connections trickling headers", outcomes, marks,
-                   recovery(outcomes, marks.get("injected")), [_alive([router, *workers], "process")])
+    return scenario_result("slow-headers", "13 slow-header flood",
+                           f"{env.p.slow_headers} connections trickling headers", outcomes, marks,
+                           recovery(outcomes, marks.get("injected")),
+                           [alive([router, *workers], "process"), _served_during(outcomes, marks)])
 
 
 # ---- 14: the request of death --------------------------------------------------------------------------------
@@ -481,14 +406,14 @@ def request_of_death(env: Env) -> ScenarioResult:
 
     outcomes, marks = env.load([router.url], normal, sides=[side], steady=False)
     answered = [o for o in outcomes if o.media != "raw"]
-    checks = [_alive([router, *workers], "process"),
+    checks = [alive([router, *workers], "process"),
               Check("the deadly requests were answered", all(o.status for o in answered),
                     f"{sum(1 for o in answered if o.status)}/{len(answered)} got an HTTP answer")]
-    return _result("request-of-death", "14 request of death",
-                   "GET 1000 x 'a' as ogg, aac; repeats", outcomes, marks,
-                   recovery(outcomes, marks.get("injected")), checks,
-                   workers_alive_after_first_try=sum(alive_after_first),
-                   statuses=[f"{o.media} {o.status or o.detail}" for o in answered])
+    return scenario_result("request-of-death", "14 request of death",
+                           "GET 1000 x 'a' as ogg, aac; repeats", outcomes, marks,
+                           recovery(outcomes, marks.get("injected")), checks,
+                           workers_alive_after_first_try=sum(alive_after_first),
+                           statuses=[f"{o.media} {o.status or o.detail}" for o in answered])
 
 
 # ---- 16: a stream past its deadline --------------------------------------------------------------------------
@@ -507,8 +432,8 @@ def stream_deadline(env: Env) -> ScenarioResult:
             await client.send(job)
 
     outcomes, marks = env.load([router.url], jobs, sides=[side], steady=False)
-    result = _result("stream-deadline", "16 stream past deadline", "--request-timeout 1 s < 1.6 s synthesis",
-                     outcomes, marks, None, [_alive([router, *workers], "process")])
+    result = scenario_result("stream-deadline", "16 stream past deadline", "--request-timeout 1 s < 1.6 s synthesis",
+                             outcomes, marks, None, [alive([router, *workers], "process")])
     result.recovery_applies = False  # every request outlives the deadline: each must fail visibly
     return result
 
@@ -534,6 +459,10 @@ SCENARIOS: list[tuple[str, ScenarioFn]] = [
     ("operator-kill", lambda e: operator_kill(e.fleet.logs / "operator", e.monitor,
                                               hold=1.0 if e.p.quick else 2.0)),
     ("stream-deadline", stream_deadline),
+    ("abandon-router", lambda e: abandon_scenario(e, through_router=True)),
+    ("abandon-worker", lambda e: abandon_scenario(e, through_router=False)),
+    ("bad-worker-503", lambda e: bad_worker(e, "503")),
+    ("drain-overrun", drain_overrun),
 ]
 
 
@@ -557,9 +486,10 @@ def run(args: Any, console: Any, progress: Any, voice_dir: Path, out: Path) -> i
     mode = "--quick" if profile.quick else "full"
     print_table(console, results, f"chaos ({mode}): every request succeeded, failed visibly or was lost "
                                   f"[{wall:.0f} s]")
+    print_restart(console, results)
     flags = {k: getattr(args, k) for k in ("quick", "only", "rate", "seed")} | {
         "seconds": profile.seconds, "bound": profile.bound, "idle_sockets": profile.idle_sockets,
-        "slow_headers": profile.slow_headers}
+        "slow_headers": profile.slow_headers, "abandoned": profile.abandoned}
     command = "tts-cluster bench chaos" + ("".join(f" {a}" for a in sys.argv[3:]) if len(sys.argv) > 3 else "")
     data = report(results, command, flags, {"router": hardening.router, "worker": hardening.worker}, wall)
     path = write(out, data)

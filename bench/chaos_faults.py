@@ -4,6 +4,8 @@ It looks like the best worker a router could pick (ready, empty queue, capacity 
 in a valid `/stats`, `/readyz` and `/healthz` 200), and misbehaves on every `/tts` in one way:
 
 - `500`: answers 500 at once; `400`: answers api_v2's 400 `tts failed` at once;
+- `503`: refuses at once with 503 and `Retry-After: 1`, as a full or draining worker does, while its `/stats` still
+  says it is idle (as a poll taken a moment before would);
 - `reset`: reads the request, then resets the connection (RST) without a byte of answer;
 - `cut`: answers 200 with audio headers, sends a few bytes of the body, then drops the connection (with a
   Content-Length for a whole body, chunked for a stream), so the body is cut mid-way.
@@ -27,7 +29,7 @@ from aiohttp import web
 
 from tts_common.schemas import LANGUAGES_V2, WorkerStats
 
-MODES = ("500", "400", "reset", "cut")
+MODES = ("500", "400", "503", "reset", "cut")
 SAMPLE_RATE = 32000
 
 
@@ -108,6 +110,9 @@ def make_app(mode: str, worker_id: str) -> web.Application:
         if mode == "400":
             return web.json_response({"message": "tts failed", "Exception": "injected fault"}, status=400,
                                      headers=headers)
+        if mode == "503":
+            return web.json_response({"message": "queue is full: retry later (injected fault)"}, status=503,
+                                     headers={**headers, "Retry-After": "1"})
         if mode == "reset":
             _reset(request)
             return web.Response(status=200)  # never reaches the client: the connection is gone

@@ -97,6 +97,11 @@ class ProcMonitor:
         self.peak_fds = max(self.peak_fds, fds_total)
 
 
+def rss_kb(pid: int) -> int:
+    """Resident memory of a live process now, in kB (0 once it is gone)."""
+    return _proc_numbers(pid)[0]
+
+
 def _proc_numbers(pid: int) -> tuple[int, int, int]:
     """(VmRSS kB, VmHWM kB, open fds) of a live process; fds -1 when it is gone."""
     try:

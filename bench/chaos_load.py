@@ -67,6 +67,8 @@ class Outcome:
     entry: str = ""  # the entry that gave the final answer
     worker: Optional[str] = None  # X-Worker-ID
     attempts: int = 0  # more than 1: the client failed over to another entry
+    retries: int = 0  # X-Retries: workers that refused or failed before the one that answered (the router's)
+    fresh: bool = False  # sent on a new connection of its own (a client arriving now), not a pooled one
     nbytes: int = 0
     expected: Optional[int] = None
 
@@ -90,6 +92,7 @@ class _Attempt:
         self.body = b""
         self.rate = SAMPLE_RATE
         self.worker: Optional[str] = None
+        self.retries = 0
         self.error = ""
         self.timed_out = False
 
@@ -136,7 +139,8 @@ class ChaosClient:
         new connection of its own, as a client arriving now would, not on one of the pool's."""
         turn = next(self._turn)
         first = turn % len(self.entries) if first is None else first
-        out = Outcome(len(self.outcomes), job.mode, job.media, self.clock.now(), first_entry=self.entries[first])
+        out = Outcome(len(self.outcomes), job.mode, job.media, self.clock.now(), first_entry=self.entries[first],
+                      fresh=fresh)
         self.outcomes.append(out)
         deadline = time.monotonic() + self.bound
         tries = len(self.entries) if self.failover else 1
@@ -174,6 +178,8 @@ class ChaosClient:
                 async with session.request(job.method, f"{entry}/tts", **kwargs) as r:
                     a.status = r.status
                     a.worker = r.headers.get("x-worker-id")
+                    retries = r.headers.get("x-retries", "")
+                    a.retries = int(retries) if retries.isdigit() else 0
                     a.rate = int(r.headers.get("x-sample-rate") or SAMPLE_RATE)
                     async for chunk in r.content.iter_any():
                         a.nbytes += len(chunk)
@@ -189,7 +195,7 @@ class ChaosClient:
 
 
 def _classify(out: Outcome, job: Job, a: _Attempt) -> None:
-    out.status, out.nbytes, out.worker = a.status, a.nbytes, a.worker
+    out.status, out.nbytes, out.worker, out.retries = a.status, a.nbytes, a.worker, a.retries
     if a.timed_out:
         out.verdict, out.detail = "lost", a.error + (f" (status {a.status}, {a.nbytes} bytes)" if a.status else "")
     elif a.error:

@@ -198,6 +198,18 @@ def print_table(console: Any, results: list[ScenarioResult], title: str) -> None
                   f"[green]all {len(results)} scenarios passed: nothing lost, every invariant held[/]")
 
 
+def print_restart(console: Any, results: list[ScenarioResult]) -> None:
+    """One line for the router's SIGTERM (scenario 5): from the signal to the restarted router's /readyz 200, and
+    its parts."""
+    for r in results:
+        x = r.extra
+        if r.key == "router-term" and x.get("signal_to_ready_s") is not None:
+            first = x.get("signal_to_first_success_s")
+            console.print(f"router SIGTERM -> ready {x['signal_to_ready_s']:.2f} s = exit {x['signal_to_exit_s']:.2f} s "
+                          f"(the requests it held finishing) + start-up {x['exit_to_ready_s']:.2f} s; first success "
+                          f"{'n/a' if first is None else f'{first:.2f} s'}", soft_wrap=True)
+
+
 def _recovery(r: ScenarioResult) -> str:
     if r.recovery_s is not None:
         return f"{r.recovery_s:.2f}"

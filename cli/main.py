@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Optional
 
 from .flags import add_settings_flags, settings_from
+
+# Each command's line in `tts-cluster --help`.
+SUMMARIES = {
+    "up": "a local cluster: N workers and a router on this machine, supervised",
+    "worker": "serve one TTS engine on one device (GPT-SoVITS api_v2 contract)",
+    "router": "the public entry: balance /tts over workers, retry, stream, /concurrent_stats",
+    "operator": "the kopf operator for TTSCluster resources",
+    "voices": "prepare the voice directory, or check a voice catalog",
+    "bench": "benchmarks: print a table, write JSON to bench/results/",
+}
 
 WORKER_EPILOG = """\
 Every flag can also come from an environment variable (shown with each flag) or, for GPT-SoVITS keys and the
@@ -27,7 +37,7 @@ def _worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
     p = sub.add_parser(
         "worker",
-        help="serve one TTS engine on one device (GPT-SoVITS api_v2 contract)",
+        help=SUMMARIES["worker"],
         description="One worker process = one engine on one device, with a bounded queue, behind the "
         "GPT-SoVITS api_v2 HTTP contract (/tts, /control, /set_*), plus /healthz, /readyz, /stats, /metrics.",
         epilog=WORKER_EPILOG,
@@ -66,7 +76,7 @@ def _router_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
 
     p = sub.add_parser(
         "router",
-        help="the public entry: balance /tts over workers, retry, stream, /concurrent_stats",
+        help=SUMMARIES["router"],
         description="The public entry (GPT-SoVITS api_v2 on port 9880): discovers workers, polls their /stats, "
         "sends each request to the least-loaded one, retries elsewhere before the first byte, streams audio "
         "through, and serves /concurrent_stats and /metrics.",
@@ -97,7 +107,7 @@ def _up_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
     p = sub.add_parser(
         "up",
-        help="a local cluster: N workers and a router on this machine, supervised",
+        help=SUMMARIES["up"],
         description=up_doc,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -109,7 +119,7 @@ def _operator_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
     p = sub.add_parser(
         "operator",
-        help="the kopf operator for TTSCluster resources",
+        help=SUMMARIES["operator"],
         description="Reconciles TTSCluster resources: a router Deployment and Service, one worker Pod per GPU "
         "behind a headless Service, scaling with drain, replacement of failed workers, autoscaling, status.",
         epilog="Every flag can also come from an environment variable (shown with each flag).",
@@ -134,7 +144,7 @@ def _run_operator(args: argparse.Namespace) -> int:
 def _voices_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "voices",
-        help="prepare the voice directory, or check a voice catalog",
+        help=SUMMARIES["voices"],
         description="init: write reference.wav into the voice directory with the bundled Piper voice, so the usual "
         "GPT-SoVITS call with ref_audio_path=reference.wav works out of the box. check: validate a voice catalog "
         "(voices.yaml) and list its voices per engine; exit 2 naming the voice and field of the first error.",
@@ -186,7 +196,7 @@ def _bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     p = sub.add_parser(
         "bench",
-        help="benchmarks: print a table, write JSON to bench/results/",
+        help=SUMMARIES["bench"],
         description="Benchmarks of tts-cluster. 'worker': one worker's real-time factor and requests/s, and "
         "the worker's HTTP + queue overhead against calling the engine directly. 'policies': routing policies "
         "side by side behind several router replicas.",
@@ -194,23 +204,37 @@ def _bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add_arguments(p)
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Each command's parser. A full parser imports its command's settings (the bench's imports every benchmark), so
+# `main` builds only the one asked for: all of them took half a second of a router's restart (issue 30).
+COMMANDS: dict[str, Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = {
+    "up": _up_parser,
+    "worker": _worker_parser,
+    "router": _router_parser,
+    "operator": _operator_parser,
+    "voices": _voices_parser,
+    "bench": _bench_parser,
+}
+
+
+def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
+    """Every command's parser; with `only` (a command's name), that one's, and a one-line stand-in for others."""
     parser = argparse.ArgumentParser(
         prog="tts-cluster",
         description="Kubernetes-native multi-GPU text-to-speech serving with the GPT-SoVITS api_v2 contract.",
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    _up_parser(sub)
-    _worker_parser(sub)
-    _router_parser(sub)
-    _operator_parser(sub)
-    _voices_parser(sub)
-    _bench_parser(sub)
+    for name, add in COMMANDS.items():
+        if only is None or only == name:
+            add(sub)
+        else:
+            sub.add_parser(name, help=SUMMARIES[name])
     return parser
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    command = given[0] if given and given[0] in COMMANDS else None
+    args = build_parser(command).parse_args(given)
     return int(args.func(args) or 0)
 
 

@@ -14,8 +14,14 @@ from .serving import Limits
 class ServingSettings(BaseSettings):
     """Fields of the worker's and the router's settings objects (each sets its own env prefix)."""
 
-    max_connections: int = Field(1024, ge=1, le=1_000_000,
-                                 description="Most open client connections; beyond: 503 and closed.")
+    max_connections: int = Field(
+        1024, ge=1, le=1_000_000, description="Most open client connections; at the limit a new one displaces the "
+        "oldest idle (or header-sending) one; with every one busy: 503 and closed.")
+    max_connections_per_peer: int = Field(
+        512, ge=1, le=1_000_000, description="Most open connections from one client address; past it a new one "
+        "displaces that address's own oldest idle one, else 503 (behind a proxy, raise it to max_connections).")
+    header_timeout: float = Field(5.0, gt=0, le=3600,
+                                  description="Seconds a request's line and headers may take to arrive; then 408.")
     read_timeout: float = Field(10.0, gt=0, le=3600,
                                 description="Seconds a request's headers and body may take to arrive; then 408.")
     keepalive_timeout: float = Field(5.0, gt=0, le=3600, description="Seconds an idle connection stays open.")
@@ -56,6 +62,8 @@ class ServingSettings(BaseSettings):
     def limits(self) -> Limits:
         return Limits(
             max_connections=self.max_connections,
+            max_connections_per_peer=self.max_connections_per_peer,
+            header_timeout=self.header_timeout,
             read_timeout=self.read_timeout,
             keepalive_timeout=self.keepalive_timeout,
             max_body_bytes=self.max_body_bytes,

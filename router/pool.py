@@ -48,6 +48,13 @@ class Target:
 IN_POLL_MARGIN_SECONDS = 0.1
 # The load time assumed for a voice no worker has measured yet.
 DEFAULT_VOICE_LOAD_SECONDS = 2.0
+# A worker that answered 503 (full, draining, a voice it cannot load) is left out of the choice for this long, twice
+# as long for each further 503 in a row, never longer than its own Retry-After nor REFUSAL_HOLD_MAX_SECONDS. Its
+# /stats can say it has room while it refuses (stale by a poll, or a worker whose queue is not what admits): without
+# the hold each request went there first and spent a retry, and once the retry budget was spent its 503s reached
+# clients while a peer stood idle (issue 30).
+REFUSAL_HOLD_SECONDS = 0.5
+REFUSAL_HOLD_MAX_SECONDS = 5.0
 
 
 class UnknownVoice(Exception):
@@ -75,6 +82,8 @@ class WorkerState:
     routed: int = 0
     completed: int = 0
     failed: int = 0
+    refusals: int = 0  # 503s in a row, since it last admitted a request of ours
+    refused_until: float = 0.0  # monotonic time until which it gets no request (see REFUSAL_HOLD_SECONDS)
     outcomes: Outcomes = field(default_factory=Outcomes)
     # Voices this router sent here since the last poll could see them (voice -> when): the worker will load or
     # holds them, so the next requests for that voice follow instead of loading it on a second worker. A poll that
@@ -122,6 +131,10 @@ class WorkerState:
 
     def has_room(self) -> bool:
         return self.admitted < self.capacity
+
+    def refusing(self, now: float) -> bool:
+        """It answered 503 lately: held out of the choice (see REFUSAL_HOLD_SECONDS)."""
+        return now < self.refused_until
 
     @property
     def room(self) -> int:
@@ -222,8 +235,11 @@ class Lease:
         """A 4xx answer from the worker for a request the router had validated."""
         self._settle("rejected", reason)
 
-    def refused(self) -> None:
-        """A 503 (full or draining): the worker's slot was not ours; says nothing about its health."""
+    def refused(self, retry_after: Optional[int] = None) -> None:
+        """A 503 (full or draining): the worker's slot was not ours; says nothing about its health, but it is held
+        out of the choice for a while (`retry_after`: its own estimate, an upper bound on the hold)."""
+        if not self.settled:
+            self.pool.hold_out(self.worker, retry_after)
         self._settle("refused")
 
     def abandoned(self) -> None:
@@ -376,7 +392,8 @@ class WorkerPool:
         deadline = time.monotonic() + wait
         while True:
             now = time.monotonic()
-            live = [w for w in self.ordered() if w.url not in exclude and w.has_room() and w.serves(voice)
+            live = [w for w in self.ordered() if w.url not in exclude and w.has_room() and not w.refusing(now)
+                    and w.serves(voice)
                     and (voice is not None or self.default_ready(w))]
             probes = [w for w in live if w.probe_due(now, self.stale_after)]
             if probes:
@@ -411,9 +428,19 @@ class WorkerPool:
             log_fields(log, "probing ejected worker", worker=worker.url, name=worker.name)
         return Lease(self, worker, probe)
 
+    def hold_out(self, w: WorkerState, retry_after: Optional[int]) -> None:
+        """`w` answered 503: no request goes there for a while, longer for each 503 in a row."""
+        w.refusals += 1
+        hold = min(REFUSAL_HOLD_SECONDS * 2.0 ** min(w.refusals - 1, 16), REFUSAL_HOLD_MAX_SECONDS)
+        if retry_after is not None:
+            hold = min(hold, max(float(retry_after), REFUSAL_HOLD_SECONDS))
+        w.refused_until = time.monotonic() + hold
+
     def _settle(self, lease: Lease, kind: str, reason: str) -> None:
         w = lease.worker
         w.in_flight -= 1
+        if kind != "refused":  # it admitted the request: its refusals in a row are over
+            w.refusals, w.refused_until = 0, 0.0
         if lease.probe:
             w.probing = False
         if kind == "ok":

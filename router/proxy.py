@@ -2,7 +2,12 @@
 
 What is retried on another worker, while nothing has reached the client: a refused connection, a broken one, a
 timeout, a 503 (full or draining), a 500 or 502, and any refusal from a worker on probation or in doubt (its last
-answers were all errors while its peers succeed). A request whose
+answers were all errors while its peers succeed). Failures spend the retry budget; a 503 does not: it is the
+worker saying it cannot take the request (full, draining) or gives it back before any byte (a drain out of time),
+not that it is sick, so a retry cannot feed a failure; a retry goes only to a worker with room (at most
+`max_retries` of them), and the refusing worker is held out of the choice for a while (`pool.REFUSAL_HOLD_SECONDS`),
+which bounds how many refusals there can be. A drain that ran out of time answers every request it held 503 at
+once: spending the budget on them passed some to clients while a peer had room (issue 30). A request whose
 connection broke after it was sent is retried once; when it has broken two workers (now, or within the poison
 memory's window) it is answered 502 naming them and refused at once from then on. A stream that breaks after bytes
 went out is never retried: the client's answer is cut, visibly (no clean end).
@@ -80,6 +85,26 @@ async def http_chunks(upstream: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
             pending.clear()
     if pending:
         yield bytes(pending)
+
+
+def stop_reading(upstream: aiohttp.ClientResponse) -> None:
+    """End a read in progress on `upstream` with an exception made for it, then close its connection.
+
+    `ClientResponse.close()` alone ends a pending read by raising one module-level `ClientConnectionError` that
+    aiohttp shares between all responses, and every raise of the same instance links the raising frames onto its
+    `__traceback__`: each stream a client abandoned stayed reachable from that one exception for good, with its
+    last chunk, its response and its request (about 200 KB each, issue 30). A fresh exception set first is the one
+    the reader raises, and close() leaves a stream that already has one alone."""
+    if upstream.content.exception() is None:
+        upstream.content.set_exception(ClientGone("the client left"))
+    upstream.close()
+
+
+def forget_traceback(exc: BaseException) -> None:
+    """Drop the traceback of an upstream error once caught. aiohttp raises some instances more than once (the
+    shared one above, if anything else closes a response under a reader): with its traceback cleared, the next
+    raise starts a new one instead of keeping this request's frames alive."""
+    exc.__traceback__ = None
 
 
 @dataclass
@@ -173,10 +198,12 @@ class Forwarder:
         svc.retry_budget.deposit()
         gone: Optional[asyncio.Task[None]] = asyncio.ensure_future(wait_disconnect(self.request.receive))
         held: Optional[_Held] = None
+        refused = False  # the last worker tried answered 503: it did not admit the request
         try:
             for attempt in range(svc.settings.max_retries + 1):
                 if attempt > 0:
-                    if not svc.retry_budget.withdraw():
+                    # A 503 is retried outside the budget (see the module docstring); a failure spends a token.
+                    if not refused and not svc.retry_budget.withdraw():
                         break
                     svc.metrics.retries.inc()
                 lease = await svc.pool.reserve(self.chars, {w.url for w in self.tried}, svc.policy,
@@ -194,6 +221,7 @@ class Forwarder:
                     raise
                 except UPSTREAM_ERRORS as exc:
                     # Nothing reached the client yet: count it against the worker and try another one.
+                    refused = False
                     lease.failed(describe(exc))
                     if broke_after_send(exc):
                         broken = svc.poison.record_break(self.fp, worker.name)
@@ -204,6 +232,7 @@ class Forwarder:
                 status = upstream.status
                 doubted = status >= 400 and (lease.probe or svc.pool.doubtful(worker))
                 if status == 503 or status in RETRIED_STATUSES or doubted:
+                    refused = status == 503
                     held = await self._hold(upstream, lease, held)
                     continue
                 response = self._stream(lease, upstream, gone)
@@ -225,14 +254,14 @@ class Forwarder:
         except UPSTREAM_ERRORS:
             body = b""
         upstream.release()
+        given = upstream.headers.get("retry-after", "")
+        retry_after = int(given) if given.isdigit() else None
         if status == 503:
-            lease.refused()
+            lease.refused(retry_after)
         elif status >= 500:
             lease.failed(f"answered {status}")
         else:
             lease.rejected(f"answered {status} on probation or in doubt")
-        given = upstream.headers.get("retry-after", "")
-        retry_after = int(given) if given.isdigit() else None
         if held is not None and held.retry_after is not None and status == held.status == 503:
             # The soonest of the workers' own estimates: one policy, passed on (tts_common.retry_after).
             retry_after = min(held.retry_after, retry_after) if retry_after is not None else held.retry_after
@@ -268,7 +297,9 @@ class Forwarder:
             nonlocal left
             if not complete:
                 left = True
-                upstream.close()  # ends the read below; the worker sees the disconnect and stops synthesising
+                # Ends the read below (the worker sees the disconnect and stops synthesising), with an error of
+                # this stream's own: see `stop_reading`.
+                stop_reading(upstream)
 
         gone.add_done_callback(client_left)
 
@@ -281,7 +312,11 @@ class Forwarder:
                     sent += len(chunk)
                     yield chunk
                 complete = not left
+            except ClientGone as exc:
+                forget_traceback(exc)  # it and this frame would hold each other (a cycle: freed late, by the gc)
+                return  # the client left: `stop_reading` ended the read
             except UPSTREAM_ERRORS as exc:
+                forget_traceback(exc)
                 if left:
                     return
                 # Bytes may already have reached the client: never retried. Cut the answer so the client sees it.

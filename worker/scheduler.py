@@ -80,6 +80,14 @@ class _Failed:
 _Item = Union[np.ndarray, _End, _Failed]
 
 
+def _detached(exc: BaseException) -> BaseException:
+    """`exc` without its traceback, to hand to the loop: the traceback holds the engine thread's frames, which hold
+    the job, whose stream holds `exc`: a cycle only the garbage collector's rare full pass frees, so every request a
+    client left (its job cancelled) stayed in memory until then, growing an idle worker by MBs (issue 30)."""
+    exc.__traceback__ = None
+    return exc
+
+
 @dataclass
 class Job:
     id: str
@@ -462,9 +470,9 @@ class Scheduler:
             job.finished_at = time.monotonic()
             settle(JobOutcome.OK, _End())
         except Cancelled as exc:
-            settle(JobOutcome.CANCELLED, _Failed(exc))
+            settle(JobOutcome.CANCELLED, _Failed(_detached(exc)))
         except EngineError as exc:
-            settle(JobOutcome.FAILED, _Failed(exc))
+            settle(JobOutcome.FAILED, _Failed(_detached(exc)))
         except Exception as exc:  # an engine bug must become an error answer, never a hung request
             log.exception("engine failed on request %s", job.id)
             settle(JobOutcome.FAILED, _Failed(EngineError(f"{type(exc).__name__}: {exc}")))

@@ -1,5 +1,6 @@
 """The chaos suite (`tts-cluster bench chaos`): its outcome classifier against a server that misbehaves in known
-ways, the emulator's write-fault hook, and one real `--quick` run of every scenario, which must lose no request."""
+ways, the emulator's write-fault hook, and one real `--quick` run of every scenario, which must lose no request
+and keep every invariant its scenario checks."""
 
 from __future__ import annotations
 
@@ -129,5 +130,7 @@ def test_quick_chaos_run_loses_nothing(tmp_path: Path, voice_dir: Path) -> None:
         assert row["error"] is None, f"{key}: {row['error']}{summary}"
         assert row["sent"] > 0, f"{key} sent nothing{summary}"
         assert row["lost"] == 0, f"{key}: {row['lost']} lost: {row['lost_by_reason']}{summary}"
+        broken = [f"{c['name']}: {c['detail']}" for c in row["checks"] if not c["ok"]]
+        assert not broken, f"{key}: {broken}{summary}"  # memory back when idle, no 503 while a peer has room, ...
     assert report["command"].startswith("tts-cluster bench chaos") and report["flags"]["quick"] is True
     assert "chaos (--quick)" in stdout

@@ -109,3 +109,19 @@ def test_operator_folder_never_shadows_the_standard_library():
                           capture_output=True, text=True, cwd=repo, timeout=30)
     assert done.returncode == 0, done.stderr
     assert not done.stdout.strip().startswith(str(repo))
+
+
+def test_a_command_builds_only_its_own_parser_and_help_still_lists_every_command():
+    """Issue 30: a router restarted under a supervisor spent half a second importing the worker's, the operator's
+    and every benchmark's code to build parsers it never used."""
+    code = (
+        "import sys\n"
+        "from tts_cli.main import build_parser\n"
+        "args = build_parser('router').parse_args(['router', '--worker', 'http://127.0.0.1:1'])\n"
+        "print(args.func.__name__, sorted(m for m in ('tts_bench', 'tts_worker', 'tts_operator', 'tts_cli.up')"
+        " if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["_run_router", "[]"], done.stderr[-2000:]
+    listed = run_cli("--help").stdout
+    assert all(f"    {c} " in listed for c in ("up", "worker", "router", "operator", "voices", "bench"))

@@ -196,3 +196,27 @@ def test_one_retry_after_policy():
     soon, later = worker("http://a", retry_after_seconds=3), worker("http://b", retry_after_seconds=7)
     assert pool_of(soon, later).retry_after() == 3  # the soonest worker's own estimate, passed on
 
+
+
+async def test_a_worker_that_refused_is_held_out_longer_each_time_until_it_admits_one():
+    """Issue 30: a worker answering 503 while its /stats says it has room drew every request first, each spending
+    a retry, until the retry budget was gone and its 503s reached clients while a peer stood idle."""
+    refusing, peer = worker("http://a", seconds_per_char=0.001), worker("http://b", seconds_per_char=0.01)
+    pool = pool_of(refusing, peer)
+    holds = []
+    for _ in range(5):
+        refusing.refused_until = 0.0  # as if its hold were over
+        lease = await pool.reserve(10, set(), LEAST_WORK, wait=0)
+        assert lease is not None and lease.worker is refusing  # the cheaper one, by its /stats
+        lease.refused(retry_after=3)
+        holds.append(round(refusing.refused_until - time.monotonic(), 1))
+        other = await pool.reserve(10, set(), LEAST_WORK, wait=0)
+        assert other is not None and other.worker is peer  # held out: the next request goes to the peer at once
+        other.succeeded()
+    assert holds == [0.5, 1.0, 2.0, 3.0, 3.0]  # doubling, never past its own Retry-After
+    refusing.refused_until = 0.0
+    lease = await pool.reserve(10, set(), LEAST_WORK, wait=0)
+    assert lease is not None and lease.worker is refusing
+    lease.succeeded()  # it admitted one: the run of refusals is over
+    assert (refusing.refusals, refusing.refused_until) == (0, 0.0)
+    assert (refusing.failed, refusing.outcomes.errors) == (0, 0)  # a refusal says nothing about its health

@@ -1,0 +1,55 @@
+"""Connection admission at the limit (`tts_common.admission`): fresh, half-sent and idle connections make room for
+new ones, in that order; busy ones are never displaced; one peer displaces only its own."""
+
+from __future__ import annotations
+
+from tts_common.admission import Admission, State, Verdict
+
+
+def test_at_the_limit_a_fresh_connection_makes_room_then_a_half_sent_one_then_a_kept_alive_one():
+    adm: Admission[str] = Admission(max_connections=4, max_per_peer=10)
+    for conn in ("kept", "reading", "fresh", "busy"):
+        assert adm.admit(conn, "10.0.0.1") == (Verdict.ADMIT, [])
+    for conn, state in (("kept", State.BUSY), ("kept", State.IDLE), ("reading", State.READING), ("busy", State.BUSY)):
+        adm.set_state(conn, state)
+    assert adm.admit("d", "10.0.0.2") == (Verdict.ADMIT, [("fresh", State.FRESH)])
+    adm.set_state("d", State.BUSY)
+    assert adm.admit("e", "10.0.0.2") == (Verdict.ADMIT, [("reading", State.READING)])
+    adm.set_state("e", State.BUSY)
+    assert adm.admit("f", "10.0.0.2") == (Verdict.ADMIT, [("kept", State.IDLE)])
+    adm.set_state("f", State.BUSY)
+    assert adm.admit("g", "10.0.0.3") == (Verdict.REFUSE, [])  # every one busy: only now is a client refused
+    assert len(adm) == 4 and adm.peer_count("10.0.0.3") == 0
+
+
+def test_within_a_class_the_oldest_goes_first_in_the_order_each_entered_it():
+    adm: Admission[str] = Admission(max_connections=3, max_per_peer=10)
+    for conn in ("a", "b", "busy"):
+        adm.admit(conn, "p")
+    adm.set_state("busy", State.BUSY)
+    for conn in ("b", "a"):  # both answered and kept alive, b first
+        adm.set_state(conn, State.BUSY)
+        adm.set_state(conn, State.IDLE)
+    assert adm.admit("c", "p") == (Verdict.ADMIT, [("b", State.IDLE)])
+
+
+def test_a_peer_at_its_cap_displaces_its_own_idle_connections_never_another_peers():
+    adm: Admission[str] = Admission(max_connections=100, max_per_peer=2)
+    adm.admit("mine", "client")
+    adm.admit("f1", "flood")
+    adm.admit("f2", "flood")
+    assert adm.admit("f3", "flood") == (Verdict.ADMIT, [("f1", State.FRESH)])
+    adm.set_state("f2", State.BUSY)
+    adm.set_state("f3", State.BUSY)
+    assert adm.admit("f4", "flood") == (Verdict.REFUSE, [])
+    assert adm.state("mine") is State.FRESH and adm.peer_count("flood") == 2
+
+
+def test_closed_connections_stop_counting_and_forgotten_peers_leave_nothing_behind():
+    adm: Admission[int] = Admission(max_connections=10, max_per_peer=10)
+    for n in range(1000):  # many peers coming and going: the tables stay bounded by those connected now
+        adm.admit(n, f"10.0.{n // 256}.{n % 256}")
+        adm.set_state(n, State.READING)
+        adm.forget(n)
+    assert len(adm) == 0 and not adm._per_peer and not adm._peer_evictable
+    assert adm.forget(5) is State.BUSY  # an unknown one: nothing to undo
