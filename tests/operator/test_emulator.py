@@ -126,7 +126,7 @@ def test_kubeconfig_and_discovery(kube: KubeAPI, client: ApiClient) -> None:
     slices = {r.name for r in DiscoveryV1Api(client).get_api_resources().resources}
     assert slices == {"endpointslices"}
     # The trailing-slash spelling of the group list, as some clients ask for it.
-    body = client.call_api("GET", kube.url + "/apis/").read()
+    body = client.call_api("GET", kube.url + "/apis/", header_params=kube.admin_headers).read()
     assert b"APIGroupList" in body and b"discovery.k8s.io" in body
 
 

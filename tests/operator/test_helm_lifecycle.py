@@ -52,11 +52,19 @@ def names(cluster: Cluster, kinds: str) -> list[str]:
     return sorted(f"{i['kind']}/{i['metadata']['name']}" for i in items)
 
 
-def test_install_scale_upgrade_uninstall_leaves_nothing_behind(cluster: Cluster):
+SA = "tts-tts-cluster-operator"  # the chart's operator ServiceAccount for the release "tts"
+USER = f"system:serviceaccount:{NS}:{SA}"
+
+
+@pytest.mark.parametrize("all_namespaces", [False, True], ids=["namespaced", "all-namespaces"])
+def test_install_scale_upgrade_uninstall_leaves_nothing_behind(cluster: Cluster, all_namespaces: bool):
+    values = {**VALUES, "operator": {"watchAllNamespaces": all_namespaces}}
     with helm.Config(namespace=NS, kubeconfig_path=str(cluster.kube.kubeconfig_path), storage_driver="memory") as cfg:
-        cfg.install(str(CHART), "tts", VALUES, timeout=30)
+        cfg.install(str(CHART), "tts", values, timeout=30)
         before_operator = set(names(cluster, OWNED))
-        cluster.start_operator()
+        # The operator runs with its chart ServiceAccount's token, under the chart's RBAC: any request the chart
+        # does not allow is a 403 (kopf's cluster-wide scans, listed by a real server, were).
+        cluster.start_operator(*(["--all-namespaces"] if all_namespaces else []), service_account=SA)
         try:
             # The operator makes the router and the workers; the worker pods request the chart's resources.
             eventually(lambda: len(cluster.workers("tts")) == 1, timeout=30)
@@ -66,11 +74,15 @@ def test_install_scale_upgrade_uninstall_leaves_nothing_behind(cluster: Cluster)
             assert "scaled" in kubectl(cluster, "scale", "ttsc/tts", "--replicas=3")
             eventually(lambda: len(cluster.workers("tts")) == 3, timeout=30)
             # The upgrade keeps the scaled count (it belongs to the scale subresource) and changes the rest.
-            cfg.upgrade(str(CHART), "tts", {**VALUES, "ttsCluster": {**VALUES["ttsCluster"], "drainTimeoutSeconds": 30}},
+            cfg.upgrade(str(CHART), "tts", {**values, "ttsCluster": {**VALUES["ttsCluster"], "drainTimeoutSeconds": 30}},
                         timeout=30)
             spec = cluster.get("tts")["spec"]
             assert spec["workers"]["replicas"] == 3 and spec["drainTimeoutSeconds"] == 30
             assert "finalizers" not in cluster.get("tts")["metadata"]  # nothing holds a deletion
+
+            eventually(lambda: cluster.get("tts").get("status", {}).get("workers") == 3, timeout=30)
+            assert cluster.kube.refusals() == []
+            assert cluster.kube.permissions_used(USER)  # it did run as the ServiceAccount
 
             cfg.uninstall("tts", timeout=30)
             # Helm removed its objects (the operator's Deployment and RBAC among them) and the TTSCluster; the

@@ -284,7 +284,8 @@ def _apply(kube: KubeAPI, body: dict[str, Any], manager: str, force: bool = Fals
     # A server-side apply as kubectl and Helm send it: YAML, a field manager, force only when asked.
     path = f"/apis/{GROUP}/{VERSION}/namespaces/{NS}/{PLURAL}/{body['metadata']['name']}"
     return httpx.patch(kube.url + path, params={"fieldManager": manager, "force": str(force).lower()},
-                       content=yaml.safe_dump(body), headers={"Content-Type": "application/apply-patch+yaml"},
+                       content=yaml.safe_dump(body), headers={"Content-Type": "application/apply-patch+yaml", **kube.admin_headers},
+                       verify=kube.verify,
                        timeout=10)
 
 

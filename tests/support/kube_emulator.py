@@ -13,10 +13,19 @@ defaulted, validated and their CEL rules evaluated, transition rules included, i
 server-side apply keeps ``managedFields`` and refuses conflicting applies (``kube_fields``); the garbage collector
 removes objects whose owners are gone; CRD printer columns come back as Tables; ``/openapi/v3`` lists each
 resource's PATCH with ``fieldValidation``, which is what kubectl and Helm check before leaving validation to us.
+It serves HTTPS only (a test CA; Go clients send bearer tokens over nothing else) and authenticates every request:
+the admin kubeconfig's token is the cluster admin (system:masters), ``KubeAPI.kubeconfig_for`` mints a
+ServiceAccount's token (refused with 401 once the ServiceAccount is gone), no credentials is system:anonymous.
+Each request is authorized by RBAC against the stored Roles, ClusterRoles and bindings (``kube_rbac``: verbs,
+groups, resources and subresources, resourceNames, namespace scope, non-resource URLs, the bootstrap discovery
+roles), refused with the server's 403 message, and a Role or binding granting more than its author holds is refused
+(escalation prevention). ``used`` and ``refused`` record what each user was allowed and denied (least-privilege
+tests: tests/operator/test_operator_rbac.py).
 
 Known gaps, and the test that would catch each:
-- No authentication or RBAC: every request is allowed, so a missing or excess permission in the chart's Roles shows
-  only against a real cluster (a test running the operator with its chart ServiceAccount's token would catch it).
+- Tokens are opaque strings, not JWTs bound to a pod, with no expiry, TokenRequest or TokenReview API; no
+  impersonation, client certificates or SelfSubjectAccessReview; the bootstrap policy has only the discovery and
+  public-info roles (no admin/edit/view aggregation): a test using any of these would fail here.
 - Request bodies are JSON or YAML, never protobuf: Helm's release Secrets are sent as protobuf, so Helm keeps its
   releases in memory against the emulator (tests/operator/test_helm_lifecycle.py); a test with Helm's Secret
   storage would catch it.
@@ -42,16 +51,20 @@ Usage::
 from __future__ import annotations
 
 import asyncio
+import base64
 import bisect
+import contextvars
 import copy
 import dataclasses
 import datetime
+import functools
 import inspect
 import json
 import random
 import re
 import shutil
 import socket
+import ssl
 import tempfile
 import threading
 import time
@@ -67,15 +80,35 @@ import attrs
 import jsonpatch
 import jsonpointer
 import kmock
+import trustme
 import yaml
 
 from support.kube_fields import ApplyConflict, apply, manager_of, parse_apply_body, record_update
+from support.kube_rbac import (
+    ADMIN,
+    ANONYMOUS,
+    RBAC_GROUP,
+    Attributes,
+    Grant,
+    Policy,
+    User,
+    authorize,
+    escalation,
+    forbidden_message,
+    request_info,
+    service_account_user,
+)
 from support.kube_schema import FieldError, Schema, check_crd, crd_schema
 
 __all__ = ["CORE_RESOURCES", "TTSCLUSTER", "KubeAPI", "KubeEmulator", "Resource", "WriteFaults"]
 
 SERVER_MINOR = "36"  # /version answers v1.36.0
 _VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+ADMIN_TOKEN = "kube-emulator-admin"  # the admin kubeconfig's bearer token (group system:masters)
+# Who sent the request being handled: set by KubeEmulator.__call__, read by admission (RBAC escalation checks).
+# Writes the emulator makes itself (registering a CRD, the garbage collector) are the admin's.
+_REQUEST_USER: contextvars.ContextVar[User] = contextvars.ContextVar("request_user", default=ADMIN)
+_RBAC_PLURALS = {"roles", "rolebindings", "clusterroles", "clusterrolebindings"}
 
 
 @dataclass(frozen=True)
@@ -153,6 +186,7 @@ CORE_RESOURCES: tuple[Resource, ...] = (
              namespaced=False, subresources=("status",), shortnames=("crd", "crds")),
 )
 CRD_RESOURCE = CORE_RESOURCES[-1]
+SERVICE_ACCOUNTS = next(r for r in CORE_RESOURCES if r.plural == "serviceaccounts")
 
 CHART_CRDS = Path(__file__).resolve().parents[2] / "helm" / "tts-cluster" / "crds"
 # The TTSCluster resource as the chart's CRD defines it (schema, defaults, CEL rules, scale, printer columns).
@@ -394,6 +428,11 @@ class KubeEmulator(kmock.KubernetesEmulator):
     _closing: bool = attrs.field(default=False, init=False)
     watch_count: int = attrs.field(default=0, init=False)  # watch streams open right now
     faults: WriteFaults | None = attrs.field(default=None, init=False)  # see fail_writes()
+    _tokens: dict[str, User] = attrs.field(factory=lambda: {ADMIN_TOKEN: ADMIN}, init=False)
+    # What each non-admin user was allowed, and by which grant: (user, verb, group, resource[/sub], namespace, grant).
+    used: set[tuple[str, str, str, str, str, Grant | None]] = attrs.field(factory=set, init=False)
+    # Requests refused by RBAC: (user, the server's message).
+    refused: list[tuple[str, str]] = attrs.field(factory=list, init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()  # kmock's discovery + get/list/watch/create/patch/delete fallbacks
@@ -519,12 +558,24 @@ class KubeEmulator(kmock.KubernetesEmulator):
         # Also: a trailing slash is ignored, as by the real server; clients use both spellings
         # (the python client asks for "/api/v1/"; "/apis/" is asked for too), kmock routes only the bare one.
         path = raw_request.path
+        user = self._authenticate(raw_request.headers.get("Authorization", ""))
+        if user is None:
+            return self._status_response(401, "Unauthorized", "Unauthorized")
+        attrs = request_info(raw_request.method, path, dict(raw_request.rel_url.query))
+        allowed, grant = authorize(self._policy(), user, attrs)
+        if not allowed:
+            message = forbidden_message(user, attrs)
+            self.refused.append((user.name, message))
+            return self._status_response(403, "Forbidden", message, name=attrs.name, group=attrs.api_group,
+                                         kind=attrs.resource)
+        if not user.superuser:
+            self.used.add((user.name, attrs.verb, attrs.api_group if attrs.resource_request else "",
+                           attrs.combined if attrs.resource_request else attrs.path, attrs.namespace, grant))
+        _REQUEST_USER.set(user)  # this request's task only
         if raw_request.method == "GET" and (path == "/openapi/v3" or path.startswith("/openapi/v3/")):
             doc = self._openapi_v3(path.removeprefix("/openapi/v3").strip("/"))
             if doc is None:
-                return aiohttp.web.json_response(
-                    {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404, "reason": "NotFound",
-                     "message": "the server could not find the requested resource"}, status=404)
+                return self._status_response(404, "NotFound", "the server could not find the requested resource")
             return aiohttp.web.json_response(doc)
         parts = path.strip("/").split("/")
         if parts[:3] == ["api", "v1", "namespaces"] and (
@@ -538,6 +589,69 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 rel_url=raw_request.rel_url.with_path(path).with_query(raw_request.rel_url.query)
             )
         return await super().__call__(raw_request)
+
+    @staticmethod
+    def _status_response(code: int, reason: str, message: str, **details: str) -> aiohttp.web.Response:
+        body: dict[str, Any] = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                                "message": message, "reason": reason, "code": code}
+        if details:
+            body["details"] = {k: v for k, v in details.items() if v}
+        return aiohttp.web.json_response(body, status=code)
+
+    # -- authentication and authorization (kube_rbac) --
+
+    def _authenticate(self, header: str) -> User | None:
+        """No credentials: system:anonymous. A bearer token: the user it was minted for; None (401) for an unknown
+        token, or a ServiceAccount's token once the ServiceAccount is gone (the API server checks it exists)."""
+        if not header:
+            return ANONYMOUS
+        scheme, _, token = header.partition(" ")
+        user = self._tokens.get(token.strip()) if scheme.lower() == "bearer" else None
+        if user is None:
+            return None
+        sa = user.service_account
+        if sa is not None and self._current(SERVICE_ACCOUNTS, sa[0], sa[1]) is None:
+            return None
+        return user
+
+    def mint_token(self, namespace: str, service_account: str) -> str:
+        """A token for a ServiceAccount, as the TokenRequest API (or a projected volume) gives a pod."""
+        token = f"sa-{namespace}-{service_account}-{uuid.uuid4().hex}"
+        self._tokens[token] = service_account_user(namespace, service_account)
+        return token
+
+    def _policy(self) -> Policy:
+        groups = {spec.ref for spec in self._specs.values() if spec.group == RBAC_GROUP}
+        return Policy.of(obj.raw for (res, _, _), obj in self._objects.items() if res in groups and not obj.deleted)
+
+    def _check_escalation(self, spec: Resource, obj: dict[str, Any]) -> None:
+        """A Role or binding may grant only what its author holds, unless the author holds `escalate` (roles) or
+        `bind` (the role a binding names) on it."""
+        user = _REQUEST_USER.get()
+        if user.superuser:
+            return
+        policy = self._policy()
+        namespace = obj["metadata"].get("namespace") or "" if spec.namespaced else ""
+        name = obj["metadata"].get("name", "")
+        if spec.plural in ("roles", "clusterroles"):
+            special = Attributes("escalate", True, api_group=RBAC_GROUP, resource=spec.plural, namespace=namespace,
+                                 name=name)
+            rules = list(obj.get("rules") or [])
+        else:
+            ref = obj.get("roleRef") or {}
+            plural = "clusterroles" if ref.get("kind") == "ClusterRole" else "roles"
+            special = Attributes("bind", True, api_group=RBAC_GROUP, resource=plural, namespace=namespace,
+                                 name=ref.get("name", ""))
+            _, rules = policy._role_rules(ref, namespace)
+        if authorize(policy, user, special)[0]:
+            return
+        missing = escalation(policy, user, namespace, rules)
+        if missing:
+            what = f"{spec.plural}.{spec.group}"
+            raise _error(403, "Forbidden", f'{what} "{name}" is forbidden: user "{user.name}" (groups='
+                                           f'{list(user.groups)}) is attempting to grant RBAC permissions not '
+                                           f'currently held:\n' + "\n".join(missing), name=name, group=spec.group,
+                         kind=spec.plural)
 
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         if request.namespace == "~" and request.resource == CORE_RESOURCES[0].ref:
@@ -817,6 +931,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
                old: dict[str, Any] | None) -> dict[str, Any]:
         """A custom resource's schema (pruning, defaults, validation, CEL) and a CRD's own checks."""
         name = obj["metadata"].get("name", "")
+        if spec.group == RBAC_GROUP and spec.plural in _RBAC_PLURALS:
+            self._check_escalation(spec, obj)
         if spec is CRD_RESOURCE:
             errors = check_crd(obj)
             if errors:
@@ -1219,6 +1335,12 @@ class KubeEmulator(kmock.KubernetesEmulator):
 # --- the server thread -----------------------------------------------------------------------------
 
 
+@functools.cache
+def _certificate_authority() -> trustme.CA:
+    """One test CA per process; each emulator gets a server certificate from it for 127.0.0.1."""
+    return trustme.CA()
+
+
 class KubeAPI:
     """The emulator served on http://127.0.0.1:<free port> from a background thread, plus a kubeconfig.
 
@@ -1252,7 +1374,7 @@ class KubeAPI:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"https://127.0.0.1:{self.port}"
         self._thread = threading.Thread(
             target=self._thread_main, args=(sock,), name=f"kube-api-{self.port}", daemon=True
         )
@@ -1265,22 +1387,67 @@ class KubeAPI:
         self.kubeconfig_path.write_text(json.dumps(self.kubeconfig(), indent=2))
         return self
 
-    def kubeconfig(self) -> dict[str, Any]:
-        """Plain http, no credentials, one context (current) with the default namespace."""
+    @staticmethod
+    def _server_ssl() -> ssl.SSLContext:
+        # TLS, as every API server serves: Go clients (kubectl, Helm) send bearer tokens only over https.
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        _certificate_authority().issue_cert("127.0.0.1", "localhost").configure_cert(context)
+        return context
+
+    @property
+    def ca_pem(self) -> bytes:
+        """The certificate authority that signed the emulator's serving certificate."""
+        return _certificate_authority().cert_pem.bytes()
+
+    @property
+    def verify(self) -> ssl.SSLContext:
+        """For a raw HTTPS client (httpx ``verify=``): trusts the emulator's certificate."""
+        context = ssl.create_default_context()
+        _certificate_authority().configure_trust(context)
+        return context
+
+    def kubeconfig(self, token: str = ADMIN_TOKEN, user: str = "admin") -> dict[str, Any]:
+        """https with the test CA, a bearer token (the cluster admin's unless given), one context with the default
+        namespace."""
+        ca = base64.b64encode(self.ca_pem).decode()
         return {
             "apiVersion": "v1",
             "kind": "Config",
             "preferences": {},
-            "clusters": [{"name": "kube-emulator", "cluster": {"server": self.url}}],
-            "users": [{"name": "anonymous", "user": {}}],
+            "clusters": [{"name": "kube-emulator",
+                          "cluster": {"server": self.url, "certificate-authority-data": ca}}],
+            "users": [{"name": user, "user": {"token": token}}],
             "contexts": [
                 {
                     "name": "kube-emulator",
-                    "context": {"cluster": "kube-emulator", "user": "anonymous", "namespace": self.namespace},
+                    "context": {"cluster": "kube-emulator", "user": user, "namespace": self.namespace},
                 }
             ],
             "current-context": "kube-emulator",
         }
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """For a raw HTTP request as the cluster admin."""
+        return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+    def kubeconfig_for(self, namespace: str, service_account: str) -> Path:
+        """A kubeconfig with a token of a ServiceAccount: what a pod running as it would send. The token stops
+        working when the ServiceAccount is deleted."""
+        token = self.call(lambda: self.emulator.mint_token(namespace, service_account))  # type: ignore[union-attr]
+        assert self._tmpdir is not None, "start() first"
+        path = self._tmpdir / f"kubeconfig-{namespace}-{service_account}"
+        path.write_text(json.dumps(self.kubeconfig(token, f"{namespace}:{service_account}"), indent=2))
+        return path
+
+    def permissions_used(self, user: str) -> set[tuple[str, str, str, str]]:
+        """(verb, API group, resource[/subresource] or non-resource path, namespace) that ``user`` was allowed."""
+        used = self.call(lambda: set(self.emulator.used))  # type: ignore[union-attr]
+        return {(verb, group, resource, ns) for name, verb, group, resource, ns, _ in used if name == user}
+
+    def refusals(self) -> list[tuple[str, str]]:
+        """(user, the server's 403 message) for every request RBAC refused, in order."""
+        return self.call(lambda: list(self.emulator.refused))  # type: ignore[union-attr]
 
     def _thread_main(self, sock: socket.socket) -> None:
         loop = asyncio.new_event_loop()
@@ -1307,7 +1474,7 @@ class KubeAPI:
             runner = aiohttp.web.ServerRunner(server, shutdown_timeout=2.0)
             await runner.setup()
             try:
-                await aiohttp.web.SockSite(runner, sock).start()
+                await aiohttp.web.SockSite(runner, sock, ssl_context=self._server_ssl()).start()
                 self._ready.set()
                 await self._stopping.wait()
                 emulator.close_watches()

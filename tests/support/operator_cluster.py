@@ -5,15 +5,20 @@ Used by tests/operator/test_operator.py and by the chaos suite's operator scenar
 
 from __future__ import annotations
 
+import functools
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
 import kubernetes
+import kubernetes.utils
+import yaml
 from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api, CustomObjectsApi
 
 from support.kube_emulator import KubeAPI, Resource
+from support.paths import CHART
 from support.wait import eventually
 from tts_cli.processes import free_port
 
@@ -26,23 +31,67 @@ EXTRA = [
 ]
 
 
+RBAC_KINDS = {"ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
+OPERATOR_SA = "tts-cluster-operator"  # the chart's ServiceAccount for the operator, released as "tts-cluster"
+
+
+@functools.lru_cache(maxsize=8)
+def _chart_rbac(values_json: str) -> tuple[str, ...]:
+    import helm_python as helm
+
+    chart = helm.Chart.load(str(CHART))
+    rendered = chart.render(json.loads(values_json), name="tts-cluster", namespace=NS, is_install=True)
+    docs = [d for path, text in sorted(rendered.items()) if not path.endswith("NOTES.txt")
+            for d in yaml.safe_load_all(text) if d and d["kind"] in RBAC_KINDS]
+    return tuple(json.dumps(d) for d in docs)
+
+
+def chart_rbac(values: dict | None = None) -> list[dict]:
+    """The operator's ServiceAccount and RBAC as the chart renders them (real Helm) for the release "tts-cluster"
+    in the test namespace: the same objects `helm install` would create."""
+    return [json.loads(d) for d in _chart_rbac(json.dumps({"tests": {"enabled": False}, **(values or {})}))]
+
+
 class Cluster:
     def __init__(self, kube: KubeAPI, log_dir: Path) -> None:
         self.kube = kube
         self.log_dir = log_dir
         kubernetes.config.load_kube_config(config_file=str(kube.kubeconfig_path))
         api = ApiClient()
+        self.api = api
         self.core, self.apps, self.custom = CoreV1Api(api), AppsV1Api(api), CustomObjectsApi(api)
         self.operator: subprocess.Popen | None = None
         self.liveness = 0
 
-    def start_operator(self, *extra: str) -> None:
+    def install_operator_rbac(self, values: dict | None = None) -> None:
+        """Create the chart's operator ServiceAccount and RBAC (those already there are kept, as a second replica
+        of the operator finds them)."""
+        for obj in chart_rbac(values):
+            try:
+                kubernetes.utils.create_from_dict(self.api, obj, namespace=NS)
+            except kubernetes.utils.FailToCreateError as exc:
+                if any(e.status != 409 for e in exc.api_exceptions):
+                    raise
+
+    def start_operator(self, *extra: str, service_account: str | None = OPERATOR_SA,
+                       rbac_values: dict | None = None) -> None:
+        """The operator process, authenticated as the chart's ServiceAccount with the chart's RBAC: a permission
+        the chart lacks is a 403 here, as in a cluster. ``service_account=None`` runs it as the cluster admin;
+        a name other than the default is one a Helm release in the test already created."""
+        if service_account == OPERATOR_SA:
+            if rbac_values is None and "--peering" in extra:
+                rbac_values = {"operator": {"replicas": 2}}  # the chart grants kopfpeerings to 2+ replicas
+            self.install_operator_rbac(rbac_values)
+        kubeconfig = (self.kube.kubeconfig_for(NS, service_account) if service_account
+                      else self.kube.kubeconfig_path)
+        scope = ["--all-namespaces"] if "--all-namespaces" in extra else ["--namespace", NS]
         self.liveness = free_port()
         log = open(self.log_dir / "operator.log", "ab")
         self.operator = subprocess.Popen(
-            [sys.executable, "-m", "tts_cli", "operator", "--namespace", NS, "--kubeconfig",
-             str(self.kube.kubeconfig_path), "--interval", "0.3", "--liveness",
-             f"http://127.0.0.1:{self.liveness}/healthz", "--not-ready-seconds", "30", *extra],
+            [sys.executable, "-m", "tts_cli", "operator", *scope, "--kubeconfig",
+             str(kubeconfig), "--interval", "0.3", "--liveness",
+             f"http://127.0.0.1:{self.liveness}/healthz", "--not-ready-seconds", "30",
+             *[a for a in extra if a != "--all-namespaces"]],
             stdout=log, stderr=subprocess.STDOUT,
         )
         eventually(lambda: httpx.get(f"http://127.0.0.1:{self.liveness}/healthz", timeout=1).status_code == 200,
