@@ -8,6 +8,11 @@ break). So at the connection limit a new connection does not get a 503 while idl
 the table (3,000 idle sockets refused every real request, issue 30): the oldest connection of the first class that
 has one is closed for it; only when every connection is busy is the new one refused.
 
+A fresh connection younger than `fresh_grace` seconds goes last of all: a real client sends its request as soon
+as it connects, but on a loaded server its first bytes may not have been read yet, and a flood's next connection
+must not displace it for that (the chaos suite's slow-header flood broke one request so: issue 30). Past the grace,
+a connection that has sent nothing is the flood's.
+
 Each peer address may hold at most `max_per_peer` connections, and at that cap a new connection of its own
 displaces its own oldest idle or reading one, never another peer's: one client flooding the server pushes out its
 own sockets, not other clients' keep-alive connections.
@@ -15,8 +20,9 @@ own sockets, not other clients' keep-alive connections.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from enum import Enum
 from typing import Generic, Optional, TypeVar
 
@@ -41,9 +47,13 @@ class Verdict(Enum):
 class Admission(Generic[C]):
     """Counts admitted connections, by peer and by state; `admit` says which existing ones must go for a new one."""
 
-    def __init__(self, max_connections: int, max_per_peer: int) -> None:
+    def __init__(self, max_connections: int, max_per_peer: int, fresh_grace: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.max_connections = max_connections
         self.max_per_peer = max_per_peer
+        self.fresh_grace = fresh_grace
+        self._clock = clock
+        self._opened: dict[C, float] = {}  # when each fresh connection was admitted
         self._peer: dict[C, str] = {}
         self._state: dict[C, State] = {}
         self._per_peer: Counter[str] = Counter()
@@ -65,12 +75,12 @@ class Admission(Generic[C]):
         with the state each was in (already forgotten here). A refused one is not counted."""
         evict: list[tuple[C, State]] = []
         if self._per_peer[peer] >= self.max_per_peer:
-            victim = self._oldest(self._peer_evictable.get(peer))
+            victim = self._victim(self._peer_evictable.get(peer))
             if victim is None:
                 return Verdict.REFUSE, []
             evict.append((victim, self.forget(victim)))
         if len(self._state) >= self.max_connections:
-            victim = self._oldest(self._evictable)
+            victim = self._victim(self._evictable)
             if victim is None:
                 return Verdict.REFUSE, evict  # the peer's own victim stays evicted: it was over its own cap
             evict.append((victim, self.forget(victim)))
@@ -78,6 +88,7 @@ class Admission(Generic[C]):
         self._per_peer[peer] += 1
         self._state[conn] = State.BUSY  # placed in the fresh queue by `set_state` below
         self.set_state(conn, State.FRESH)
+        self._opened[conn] = self._clock()
         return Verdict.ADMIT, evict
 
     def set_state(self, conn: C, state: State) -> None:
@@ -91,6 +102,8 @@ class Admission(Generic[C]):
         if old is not State.BUSY:
             self._evictable[old].pop(conn, None)
             queues[old].pop(conn, None)
+        if old is State.FRESH:
+            self._opened.pop(conn, None)
         self._state[conn] = state
         if state is not State.BUSY:
             self._evictable[state][conn] = None
@@ -105,6 +118,7 @@ class Admission(Generic[C]):
         if state is None:
             return State.BUSY
         peer = self._peer.pop(conn)
+        self._opened.pop(conn, None)
         self._per_peer[peer] -= 1
         queues = self._peer_evictable.get(peer)
         if state is not State.BUSY:
@@ -116,11 +130,16 @@ class Admission(Generic[C]):
             self._peer_evictable.pop(peer, None)
         return state
 
-    @staticmethod
-    def _oldest(queues: Optional[dict[State, dict[C, None]]]) -> Optional[C]:
+    def _victim(self, queues: Optional[dict[State, dict[C, None]]]) -> Optional[C]:
+        """The oldest connection of the first class that has one; a fresh one within its grace only as a last
+        resort."""
         if queues is None:
             return None
+        young: Optional[C] = None
         for state in EVICTION_ORDER:
             for conn in queues[state]:
+                if state is State.FRESH and self._clock() - self._opened.get(conn, 0.0) < self.fresh_grace:
+                    young = conn  # the oldest fresh one is within its grace: so are all the younger ones
+                    break
                 return conn
-        return None
+        return young

@@ -73,8 +73,13 @@ class GuardedConfig(uvicorn.Config):
         super().__init__(app, http=GuardedProtocol, **kwargs)
         self.limits = limits
         self.admission: Admission[GuardedProtocol] = Admission(limits.max_connections,
-                                                               limits.max_connections_per_peer)
+                                                               limits.max_connections_per_peer, FRESH_GRACE_SECONDS)
         self.last_refusal_log = -10.0  # loop time of the last "connection limit reached" line
+
+
+# A connection that has sent nothing for this long is displaced before half-sent and kept-alive ones; a younger one
+# only after them (its client may have sent its request already, not yet read on a loaded server).
+FRESH_GRACE_SECONDS = 1.0
 
 
 class GuardedProtocol(HttpToolsProtocol):
@@ -85,7 +90,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self.limits: Limits = getattr(config, "limits", Limits())
         admission = getattr(config, "admission", None)
         self.admission: Admission[GuardedProtocol] = admission if isinstance(admission, Admission) else \
-            Admission(self.limits.max_connections, self.limits.max_connections_per_peer)
+            Admission(self.limits.max_connections, self.limits.max_connections_per_peer, FRESH_GRACE_SECONDS)
         self._read_timer: Optional[Any] = None
         self._read_started = 0.0  # loop time of the request's first byte
         self._header_bytes = 0

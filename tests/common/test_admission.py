@@ -53,3 +53,31 @@ def test_closed_connections_stop_counting_and_forgotten_peers_leave_nothing_behi
         adm.forget(n)
     assert len(adm) == 0 and not adm._per_peer and not adm._peer_evictable
     assert adm.forget(5) is State.BUSY  # an unknown one: nothing to undo
+
+
+def test_a_fresh_connection_within_its_grace_goes_last_a_flood_of_half_sent_ones_first():
+    """A real client's request may not have been read yet on a loaded server: for `fresh_grace` seconds its
+    connection is displaced after half-sent and kept-alive ones, so a slow-header flood pushes out its own."""
+    now = [0.0]
+    adm: Admission[str] = Admission(max_connections=3, max_per_peer=10, fresh_grace=1.0, clock=lambda: now[0])
+    adm.admit("slow-1", "flood")
+    adm.set_state("slow-1", State.READING)
+    adm.admit("slow-2", "flood")
+    adm.set_state("slow-2", State.READING)
+    adm.admit("real", "client")  # opened, its request not read yet
+    assert adm.admit("slow-3", "flood") == (Verdict.ADMIT, [("slow-1", State.READING)])
+    adm.set_state("slow-3", State.READING)
+    now[0] = 1.5  # it has sent nothing for longer than the grace: now it is the flood's kind, and goes first
+    assert adm.admit("slow-4", "flood") == (Verdict.ADMIT, [("real", State.FRESH)])
+    adm.set_state("slow-4", State.BUSY)
+    adm.set_state("slow-3", State.BUSY)
+    adm.set_state("slow-2", State.BUSY)
+    assert adm.admit("x", "p") == (Verdict.REFUSE, [])
+
+
+def test_young_fresh_connections_still_make_room_when_nothing_else_can():
+    adm: Admission[str] = Admission(max_connections=2, max_per_peer=10, fresh_grace=60.0)
+    adm.admit("young", "p")
+    adm.admit("busy", "p")
+    adm.set_state("busy", State.BUSY)
+    assert adm.admit("new", "p") == (Verdict.ADMIT, [("young", State.FRESH)])
