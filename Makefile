@@ -21,7 +21,7 @@ TORCH_VERSION ?= 2.13.0
 GPT_SOVITS_DIST ?= gpt-sovits-cpufast==0.1.0 g2p_en==2.1.0 tokenizers==0.23.3
 GSV_STAMP := $(VENV)/.gpt-sovits-$(shell echo "$(TORCH_VERSION) $(GPT_SOVITS_DIST)" | cat - pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: help setup setup-gpt-sovits test check demo bench chaos voices manifests lock clean nginx
+.PHONY: help setup setup-gpt-sovits test check demo bench chaos voices manifests lock clean nginx e2e
 
 help:
 	@echo "make demo   - set up .venv, then a router and $(WORKERS) workers with the bundled voice on http://$(HOST):$(PORT)"
@@ -29,6 +29,7 @@ help:
 	@echo "make check  - mypy (strict), ruff and the import contracts only"
 	@echo "make bench  - set up .venv, then run the benchmarks (table + JSON in bench/results/)"
 	@echo "make chaos  - set up .venv, then inject faults into real processes; fails if any request is lost"
+	@echo "make e2e    - the end-to-end suite: helm install to uninstall, on the emulator or on E2E_KUBECONFIG's cluster"
 	@echo "make manifests - regenerate manifests/ from helm/tts-cluster"
 	@echo "make lock   - re-resolve requirements.lock from pyproject.toml's ranges (needs PyPI)"
 	@echo "make clean  - remove .venv and caches"
@@ -97,6 +98,11 @@ bench: setup setup-gpt-sovits nginx
 # Faults injected into real workers, routers and the operator (bench/chaos.py): exits 1 if any request was lost.
 chaos: setup
 	$(VENV)/bin/tts-cluster bench chaos
+
+# The end-to-end suite (docs/e2e.md): against the cluster E2E_KUBECONFIG names, else the API-server emulator.
+E2E_KUBECONFIG ?=
+e2e: setup
+	E2E_KUBECONFIG=$(E2E_KUBECONFIG) $(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 # nginx is the peer balancer the cluster benchmark compares against (Debian's nginx-light).
 nginx:

@@ -46,6 +46,18 @@ def is_ready(pod: dict[str, Any]) -> bool:
     return False
 
 
+def unschedulable(pod: dict[str, Any]) -> Optional[str]:
+    """The scheduler's message while the pod waits for a node that fits it (say, no free GPU), else None."""
+    status = pod.get("status") or {}
+    if status.get("phase") not in (None, "Pending"):
+        return None
+    for cond in status.get("conditions") or []:
+        if cond.get("type") == "PodScheduled" and cond.get("status") == "False" \
+                and cond.get("reason") == "Unschedulable":
+            return str(cond.get("message") or "Unschedulable")
+    return None
+
+
 def failure(pod: dict[str, Any], crashloop_restarts: int, not_ready_seconds: float,
             at: Optional[datetime.datetime] = None) -> Optional[str]:
     """Why this worker must be replaced, or None. Each reason becomes the Event's reason. `at`: now."""
@@ -59,6 +71,8 @@ def failure(pod: dict[str, Any], crashloop_restarts: int, not_ready_seconds: flo
         waiting = (cs.get("state") or {}).get("waiting") or {}
         if waiting.get("reason") == "CrashLoopBackOff" and int(cs.get("restartCount") or 0) >= crashloop_restarts:
             return "CrashLoopBackOff"
+    if unschedulable(pod) is not None:
+        return None  # waiting for room on a node: a replacement would wait the same way
     if not is_ready(pod):
         since = _parse_time(pod["metadata"].get("creationTimestamp"))
         for cond in status.get("conditions") or []:

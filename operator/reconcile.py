@@ -47,6 +47,8 @@ class ClusterMemory:
     voice_errors: VoiceErrorLog = field(default_factory=VoiceErrorLog)
     #: the spec.voices error last posted as an Event, so a bad spec is told once, not every interval
     voices_refused: Optional[str] = None
+    #: worker pods already reported Pending for want of a node (one Event each, not one per interval)
+    unschedulable_told: frozenset[str] = frozenset()
 
 
 def cluster_memory(memo: kopf.Memo) -> ClusterMemory:
@@ -194,9 +196,14 @@ class Reconciler:
                                                             old_conditions, generation)
         active, ready, draining = step.active, step.ready, step.draining
 
+        pending = self._unschedulable(worker_pods, memory, event)
         router_ok = self.kube.deployment_available(namespace, f"{name}-router") > 0
         progressing = active != desired or bool(draining) or ready < active
         degraded = ready < desired
+        degraded_reason = "WorkersUnschedulable" if pending else ("WorkersNotReady" if degraded else "AllReady")
+        degraded_message = f"{ready} of {desired} workers ready"
+        if pending:
+            degraded_message += f"; {len(pending)} Pending: {next(iter(pending.values()))}"
         conditions = [
             condition(old_conditions, "Ready", ready > 0 and router_ok,
                       "Serving" if ready > 0 and router_ok else ("NoReadyWorker" if ready == 0 else "RouterUnavailable"),
@@ -205,8 +212,7 @@ class Reconciler:
             condition(old_conditions, "Progressing", progressing,
                       "Scaling" if progressing else "Stable",
                       f"{active} workers, {draining} draining, {ready} ready, {desired} wanted", generation),
-            condition(old_conditions, "Degraded", degraded,
-                      "WorkersNotReady" if degraded else "AllReady", f"{ready} of {desired} workers ready", generation),
+            condition(old_conditions, "Degraded", degraded, degraded_reason, degraded_message, generation),
             *voice_conditions,
         ]
         return {
@@ -220,6 +226,18 @@ class Reconciler:
             **voice_status,
             "conditions": conditions,
         }
+
+    @staticmethod
+    def _unschedulable(worker_pods: list[dict[str, Any]], memory: ClusterMemory, event: EventFn) -> dict[str, str]:
+        """Workers Pending for want of a node that fits them (more workers than free GPUs), with the scheduler's
+        message; each is told once as a Warning Event."""
+        pending = {pods.name_of(p): msg for p in worker_pods
+                   if not pods.is_terminating(p) and (msg := pods.unschedulable(p)) is not None}
+        for pod_name, message in pending.items():
+            if pod_name not in memory.unschedulable_told:
+                event("Warning", "WorkerUnschedulable", f"{pod_name} is Pending: {message}")
+        memory.unschedulable_told = frozenset(pending)
+        return pending
 
     def _read_stats(self, worker_pods: list[dict[str, Any]], port: int) -> dict[str, Optional[dict[str, Any]]]:
         """Each pod's /stats, asked all at once (each has a short timeout): one slow worker delays the

@@ -2,7 +2,8 @@
 
 Nothing runs pods in the emulator, so these tests play the kubelet (an allowed double): they set pod phase,
 readiness and podIP, and point pods at real worker processes on 127.0.0.x so drains read real /stats.
-The emulator has no garbage collector: the operator deletes what a TTSCluster owns when it is deleted.
+The operator runs as the chart's ServiceAccount under the chart's RBAC; what a TTSCluster owns goes with it through the
+emulator's garbage collector (owner references).
 """
 
 from __future__ import annotations

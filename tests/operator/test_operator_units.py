@@ -238,3 +238,27 @@ def test_api_keys_are_a_mounted_secret_the_router_reads(tmp_path, monkeypatch):
     assert str(RouterSettings().api_keys_file) == env["TTSC_ROUTER_API_KEYS_FILE"]
     # The workers, reached only through the router (the NetworkPolicy), hold no keys.
     assert "TTSC_API_KEYS_FILE" not in str(resources.worker_pod("c", spec))
+
+
+def _pending_pod(condition: dict | None, phase: str = "Pending", created: str = "2026-01-01T00:00:00Z") -> dict:
+    status: dict = {"phase": phase}
+    if condition is not None:
+        status["conditions"] = [condition]
+    return {"metadata": {"name": "w", "creationTimestamp": created}, "status": status}
+
+
+UNSCHEDULABLE = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                 "message": "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."}
+
+
+def test_a_worker_waiting_for_a_gpu_is_pending_not_failed():
+    from tts_operator.pods import failure, unschedulable
+
+    waiting = _pending_pod(UNSCHEDULABLE)
+    assert unschedulable(waiting) == "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."
+    # Long past the not-ready limit, it is still not replaced: a replacement would wait for a GPU too.
+    assert failure(waiting, crashloop_restarts=5, not_ready_seconds=1) is None
+    # Scheduled but never ready is a failure, as before; so is a Pending pod that the scheduler did not refuse.
+    assert failure(_pending_pod(None), crashloop_restarts=5, not_ready_seconds=1) == "NotReady"
+    assert unschedulable(_pending_pod({**UNSCHEDULABLE, "reason": "SchedulingGated"})) is None
+    assert unschedulable(_pending_pod(UNSCHEDULABLE, phase="Running")) is None

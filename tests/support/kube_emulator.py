@@ -36,9 +36,14 @@ Known gaps, and the test that would catch each:
 - OpenAPI documents carry no schemas (client-side validation against them is not possible); no pagination
   (``limit`` is ignored, all items come in one page); no watch bookmarks (they are optional); field selectors
   accept any dotted path (the real server allows only a per-kind list).
-- No controllers but the garbage collector (background propagation, at once): no namespace cascade, Deployments
-  make no ReplicaSets or pods, pods never run and are deleted at once, not gracefully (the operator tests play the
-  kubelet's part by hand); foreground deletion and orphaning are not honoured.
+- Controllers: the garbage collector (background propagation, at once) always; with ``controllers=True`` also the
+  scheduler, the Deployment controller and the EndpointSlice controller (``kube_controllers``, for the end-to-end
+  suite; a kubelet agent runs the pods). They are simplified: Deployments own their pods directly (no
+  ReplicaSets) and replace them all at once on a template change; the scheduler fits only GPUs, pod count,
+  nodeSelector and node readiness (no CPU or memory, taints, affinity or preemption); one EndpointSlice per
+  Service. No namespace cascade; pods are deleted at once, not gracefully; foreground deletion and orphaning are
+  not honoured. A rolling update under traffic, or a pod that must outlive its deletion mark, would show it.
+- The TokenRequest API (serviceaccounts/token) mints tokens without audiences or binding to a pod.
 
 Usage::
 
@@ -83,6 +88,7 @@ import kmock
 import trustme
 import yaml
 
+from support.kube_controllers import deployment_step, endpoint_slice, schedule
 from support.kube_fields import ApplyConflict, apply, manager_of, parse_apply_body, record_update
 from support.kube_rbac import (
     ADMIN,
@@ -167,7 +173,7 @@ CORE_RESOURCES: tuple[Resource, ...] = (
     Resource("", "v1", "services", "Service", subresources=("status",), shortnames=("svc",)),
     Resource("", "v1", "configmaps", "ConfigMap", shortnames=("cm",)),
     Resource("", "v1", "secrets", "Secret"),
-    Resource("", "v1", "serviceaccounts", "ServiceAccount", shortnames=("sa",)),
+    Resource("", "v1", "serviceaccounts", "ServiceAccount", subresources=("token",), shortnames=("sa",)),
     Resource("", "v1", "events", "Event", shortnames=("ev",)),
     Resource("", "v1", "nodes", "Node", namespaced=False, subresources=("status",), shortnames=("no",)),
     Resource("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice"),
@@ -421,6 +427,10 @@ class KubeEmulator(kmock.KubernetesEmulator):
     # False: an API server before Kubernetes 1.25, which stores custom resources without evaluating their CRD's
     # x-kubernetes-validations rules (the operator must still refuse what they refuse).
     validation_rules: bool = True
+    # True: the scheduler, the Deployment controller and the EndpointSlice controller run after every write
+    # (kube_controllers); the end-to-end suite needs them, the other tests play their part by hand.
+    controllers: bool = False
+    _controllers_due: bool = attrs.field(default=False, init=False)
     _rv: int = attrs.field(default=1, init=False)
     _log: list[_Event] = attrs.field(factory=list, init=False)
     _compacted_rv: int = attrs.field(default=0, init=False)  # events at or below it are gone
@@ -440,6 +450,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         # kmock guesses no action for either, so they get their own fallbacks.
         self.fallback[kmock.method.PUT] << self._serve_replace
         self.fallback[kmock.method.DELETE] << self._serve_delete_collection
+        self.fallback[kmock.method.POST] << self._serve_token_request  # POST to a named object's subresource
         for spec in CORE_RESOURCES:
             self.register(spec)
         # Every cluster has the "default" namespace.
@@ -694,6 +705,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
             self.compact(keep=self.history_limit // 2)
         self._changed.set()  # wake the open watches
         self._changed = asyncio.Event()
+        self._wake_controllers()
 
     def compact(self, keep: int = 0) -> None:
         """Forget all but the last ``keep`` events, as etcd compaction does: older watches get 410 Gone."""
@@ -1050,6 +1062,98 @@ class KubeEmulator(kmock.KubernetesEmulator):
         obj = self._store_new(spec, request.namespace, body, request)
         return kmock.Response(status=201, payload=obj, headers=self._warning_headers())  # 201 Created
 
+    async def _serve_token_request(self, request: kmock.Request) -> Any:
+        """The TokenRequest API (serviceaccounts/token): a token for the ServiceAccount, as the kubelet asks for
+        one to project into a pod."""
+        if request.name is None or request.subresource != "token":
+            raise kmock.KubernetesEndpointNotFoundError()
+        if self._spec(request) is not SERVICE_ACCOUNTS:
+            raise _error(404, "NotFound", "the server could not find the requested resource")
+        self._existing(SERVICE_ACCOUNTS, request.namespace, request.name)
+        body = request.data if isinstance(request.data, dict) else {}
+        seconds = int(((body.get("spec") or {}).get("expirationSeconds")) or 3600)
+        expires = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds))
+        return kmock.Response(status=201, payload={
+            "kind": "TokenRequest", "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"name": request.name, "namespace": request.namespace},
+            "spec": {"audiences": (body.get("spec") or {}).get("audiences") or [], "expirationSeconds": seconds},
+            "status": {"token": self.mint_token(request.namespace or "", request.name),
+                       "expirationTimestamp": expires.strftime("%Y-%m-%dT%H:%M:%SZ")}})
+
+    # -- the controllers of kube-controller-manager and kube-scheduler that the end-to-end suite needs --
+
+    def _wake_controllers(self) -> None:
+        if self.controllers and not self._controllers_due:
+            self._controllers_due = True
+            # A fresh context: the controllers act as the system, not as the user whose write woke them.
+            asyncio.get_running_loop().call_soon(self._run_controllers, context=contextvars.Context())
+
+    def _objects_of(self, plural: str, group: str = "") -> tuple[Resource, list[dict[str, Any]]]:
+        spec = next(r for r in self._specs.values() if r.plural == plural and r.group == group)
+        return spec, [o.raw for (res, _, _), o in self._objects.items() if res == spec.ref and not o.deleted]
+
+    def _system_write(self, spec: Resource, old: dict[str, Any], new: dict[str, Any]) -> None:
+        if new == old:
+            return
+        new["metadata"]["resourceVersion"] = str(self._next_rv())
+        namespace = old["metadata"].get("namespace")
+        self._objects[self._key(spec, namespace, old["metadata"]["name"])].history.append(new)
+        self._emit(spec, namespace, "MODIFIED", new, old)
+
+    def _run_controllers(self) -> None:
+        self._controllers_due = False
+        pods_spec, pods = self._objects_of("pods")
+        _, nodes = self._objects_of("nodes")
+        for pod in pods:  # kube-scheduler
+            if (pod.get("spec") or {}).get("nodeName") or pod["metadata"].get("deletionTimestamp"):
+                continue
+            node, why = schedule(pod, nodes, pods)
+            new = copy.deepcopy(pod)
+            conditions = [c for c in (new.setdefault("status", {}).get("conditions") or [])
+                          if c.get("type") != "PodScheduled"]
+            if node is not None:
+                new["spec"]["nodeName"] = node
+                conditions.append({"type": "PodScheduled", "status": "True", "lastTransitionTime": _now()})
+            else:
+                old_cond = next((c for c in (pod.get("status") or {}).get("conditions") or []
+                                 if c.get("type") == "PodScheduled"), None)
+                if old_cond is not None and old_cond.get("message") == why:
+                    continue
+                conditions.append({"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                                   "message": why, "lastTransitionTime": _now()})
+            new["status"]["conditions"] = conditions
+            self._system_write(pods_spec, pod, new)
+            pod.clear()
+            pod.update(new)  # the next pod's fit counts this one
+        deployments_spec, deployments = self._objects_of("deployments", "apps")
+        for d in deployments:  # the Deployment controller (no ReplicaSets)
+            ns = d["metadata"].get("namespace")
+            names = (uuid.uuid4().hex[:5] for _ in iter(int, 1))
+            create, delete, status = deployment_step(d, [p for p in pods if p["metadata"].get("namespace") == ns],
+                                                     names)
+            for name in delete:
+                gone = self._current(pods_spec, ns, name)
+                if gone is not None:
+                    self._store_delete(pods_spec, gone)
+            for body in create:
+                self._store_new(pods_spec, ns, body)
+            if d.get("status") != status:
+                self._system_write(deployments_spec, d, {**copy.deepcopy(d), "status": status})
+        services_spec, services = self._objects_of("services")
+        slices_spec, _ = self._objects_of("endpointslices", "discovery.k8s.io")
+        _, pods = self._objects_of("pods")
+        for svc in services:  # the EndpointSlice controller
+            ns = svc["metadata"].get("namespace")
+            desired = endpoint_slice(svc, [p for p in pods if p["metadata"].get("namespace") == ns])
+            if desired is None:
+                continue
+            current = self._current(slices_spec, ns, desired["metadata"]["name"])
+            if current is None:
+                self._store_new(slices_spec, ns, desired)
+            elif {k: current.get(k) for k in ("endpoints", "ports")} != {k: desired[k] for k in ("endpoints", "ports")}:
+                self._system_write(slices_spec, current, {**copy.deepcopy(current), "endpoints": desired["endpoints"],
+                                                          "ports": desired["ports"]})
+
     def _warning_headers(self) -> dict[str, str | None]:
         # The server's warnings (an unknown field under fieldValidation=Warn) are `Warning: 299 - "..."` headers.
         # None when there are none: kmock merges a handler's headers into those of its earlier answers.
@@ -1350,10 +1454,11 @@ class KubeAPI:
 
     def __init__(
         self, *, namespace: str = "default", resources: Iterable[Resource] = (), startup_timeout: float = 10.0,
-        validation_rules: bool = True,
+        validation_rules: bool = True, controllers: bool = False,
     ) -> None:
         self.namespace = namespace
         self.validation_rules = validation_rules
+        self.controllers = controllers
         self._extra = tuple(resources)
         self._startup_timeout = startup_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -1463,7 +1568,7 @@ class KubeAPI:
 
     async def _serve(self, sock: socket.socket) -> None:
         self._stopping = asyncio.Event()
-        emulator = KubeEmulator(validation_rules=self.validation_rules)
+        emulator = KubeEmulator(validation_rules=self.validation_rules, controllers=self.controllers)
         for spec in self._extra:
             emulator.register(spec)
         self.emulator = emulator
