@@ -142,10 +142,20 @@ def test_pods_the_operator_creates_run_restricted_too():
 def test_rbac_is_namespaced_unless_watching_all():
     kinds = {d["kind"] for d in render({})}
     assert {"Role", "RoleBinding"} <= kinds and not {"ClusterRole", "ClusterRoleBinding"} & kinds
-    wide = {d["kind"] for d in render(VALUE_SETS["all-namespaces-ha"])}
-    assert {"ClusterRole", "ClusterRoleBinding", "KopfPeering"} <= wide and "Role" not in wide
+    wide = render(VALUE_SETS["all-namespaces-ha"])
+    assert {"ClusterRole", "ClusterRoleBinding"} <= {d["kind"] for d in wide} and "Role" not in {d["kind"] for d in wide}
+    # kopf peers through a ClusterKopfPeering when it watches all namespaces (a KopfPeering would go unread), and
+    # the ClusterRole lets it.
+    assert [d["kind"] for d in wide if "Peering" in d["kind"]] == ["ClusterKopfPeering"]
+    rules = next(d for d in wide if d["kind"] == "ClusterRole")["rules"]
+    assert {"apiGroups": ["kopf.dev"], "resources": ["clusterkopfpeerings"], "verbs": ["get", "list", "watch", "patch"]
+            } in rules
     two = [d for d in render(VALUE_SETS["watch-two-namespaces"]) if d["kind"] == "Role"]
     assert sorted(d["metadata"]["namespace"] for d in two) == ["voice-a", "voice-b"]
+    # Namespaced, kopf peers in each namespace it watches.
+    peered = render({"operator": {"watchNamespaces": ["voice-a", "voice-b"], "replicas": 2}})
+    assert sorted((d["kind"], d["metadata"]["namespace"]) for d in peered if "Peering" in d["kind"]) == [
+        ("KopfPeering", "voice-a"), ("KopfPeering", "voice-b")]
 
 
 @pytest.mark.parametrize("values,needle", [
@@ -271,3 +281,35 @@ def test_every_crd_schema_key_is_a_json_schema_prop():
     for kind, crd in CRDS.items():
         for version in crd["spec"]["versions"]:
             assert _schema_keys_outside(version["schema"]["openAPIV3Schema"], f"{kind}/{version['name']}") == []
+
+
+def test_manifests_apply_in_dependency_order():
+    """`kubectl apply -f` creates a file's objects in the order written, and -k in the kustomization's order: each
+    object must follow what it needs (its namespace, its pods' ServiceAccount, the role a binding names, the CRD of
+    its kind), or the first try fails (a real server's first operator ReplicaSet did: "error looking up service
+    account")."""
+    kustomization = yaml.safe_load((ROOT / "manifests" / "kustomization.yaml").read_text())
+    docs = [d for name in kustomization["resources"]
+            for d in yaml.safe_load_all((ROOT / "manifests" / name).read_text()) if d]
+    seen: set[tuple[str, str]] = set()
+    kinds_served = {"Namespace", "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding",
+                    "Deployment", "Service", "ConfigMap", "NetworkPolicy", "PodDisruptionBudget", "Secret",
+                    "CustomResourceDefinition", "Ingress"}
+    for doc in docs:
+        kind, meta = doc["kind"], doc["metadata"]
+        needs = []
+        if meta.get("namespace"):
+            needs.append(("Namespace", meta["namespace"]))
+        if kind not in kinds_served:
+            needs.append(("CustomResourceDefinition", next(
+                c["metadata"]["name"] for c in CRDS.values() if c["spec"]["names"]["kind"] == kind)))
+        if kind == "Deployment":
+            needs.append(("ServiceAccount", doc["spec"]["template"]["spec"].get("serviceAccountName", "default")))
+        if kind in ("RoleBinding", "ClusterRoleBinding"):
+            needs.append((doc["roleRef"]["kind"], doc["roleRef"]["name"]))
+            needs += [("ServiceAccount", s["name"]) for s in doc["subjects"] if s["kind"] == "ServiceAccount"]
+        missing = [n for n in needs if n not in seen]
+        assert not missing, f"{kind}/{meta['name']} comes before {missing}"
+        seen.add((kind, meta["name"]))
+    assert {d["kind"] for d in docs} >= {"Namespace", "ServiceAccount", "Role", "RoleBinding", "Deployment",
+                                         "CustomResourceDefinition", "TTSCluster"}

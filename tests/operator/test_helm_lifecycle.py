@@ -91,7 +91,8 @@ def test_install_scale_upgrade_uninstall_leaves_nothing_behind(cluster: Cluster,
             assert names(cluster, OWNED) == []
             assert not before_operator & set(names(cluster, OWNED))
             crds = kubectl(cluster, "get", "crd", "-o", "name").split()
-            assert crds == ["customresourcedefinition.apiextensions.k8s.io/kopfpeerings.kopf.dev",
+            assert crds == ["customresourcedefinition.apiextensions.k8s.io/clusterkopfpeerings.kopf.dev",
+                            "customresourcedefinition.apiextensions.k8s.io/kopfpeerings.kopf.dev",
                             "customresourcedefinition.apiextensions.k8s.io/ttsclusters.tts-cluster.io"]
         finally:
             cluster.stop_operator()

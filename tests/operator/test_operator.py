@@ -14,7 +14,7 @@ import httpx
 import kubernetes
 import pytest
 
-from support.kube_emulator import TTSCLUSTER, KubeAPI, Resource
+from support.kube_emulator import CLUSTER_KOPFPEERING, KOPFPEERING, TTSCLUSTER, KubeAPI
 from support.operator_cluster import EXTRA, GROUP, NS, PLURAL, VERSION, Cluster
 from support.wait import eventually
 from tts_cli.processes import free_port, start_worker
@@ -220,27 +220,37 @@ def test_autoscaling_follows_the_routers_queue_depth(cluster, voice_dir, logs_di
         worker.stop()
 
 
-def test_two_peered_operators_act_once(tmp_path):
-    """kopf peering: two replicas with (random, so different) priorities: the higher acts, the other stands by."""
-    peering = Resource("kopf.dev", "v1", "kopfpeerings", "KopfPeering", custom=True)
-    with KubeAPI(resources=[TTSCLUSTER, *EXTRA, peering]) as kube:
+@pytest.mark.parametrize("all_namespaces", [False, True], ids=["namespaced", "all-namespaces"])
+def test_two_peered_operators_act_once(tmp_path, all_namespaces):
+    """kopf peering: two replicas with (random, so different) priorities: the higher acts, the other stands by.
+    Watching all namespaces, kopf peers through a ClusterKopfPeering (the chart ships its CRD and grants it)."""
+    with KubeAPI(resources=[TTSCLUSTER, *EXTRA, KOPFPEERING, CLUSTER_KOPFPEERING]) as kube:
         c = Cluster(kube, tmp_path)
-        c.custom.create_namespaced_custom_object("kopf.dev", "v1", NS, "kopfpeerings", {
-            "apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "tts-cluster"}})
+        if all_namespaces:
+            c.custom.create_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", {
+                "apiVersion": "kopf.dev/v1", "kind": "ClusterKopfPeering", "metadata": {"name": "tts-cluster"}})
+        else:
+            c.custom.create_namespaced_custom_object("kopf.dev", "v1", NS, "kopfpeerings", {
+                "apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "tts-cluster"}})
         second = Cluster(kube, tmp_path / "second")
         (tmp_path / "second").mkdir()
+        scope = ["--all-namespaces"] if all_namespaces else []
         try:
-            c.start_operator("--peering", "tts-cluster")
-            second.start_operator("--peering", "tts-cluster")
+            c.start_operator("--peering", "tts-cluster", *scope)
+            second.start_operator("--peering", "tts-cluster", *scope)
             c.create("peer", {"workers": {"replicas": 3}})
             eventually(lambda: len(c.workers("peer")) == 3)
             time.sleep(2)  # many reconciliation intervals of both replicas
             assert len(c.workers("peer")) == 3
-            peers = c.custom.get_namespaced_custom_object("kopf.dev", "v1", NS, "kopfpeerings", "tts-cluster")
+            if all_namespaces:
+                peers = c.custom.get_cluster_custom_object("kopf.dev", "v1", "clusterkopfpeerings", "tts-cluster")
+            else:
+                peers = c.custom.get_namespaced_custom_object("kopf.dev", "v1", NS, "kopfpeerings", "tts-cluster")
             assert len(peers.get("status", {})) == 2  # both replicas registered themselves
         finally:
             c.stop_operator()
             second.stop_operator()
+        assert kube.refusals() == []
 
 
 def test_a_worker_never_ready_is_replaced(cluster):

@@ -106,7 +106,7 @@ from support.kube_rbac import (
 )
 from support.kube_schema import FieldError, Schema, check_crd, crd_schema
 
-__all__ = ["CORE_RESOURCES", "TTSCLUSTER", "KubeAPI", "KubeEmulator", "Resource", "WriteFaults"]
+__all__ = ["CLUSTER_KOPFPEERING", "CORE_RESOURCES", "KOPFPEERING", "TTSCLUSTER", "KubeAPI", "KubeEmulator", "Resource", "WriteFaults"]
 
 SERVER_MINOR = "36"  # /version answers v1.36.0
 _VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
@@ -198,6 +198,8 @@ CHART_CRDS = Path(__file__).resolve().parents[2] / "helm" / "tts-cluster" / "crd
 # The TTSCluster resource as the chart's CRD defines it (schema, defaults, CEL rules, scale, printer columns).
 TTSCLUSTER = Resource.from_crd(yaml.safe_load((CHART_CRDS / "ttsclusters.tts-cluster.io.yaml").read_text()))
 KOPFPEERING = Resource.from_crd(yaml.safe_load((CHART_CRDS / "kopfpeerings.kopf.dev.yaml").read_text()))
+CLUSTER_KOPFPEERING = Resource.from_crd(
+    yaml.safe_load((CHART_CRDS / "clusterkopfpeerings.kopf.dev.yaml").read_text()))
 
 
 class _Event(NamedTuple):

@@ -79,8 +79,13 @@ class Cluster:
         the chart lacks is a 403 here, as in a cluster. ``service_account=None`` runs it as the cluster admin;
         a name other than the default is one a Helm release in the test already created."""
         if service_account == OPERATOR_SA:
-            if rbac_values is None and "--peering" in extra:
-                rbac_values = {"operator": {"replicas": 2}}  # the chart grants kopfpeerings to 2+ replicas
+            if rbac_values is None:  # the chart's values for the mode the flags ask for
+                operator: dict = {}
+                if "--peering" in extra:
+                    operator["replicas"] = 2  # the chart grants (cluster)kopfpeerings to 2+ replicas
+                if "--all-namespaces" in extra:
+                    operator["watchAllNamespaces"] = True  # a ClusterRole instead of a Role
+                rbac_values = {"operator": operator}
             self.install_operator_rbac(rbac_values)
         kubeconfig = (self.kube.kubeconfig_for(NS, service_account) if service_account
                       else self.kube.kubeconfig_path)
