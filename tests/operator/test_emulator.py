@@ -50,21 +50,6 @@ WAIT = 5  # seconds: the bound on every wait in this file
 
 
 @pytest.fixture
-def kube() -> Iterator[KubeAPI]:
-    with KubeAPI() as api:  # a fresh server per test: it starts in milliseconds
-        yield api
-
-
-@pytest.fixture
-def client(kube: KubeAPI) -> Iterator[ApiClient]:
-    # Configured only from the generated kubeconfig, into a private Configuration (no global state).
-    config = kubernetes.client.Configuration()
-    kubernetes.config.load_kube_config(config_file=str(kube.kubeconfig_path), client_configuration=config)
-    with ApiClient(config) as api_client:
-        yield api_client
-
-
-@pytest.fixture
 def pool() -> Iterator[concurrent.futures.ThreadPoolExecutor]:
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as executor:
         yield executor

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import kubernetes
 import pytest
 import yaml
 from kubernetes.client import ApiClient, CoreV1Api, CustomObjectsApi
@@ -203,17 +202,9 @@ def test_defaults_fill_an_empty_spec_and_satisfy_every_rule():
 
 
 @pytest.fixture
-def kube() -> Iterator[KubeAPI]:
+def kube() -> Iterator[KubeAPI]:  # the conftest's, with the TTSCluster CRD
     with KubeAPI(resources=[TTSCLUSTER]) as api:
         yield api
-
-
-@pytest.fixture
-def client(kube: KubeAPI) -> Iterator[ApiClient]:
-    config = kubernetes.client.Configuration()
-    kubernetes.config.load_kube_config(config_file=str(kube.kubeconfig_path), client_configuration=config)
-    with ApiClient(config) as api_client:
-        yield api_client
 
 
 def _refusal(call: Any) -> tuple[int, dict[str, Any]]:

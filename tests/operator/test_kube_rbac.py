@@ -4,7 +4,6 @@ escalation prevention, and its answers (401, 403 in the server's words) over rea
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -118,12 +117,6 @@ def test_escalation_lists_what_the_author_does_not_hold():
 
 
 # --- over HTTPS, with real clients ------------------------------------------------------------------
-
-
-@pytest.fixture
-def kube() -> Iterator[KubeAPI]:
-    with KubeAPI() as api:
-        yield api
 
 
 def clients(kubeconfig: Path) -> tuple[CoreV1Api, RbacAuthorizationV1Api]:
