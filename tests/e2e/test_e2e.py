@@ -9,7 +9,7 @@ router and the workers are this checkout's real processes, started from their po
 through the API (the router through the workers' EndpointSlices, with its own ServiceAccount's token).
 
 One test, in the order a user meets things: install with one worker more than GPUs (it stays Pending and the
-TTSCluster says so), audio through the router, a worker deleted and replaced, `kubectl scale` down with traffic
+TTSCluster says so), audio through the router, a worker's process killed and restarted, a worker deleted and replaced, `kubectl scale` down with traffic
 running (a drain: nothing lost), `helm upgrade` with traffic running, then `helm uninstall`, which leaves nothing
 behind but the CRDs.
 """
@@ -17,6 +17,7 @@ behind but the CRDs.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 import uuid
@@ -158,6 +159,14 @@ def test_install_serve_replace_scale_upgrade_uninstall(backend: Backend, tmp_pat
                                timeout=30, ignore=(httpx.HTTPError,))
             assert {w["url"].split("//")[1].split(":")[0] for w in stats["workers"]} == {
                 p.status.pod_ip for p in backend.pods("worker") if backend.ready(p)}
+            answer = httpx.get(f"{url}/tts", params=tts_params(), timeout=60)
+            assert answer.status_code == 200 and answer.content[:4] == b"RIFF"
+
+            # -- a worker's process killed: the node restarts its container, and it serves again --
+            crashed = next(p for p in backend.pods("worker") if backend.ready(p)).metadata.name
+            os.kill(agent.running()[crashed], signal.SIGKILL)
+            eventually(lambda: (p := backend.core.read_namespaced_pod(crashed, backend.namespace)).status
+                       .container_statuses[0].restart_count == 1 and backend.ready(p), timeout=60)
             answer = httpx.get(f"{url}/tts", params=tts_params(), timeout=60)
             assert answer.status_code == 200 and answer.content[:4] == b"RIFF"
 
