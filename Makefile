@@ -21,7 +21,8 @@ TORCH_VERSION ?= 2.13.0
 GPT_SOVITS_DIST ?= gpt-sovits-cpufast==0.1.0 g2p_en==2.1.0 tokenizers==0.23.3
 GSV_STAMP := $(VENV)/.gpt-sovits-$(shell echo "$(TORCH_VERSION) $(GPT_SOVITS_DIST)" | cat - pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: help setup setup-gpt-sovits test check demo bench chaos voices manifests lock clean nginx e2e
+.PHONY: help setup setup-gpt-sovits test check demo bench chaos voices manifests lock clean nginx e2e prometheus \
+	prometheus-check
 
 help:
 	@echo "make demo   - set up .venv, then a router and $(WORKERS) workers with the bundled voice on http://$(HOST):$(PORT)"
@@ -29,6 +30,7 @@ help:
 	@echo "make check  - mypy (strict), ruff and the import contracts only"
 	@echo "make bench  - set up .venv, then run the benchmarks (table + JSON in bench/results/)"
 	@echo "make chaos  - set up .venv, then inject faults into real processes; fails if any request is lost"
+	@echo "make prometheus-check - a real Prometheus answers every dashboard query; promtool tests every alert"
 	@echo "make e2e    - the end-to-end suite: helm install to uninstall, on the emulator or on E2E_KUBECONFIG's cluster"
 	@echo "make manifests - regenerate manifests/ from helm/tts-cluster"
 	@echo "make lock   - re-resolve requirements.lock from pyproject.toml's ranges (needs PyPI)"
@@ -57,7 +59,7 @@ voices/reference.wav: $(STAMP)
 
 voices: voices/reference.wav
 
-test: setup setup-gpt-sovits nginx check
+test: setup setup-gpt-sovits nginx prometheus check
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Each component folder appears under its import name in build/typecheck (operator/ is tts_operator, never
@@ -111,6 +113,20 @@ nginx:
 	  $$SUDO apt-get install -y -q nginx-light >/dev/null 2>&1 || \
 	  { $$SUDO apt-get update -q >/dev/null 2>&1 && $$SUDO apt-get install -y -q nginx-light >/dev/null 2>&1; } || \
 	  echo "could not install nginx-light: the benchmarks' nginx comparison needs it"; }
+
+# Prometheus and promtool (Debian's prometheus package): the dashboards' and alerts' checks, and
+# `tts-cluster up --prometheus`.
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null 2>&1 && \
+	    $$SUDO apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1; } || \
+	  echo "could not install prometheus: the monitoring checks need it"; }
+
+# A real Prometheus scrapes a local cluster under load; every dashboard query must answer, every alert pass promtool.
+prometheus-check: setup prometheus
+	$(PY) -m pytest tests/monitoring $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

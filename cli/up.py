@@ -54,6 +54,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="extra flag for every worker, e.g. --worker-arg=--max-queue-size=20 (repeatable)")
     p.add_argument("--router-arg", action="append", default=[], metavar="ARG", help="extra flag for the router")
     p.add_argument("--ready-timeout", type=float, default=120.0, help="seconds a worker may take to become ready")
+    p.add_argument("--prometheus", action="store_true",
+                   help="also start Prometheus (Debian's package: make prometheus) scraping the router and workers "
+                   "as the chart's ServiceMonitor would, and print its URL")
+    p.add_argument("--prometheus-port", type=int, default=9090, help="Prometheus's port [default 9090]")
+    p.add_argument("--prometheus-interval", default="5s", help="scrape and rule interval [default 5s]")
+    p.add_argument("--prometheus-rules", type=Path, action="append", default=[], metavar="PATH",
+                   help="a rule file for that Prometheus, e.g. helm/tts-cluster/files/alerts.yaml (repeatable)")
     p.set_defaults(func=run)
 
 
@@ -108,6 +115,7 @@ class Child:
     proc: Optional[subprocess.Popen[bytes]] = None
     restarts: int = 0
     next_start: float = 0.0
+    folder: Optional[Path] = None  # a working folder of its own, removed when `up` stops
 
     def start(self) -> None:
         # Own session: a terminal's Ctrl-C reaches only the supervisor, which then stops children in order
@@ -215,24 +223,8 @@ def run(args: argparse.Namespace) -> int:
     configure_logging("info", json_lines=False)
     if args.voices is None and args.tts_config and (beside := args.tts_config.parent / "voices.yaml").is_file():
         args.voices = beside
-    if args.voices is not None:
-        from tts_common.voices import CatalogError, load_catalog
-
-        try:  # one clear error naming the voice and field, before any worker starts (each would refuse alike)
-            catalog = load_catalog(args.voices)
-        except CatalogError as exc:
-            log_fields(log, f"voice catalog refused: {exc}", logging.ERROR)
-            return 2
-        log_fields(log, f"voice catalog {args.voices}: {', '.join(catalog.names()) or 'no voices'}")
-    if args.api_keys_file is not None:
-        from tts_common.api_keys import KeysError, load_keys
-
-        try:
-            ring = load_keys(args.api_keys_file)
-        except KeysError as exc:
-            log_fields(log, f"API keys refused: {exc}", logging.ERROR)
-            return 2
-        log_fields(log, f"API keys {args.api_keys_file}: {len(ring.keys)} key(s) required on /tts and /v1")
+    if not _inputs_accepted(args):
+        return 2
     yaml_values = read_tts_infer_yaml(args.tts_config) if args.tts_config else {}
     plan = plan_workers(args.workers, args.engine, yaml_values)
     log_fields(log, f"starting {plan.count} worker(s): {plan.reason}")
@@ -270,15 +262,88 @@ def run(args: argparse.Namespace) -> int:
         _stop([router, *workers])
         return 1
 
-    url = router.url
-    # With keys, the example sends one the way clients must (the key itself is the user's, never printed).
-    auth = " -H \"Authorization: Bearer $TTS_API_KEY\"" if args.api_keys_file else ""
-    print(f"\ntts-cluster up: router on {url} with {len(workers)} worker(s) ({args.engine}). Try:\n"
-          f"  curl{auth} -o hello.wav '{url}/tts?text=Hello%20from%20tts-cluster.&text_lang=en"
-          f"&ref_audio_path=reference.wav&prompt_lang=en'\n"
-          f"  curl {url}/concurrent_stats\nCtrl-C stops everything.\n", flush=True)
+    prometheus = _start_prometheus(args, router, workers) if args.prometheus else None
+    if args.prometheus and prometheus is None:
+        _stop([router, *workers])
+        return 1
+    _greet(args, router.url, len(workers), prometheus is not None)
     _supervise([router, *workers], stop.is_set)
     log_fields(log, "stopping: router first, then workers drain")
     _stop([router])
     _stop(workers)
+    if prometheus is not None:
+        _stop([prometheus])
+        if prometheus.folder is not None:
+            shutil.rmtree(prometheus.folder, ignore_errors=True)
     return 0
+
+
+def _inputs_accepted(args: argparse.Namespace) -> bool:
+    """The voice catalog, the API keys and Prometheus, checked before any worker starts: one clear error naming the
+    voice or key and the field (each worker would refuse them alike), or the missing program."""
+    if args.voices is not None:
+        from tts_common.voices import CatalogError, load_catalog
+
+        try:
+            catalog = load_catalog(args.voices)
+        except CatalogError as exc:
+            log_fields(log, f"voice catalog refused: {exc}", logging.ERROR)
+            return False
+        log_fields(log, f"voice catalog {args.voices}: {', '.join(catalog.names()) or 'no voices'}")
+    if args.api_keys_file is not None:
+        from tts_common.api_keys import KeysError, load_keys
+
+        try:
+            ring = load_keys(args.api_keys_file)
+        except KeysError as exc:
+            log_fields(log, f"API keys refused: {exc}", logging.ERROR)
+            return False
+        log_fields(log, f"API keys {args.api_keys_file}: {len(ring.keys)} key(s) required on /tts and /v1")
+    if args.prometheus:
+        from tts_cli import prometheus
+
+        if prometheus.binary() is None:
+            log_fields(log, "--prometheus: no prometheus binary on PATH: install Debian's prometheus package "
+                            "(make prometheus)", logging.ERROR)
+            return False
+    return True
+
+
+def _greet(args: argparse.Namespace, url: str, workers: int, prometheus: bool) -> None:
+    # With keys, the example sends one the way clients must (the key itself is the user's, never printed).
+    auth = " -H \"Authorization: Bearer $TTS_API_KEY\"" if args.api_keys_file else ""
+    print(f"\ntts-cluster up: router on {url} with {workers} worker(s) ({args.engine}). Try:\n"
+          f"  curl{auth} -o hello.wav '{url}/tts?text=Hello%20from%20tts-cluster.&text_lang=en"
+          f"&ref_audio_path=reference.wav&prompt_lang=en'\n"
+          f"  curl {url}/concurrent_stats\n"
+          + (f"Prometheus on http://{args.host}:{args.prometheus_port} (the dashboards' queries work there)\n"
+             if prometheus else "")
+          + "Ctrl-C stops everything.\n", flush=True)
+
+
+def _start_prometheus(args: argparse.Namespace, router: Child, workers: list[Child]) -> Optional[Child]:
+    """Prometheus beside the cluster, scraping it as in Kubernetes (tts_cli.prometheus); None if it cannot start."""
+    import tempfile
+
+    from tts_cli import prometheus
+
+    host_port = router.url.removeprefix("http://")
+    targets = [prometheus.Target(host_port, "tts", "router", "router")]
+    targets += [prometheus.Target(w.url.removeprefix("http://"), "tts-workers", w.name, "worker") for w in workers]
+    folder = Path(tempfile.mkdtemp(prefix="tts-cluster-prometheus-"))
+    try:
+        proc = prometheus.start(targets, folder, args.host, args.prometheus_port, args.prometheus_interval,
+                                tuple(args.prometheus_rules))
+    except FileNotFoundError as exc:
+        log_fields(log, str(exc), logging.ERROR)
+        return None
+    url = f"http://{args.host}:{args.prometheus_port}"
+    # Not supervised: a Prometheus that dies leaves the cluster serving.
+    child = Child("prometheus", [str(a) for a in proc.args] if isinstance(proc.args, list) else [], {}, url, proc,
+                  folder=folder)
+    if not prometheus.wait_ready(url):
+        log_fields(log, f"Prometheus did not become ready: see {folder / 'prometheus.log'}", logging.ERROR)
+        _stop([child])
+        return None
+    log_fields(log, f"Prometheus on {url}, data in {folder}")
+    return child

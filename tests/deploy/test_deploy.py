@@ -32,7 +32,7 @@ VALUE_SETS = {
                     "paths": [{"path": "/", "pathType": "Prefix"}]}],
                     "tls": [{"secretName": "tts-tls", "hosts": ["tts.example.org"]}]},
         "monitoring": {"serviceMonitor": {"enabled": True, "labels": {"release": "prom"}},
-                       "podMonitor": {"enabled": True}},
+                       "podMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}},
         "networkPolicy": {"metricsNamespaceSelector": {"matchLabels": {"name": "monitoring"}}}},
     "all-namespaces-ha": {"operator": {"watchAllNamespaces": True, "replicas": 2}},
     "watch-two-namespaces": {"operator": {"watchNamespaces": ["voice-a", "voice-b"]}},
@@ -84,6 +84,9 @@ def test_every_object_is_valid_kubernetes(rendered):
         elif kind in MONITORING:
             assert doc["apiVersion"] == "monitoring.coreos.com/v1"
             assert doc["spec"]["selector"]["matchLabels"]
+        elif kind == "PrometheusRule":  # its rules are checked by promtool (tests/monitoring/test_alerts.py)
+            assert doc["apiVersion"] == "monitoring.coreos.com/v1"
+            assert [r["alert"] for g in doc["spec"]["groups"] for r in g["rules"]]
         else:
             kubernetes_validate.validate(doc, KUBERNETES, strict=True)
 
