@@ -21,16 +21,12 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-import kubernetes
 import pytest
-from kubernetes.client import AppsV1Api, CoreV1Api, CustomObjectsApi, DiscoveryV1Api
 
-from support.kube_emulator import KubeAPI
+from support.e2e_backend import GROUP, PLURAL, RELEASE, VERSION, Backend
 from support.kubelet_agent import KubeletAgent
 from support.params import tts_params
 from support.paths import CHART
@@ -38,68 +34,13 @@ from support.wait import eventually
 
 helm = pytest.importorskip("helm_python", reason="helm-python-sdk (the deploy extra) is not installed")
 
-GROUP, VERSION, PLURAL = "tts-cluster.io", "v1alpha1", "ttsclusters"
 GPUS = 2
-RELEASE = "tts"
 VALUES = {
     "tests": {"enabled": False},
     "operator": {"interval": 1},
     "ttsCluster": {"workers": {"engine": "synthetic", "replicas": GPUS + 1, "maxReplicas": 4},
                    "router": {"replicas": 1}, "drainTimeoutSeconds": 30},
 }
-
-
-@dataclass
-class Backend:
-    kubeconfig: Path
-    namespace: str
-    real: bool
-    core: CoreV1Api = field(init=False)
-    apps: AppsV1Api = field(init=False)
-    custom: CustomObjectsApi = field(init=False)
-    slices: DiscoveryV1Api = field(init=False)
-
-    def __post_init__(self) -> None:
-        api = kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig))
-        self.core, self.apps = CoreV1Api(api), AppsV1Api(api)
-        self.custom, self.slices = CustomObjectsApi(api), DiscoveryV1Api(api)
-
-    def ttsc(self) -> dict:
-        return self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, RELEASE)
-
-    def pods(self, component: str) -> list:
-        return [p for p in self.core.list_namespaced_pod(
-            self.namespace, label_selector=f"app.kubernetes.io/component={component}").items
-            if not p.metadata.deletion_timestamp]
-
-    def ready(self, pod) -> bool:
-        return any(c.type == "Ready" and c.status == "True" for c in (pod.status.conditions or []))
-
-    def router_url(self) -> str | None:
-        """The router Service's ready endpoint, read from its EndpointSlice (what kube-proxy follows)."""
-        for s in self.slices.list_namespaced_endpoint_slice(
-                self.namespace, label_selector=f"kubernetes.io/service-name={RELEASE}").items:
-            for e in s.endpoints or []:
-                if e.conditions and e.conditions.ready:
-                    return f"http://{e.addresses[0]}:{s.ports[0].port}"
-        return None
-
-
-@pytest.fixture
-def backend(tmp_path: Path) -> Iterator[Backend]:
-    given = os.environ.get("E2E_KUBECONFIG")
-    if given:
-        b = Backend(Path(given), f"tts-e2e-{uuid.uuid4().hex[:6]}", real=True)
-        b.core.create_namespace({"metadata": {"name": b.namespace}})
-        try:
-            yield b
-        finally:
-            b.core.delete_namespace(b.namespace)
-        return
-    with KubeAPI(controllers=True) as kube:
-        b = Backend(kube.kubeconfig_path, "tts-e2e", real=False)
-        b.core.create_namespace({"metadata": {"name": b.namespace}})
-        yield b
 
 
 class Traffic:
