@@ -81,7 +81,7 @@ def ask(base: str, expr: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def monitored(tmp_path: Path, voice_dir: Path) -> Iterator[tuple[str, str, Path]]:
+def monitored(tmp_path: Path, voice_dir: Path) -> Iterator[tuple[str, str, Path, int]]:
     require("prometheus", "prometheus")
     keys = tmp_path / "keys.yaml"
     keys.write_text(yaml.safe_dump({"keys": [{"id": "monitoring", "key": KEY}]}))
@@ -93,14 +93,14 @@ def monitored(tmp_path: Path, voice_dir: Path) -> Iterator[tuple[str, str, Path]
                          "--api-keys-file", str(keys), "--voices", str(voices), "--prometheus", "--prometheus-port",
                          str(port), "--prometheus-interval", "1s", "--prometheus-rules", str(ALERTS))
     try:
-        yield url, f"http://127.0.0.1:{port}", tmp_path / "up.log"
+        yield url, f"http://127.0.0.1:{port}", tmp_path / "up.log", proc.pid
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(60)
 
 
-def worker_pid(port: int) -> int:
-    """The process of `up`'s worker on `port` (its command line has `worker ... -p PORT`)."""
+def worker_pid(up: int, worker_id: str) -> int:
+    """The process of worker `worker_id` that the `up` process `up` started (`worker ... --worker-id ID`)."""
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -108,9 +108,11 @@ def worker_pid(port: int) -> int:
             args = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"worker" in args and b"-p" in args and args[args.index(b"-p") + 1] == str(port).encode():
+        if b"worker" in args and b"--worker-id" in args and \
+                args[args.index(b"--worker-id") + 1] == worker_id.encode() and \
+                (proc / "stat").read_text().rsplit(")", 1)[1].split()[1] == str(up):
             return int(proc.name)
-    raise AssertionError(f"no worker process on port {port}")
+    raise AssertionError(f"no process of worker {worker_id}")
 
 
 def load(url: str, seconds: float) -> list[int]:
@@ -144,7 +146,7 @@ def load(url: str, seconds: float) -> list[int]:
 
 
 def test_every_dashboard_query_answers_from_a_real_prometheus(monitored):
-    url, base, log = monitored
+    url, base, log, up = monitored
     targets = eventually(lambda: (t := httpx.get(f"{base}/api/v1/targets", timeout=5).json()["data"]
                                   ["activeTargets"]) and all(x["health"] == "up" for x in t) and t, timeout=30,
                          ignore=(httpx.HTTPError, ValueError))  # `up` starts Prometheus once the router is ready
@@ -153,12 +155,10 @@ def test_every_dashboard_query_answers_from_a_real_prometheus(monitored):
     statuses = load(url, 8)
     assert statuses.count(200) >= 10 and {400, 404, 499} <= set(statuses)
     # A worker killed under a stream: `up` restarts it; the router counts the cut stream and the worker's absence.
-    stats = httpx.get(f"{url}/concurrent_stats", headers={"Authorization": f"Bearer {KEY}"}, timeout=5).json()
-    victim = stats["workers"][0]["url"]
     with httpx.Client(timeout=60, headers={"Authorization": f"Bearer {KEY}"}) as http:
         with http.stream("GET", f"{url}/tts", params={**tts_params(text="A long sentence to cut. " * 20),
                                                       "streaming_mode": "true"}) as stream:
-            os.kill(worker_pid(int(victim.rsplit(":", 1)[1])), signal.SIGKILL)
+            os.kill(worker_pid(up, stream.headers["x-worker-id"]), signal.SIGKILL)  # the worker serving this stream
             with pytest.raises(httpx.HTTPError):
                 for _ in stream.iter_bytes():
                     pass
