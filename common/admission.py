@@ -8,10 +8,12 @@ break). So at the connection limit a new connection does not get a 503 while idl
 the table (3,000 idle sockets refused every real request, issue 30): the oldest connection of the first class that
 has one is closed for it; only when every connection is busy is the new one refused.
 
-A fresh connection younger than `fresh_grace` seconds goes last of all: a real client sends its request as soon
-as it connects, but on a loaded server its first bytes may not have been read yet, and a flood's next connection
-must not displace it for that (the chaos suite's slow-header flood broke one request so: issue 30). Past the grace,
-a connection that has sent nothing is the flood's.
+A fresh connection younger than `fresh_grace` seconds is not yet known to be silent: a real client sends its
+request as soon as it connects, but on a loaded server its first bytes may not have been read yet. So the order is:
+fresh ones past the grace (silent: a flood's), then half-sent ones, then young fresh ones *newest first*, then idle
+ones. Newest first, because during a burst of connections the newest are the burst's, and a real client's that
+came just before it is spared; idle ones last, because a burst that found no half-sent victim must not close the
+keep-alive connections of real clients (the chaos suite's slow-header flood broke requests both ways: issue 30).
 
 Each peer address may hold at most `max_per_peer` connections, and at that cap a new connection of its own
 displaces its own oldest idle or reading one, never another peer's: one client flooding the server pushes out its
@@ -131,15 +133,18 @@ class Admission(Generic[C]):
         return state
 
     def _victim(self, queues: Optional[dict[State, dict[C, None]]]) -> Optional[C]:
-        """The oldest connection of the first class that has one; a fresh one within its grace only as a last
-        resort."""
+        """Fresh past the grace (oldest first), half-sent (oldest first), fresh within the grace (newest first),
+        idle (oldest first); None when every connection is busy."""
         if queues is None:
             return None
-        young: Optional[C] = None
-        for state in EVICTION_ORDER:
-            for conn in queues[state]:
-                if state is State.FRESH and self._clock() - self._opened.get(conn, 0.0) < self.fresh_grace:
-                    young = conn  # the oldest fresh one is within its grace: so are all the younger ones
-                    break
-                return conn
-        return young
+        fresh = queues[State.FRESH]
+        oldest = next(iter(fresh), None)
+        if oldest is not None and self._clock() - self._opened.get(oldest, 0.0) >= self.fresh_grace:
+            return oldest
+        reading = next(iter(queues[State.READING]), None)
+        if reading is not None:
+            return reading
+        newest = next(reversed(fresh), None)  # fresh ones all within the grace, if any
+        if newest is not None:
+            return newest
+        return next(iter(queues[State.IDLE]), None)

@@ -55,23 +55,27 @@ def test_closed_connections_stop_counting_and_forgotten_peers_leave_nothing_behi
     assert adm.forget(5) is State.BUSY  # an unknown one: nothing to undo
 
 
-def test_a_fresh_connection_within_its_grace_goes_last_a_flood_of_half_sent_ones_first():
-    """A real client's request may not have been read yet on a loaded server: for `fresh_grace` seconds its
-    connection is displaced after half-sent and kept-alive ones, so a slow-header flood pushes out its own."""
+def test_a_young_fresh_connection_goes_after_half_sent_ones_newest_first_and_before_kept_alive_ones():
+    """A real client's request may not have been read yet on a loaded server: for `fresh_grace` seconds a fresh
+    connection is displaced only after half-sent ones, the newest first (a burst's), and still before kept-alive
+    ones, which a burst must not close."""
     now = [0.0]
-    adm: Admission[str] = Admission(max_connections=3, max_per_peer=10, fresh_grace=1.0, clock=lambda: now[0])
-    adm.admit("slow-1", "flood")
-    adm.set_state("slow-1", State.READING)
-    adm.admit("slow-2", "flood")
-    adm.set_state("slow-2", State.READING)
+    adm: Admission[str] = Admission(max_connections=4, max_per_peer=10, fresh_grace=1.0, clock=lambda: now[0])
+    adm.admit("kept", "client")
+    adm.set_state("kept", State.BUSY)
+    adm.set_state("kept", State.IDLE)
+    adm.admit("slow", "flood")
+    adm.set_state("slow", State.READING)
     adm.admit("real", "client")  # opened, its request not read yet
-    assert adm.admit("slow-3", "flood") == (Verdict.ADMIT, [("slow-1", State.READING)])
-    adm.set_state("slow-3", State.READING)
-    now[0] = 1.5  # it has sent nothing for longer than the grace: now it is the flood's kind, and goes first
-    assert adm.admit("slow-4", "flood") == (Verdict.ADMIT, [("real", State.FRESH)])
-    adm.set_state("slow-4", State.BUSY)
-    adm.set_state("slow-3", State.BUSY)
-    adm.set_state("slow-2", State.BUSY)
+    adm.admit("burst-1", "flood")
+    assert adm.admit("burst-2", "flood") == (Verdict.ADMIT, [("slow", State.READING)])
+    assert adm.admit("burst-3", "flood") == (Verdict.ADMIT, [("burst-2", State.FRESH)])  # the newest young one
+    now[0] = 1.5  # "real" has sent nothing for longer than the grace: now it is taken for the flood's, and goes first
+    assert adm.admit("burst-4", "flood") == (Verdict.ADMIT, [("real", State.FRESH)])
+    for conn in ("burst-1", "burst-3", "burst-4"):
+        adm.set_state(conn, State.BUSY)
+    assert adm.admit("next", "client") == (Verdict.ADMIT, [("kept", State.IDLE)])  # only now a kept-alive one
+    adm.set_state("next", State.BUSY)
     assert adm.admit("x", "p") == (Verdict.REFUSE, [])
 
 
