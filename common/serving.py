@@ -77,8 +77,8 @@ class GuardedConfig(uvicorn.Config):
         self.last_refusal_log = -10.0  # loop time of the last "connection limit reached" line
 
 
-# A connection that has sent nothing for this long is displaced before half-sent and kept-alive ones; a younger one
-# only after them (its client may have sent its request already, not yet read on a loaded server).
+# A connection that has sent nothing for this long is displaced first; a younger one only after half-sent ones (its
+# client may have sent its request already, not yet read on a loaded server), and still before kept-alive ones.
 FRESH_GRACE_SECONDS = 1.0
 
 
