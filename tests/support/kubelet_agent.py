@@ -57,6 +57,8 @@ class _Running:
     env: dict[str, str]
     probe: tuple[str, int] | None  # (path, port) of the readiness probe
     grace: float
+    container: str  # the first container's name and image, as its status reports them
+    image: str
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     ready: bool = False
@@ -219,7 +221,7 @@ class KubeletAgent:
             probe = (http.get("path", "/"), int(port))
         running = _Running(meta["name"], meta["namespace"], meta["uid"], ip, root,
                            [sys.executable, "-m", "tts_cli", *[local(a) for a in command]], env, probe,
-                           float(min(spec.get("terminationGracePeriodSeconds") or 30, 30)))
+                           float(min(spec.get("terminationGracePeriodSeconds") or 30, 30)), container["name"], image)
         if not image.startswith("tts-cluster/") and "/tts-cluster/" not in image:
             running.waiting = "ErrImagePull"
         return running
@@ -312,9 +314,10 @@ class KubeletAgent:
             "startTime": running.started,
             "conditions": [{"type": "PodScheduled", "status": "True"}, {"type": "Initialized", "status": "True"},
                            {"type": "ContainersReady", "status": ready}, {"type": "Ready", "status": ready}],
-            "containerStatuses": [{"name": "main", "ready": running.ready, "restartCount": running.restarts,
-                                   "image": "local", "imageID": "", "started": running.process is not None,
-                                   "state": state}],
+            # Named as the spec names the container: a real API server refuses statuses of containers it lacks.
+            "containerStatuses": [{"name": running.container, "ready": running.ready,
+                                   "restartCount": running.restarts, "image": running.image, "imageID": "",
+                                   "started": running.process is not None, "state": state}],
         }
         fingerprint = json.dumps([status["phase"], ready, running.restarts, running.waiting])
         if fingerprint == running.reported:
