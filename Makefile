@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 # stale .venv is refreshed.
 LOCK   := requirements.lock
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d' ' -f1)
-EXTRAS ?= piper,bench,test,deploy
+EXTRAS ?= worker,piper,bench,test,deploy
 HOST   ?= 127.0.0.1
 PORT   ?= 9880
 WORKERS ?= 2
@@ -22,7 +22,7 @@ GPT_SOVITS_DIST ?= gpt-sovits-cpufast==0.1.0 g2p_en==2.1.0 tokenizers==0.23.3
 GSV_STAMP := $(VENV)/.gpt-sovits-$(shell echo "$(TORCH_VERSION) $(GPT_SOVITS_DIST)" | cat - pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: help setup setup-gpt-sovits test check demo bench chaos voices manifests lock clean nginx e2e prometheus \
-	prometheus-check
+	prometheus-check images image-tools
 
 help:
 	@echo "make demo   - set up .venv, then a router and $(WORKERS) workers with the bundled voice on http://$(HOST):$(PORT)"
@@ -31,6 +31,7 @@ help:
 	@echo "make bench  - set up .venv, then run the benchmarks (table + JSON in bench/results/)"
 	@echo "make chaos  - set up .venv, then inject faults into real processes; fails if any request is lost"
 	@echo "make prometheus-check - a real Prometheus answers every dashboard query; promtool tests every alert"
+	@echo "make images - build the router and worker (CPU) images with buildah, no daemon, then smoke-run them"
 	@echo "make e2e    - the end-to-end suite: helm install to uninstall, on the emulator or on E2E_KUBECONFIG's cluster"
 	@echo "make manifests - regenerate manifests/ from helm/tts-cluster"
 	@echo "make lock   - re-resolve requirements.lock from pyproject.toml's ranges (needs PyPI)"
@@ -59,7 +60,7 @@ voices/reference.wav: $(STAMP)
 
 voices: voices/reference.wav
 
-test: setup setup-gpt-sovits nginx prometheus check
+test: setup setup-gpt-sovits nginx prometheus image-tools check
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Each component folder appears under its import name in build/typecheck (operator/ is tts_operator, never
@@ -127,6 +128,24 @@ prometheus:
 # A real Prometheus scrapes a local cluster under load; every dashboard query must answer, every alert pass promtool.
 prometheus-check: setup prometheus
 	$(PY) -m pytest tests/monitoring $(PYTEST_ARGS)
+
+# Daemonless image builds and runs (Debian's buildah, podman, mmdebstrap for a local base, runc: images/podman.sh
+# says why runc). uidmap and fuse-overlayfs let containers/storage use overlay where the kernel allows it.
+IMAGE_TOOLS := buildah podman mmdebstrap runc uidmap fuse-overlayfs
+image-tools:
+	@for p in buildah podman mmdebstrap runc; do command -v $$p >/dev/null 2>&1 || missing=1; done; \
+	[ -z "$$missing" ] || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -q --no-install-recommends $(IMAGE_TOOLS) >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null 2>&1 && \
+	    $$SUDO apt-get install -y -q --no-install-recommends $(IMAGE_TOOLS) >/dev/null 2>&1; } || \
+	  echo "could not install $(IMAGE_TOOLS): the images tier needs them"; }
+
+# Both images (router; worker, CPU variant) built daemonlessly on a Debian base made here, then the images tier:
+# sizes, labels, contents, and a smoke run (router container -> worker container, health checks, SIGTERM).
+images: setup image-tools
+	images/build.sh
+	$(PY) -m pytest tests/images $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

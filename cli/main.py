@@ -18,6 +18,7 @@ SUMMARIES = {
     "operator": "the kopf operator for TTSCluster resources",
     "voices": "prepare the voice directory, or check a voice catalog",
     "bench": "benchmarks: print a table, write JSON to bench/results/",
+    "healthcheck": "probe the health endpoint of the server a container runs (the images' HEALTHCHECK)",
 }
 
 WORKER_EPILOG = """\
@@ -53,9 +54,22 @@ def _worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     p.set_defaults(func=_run_worker)
 
 
+# What the `worker` extra brings (pyproject.toml): the router's image leaves it out.
+WORKER_EXTRA_MODULES = frozenset({"numpy", "soundfile", "av"})
+
+
 def _run_worker(args: argparse.Namespace) -> int:
-    from tts_worker.server import run
     from tts_worker.settings import WorkerSettings
+
+    try:
+        from tts_worker.server import run
+    except ModuleNotFoundError as exc:
+        if exc.name not in WORKER_EXTRA_MODULES:
+            raise
+        print(f"tts-cluster worker: {exc.name} is not installed. A worker needs the `worker` extra: "
+              "pip install 'tts-cluster[worker,piper]' (the router image has no worker dependencies; "
+              "run workers from the worker image).", file=sys.stderr)
+        return 2
 
     settings = settings_from(args, WorkerSettings, "worker")
     return 2 if settings is None else run(settings)
@@ -204,6 +218,16 @@ def _bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add_arguments(p)
 
 
+def _healthcheck_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from .healthcheck import __doc__ as doc
+    from .healthcheck import add_arguments, run
+
+    p = sub.add_parser("healthcheck", help=SUMMARIES["healthcheck"], description=doc,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
 # Each command's parser. A full parser imports its command's settings (the bench's imports every benchmark), so
 # `main` builds only the one asked for: all of them took half a second of a router's restart (issue 30).
 COMMANDS: dict[str, Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]] = {
@@ -213,6 +237,7 @@ COMMANDS: dict[str, Callable[[argparse._SubParsersAction[argparse.ArgumentParser
     "operator": _operator_parser,
     "voices": _voices_parser,
     "bench": _bench_parser,
+    "healthcheck": _healthcheck_parser,
 }
 
 

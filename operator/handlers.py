@@ -63,7 +63,7 @@ def register(registry: kopf.OperatorRegistry, reconciler: Reconciler) -> None:
         if reconciler.deleted_by_us(namespace, name):
             return
         try:
-            owner = reconciler.kube.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, cluster)
+            owner = reconciler.kube.get_cluster(namespace, cluster)
         except Exception:  # the TTSCluster itself is gone
             return
         # The API answers a plain dict; kopf posts an Event for any object with metadata.

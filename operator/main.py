@@ -7,27 +7,15 @@ import random
 from typing import Any
 
 import kopf
-from kubernetes import client, config
 
 from tts_common.logs import configure_logging, log_fields
 
 from .handlers import register
-from .kube import Kube
+from .kube import Kube, client_for
 from .reconcile import Reconciler
 from .settings import OperatorSettings
 
 log = logging.getLogger("tts_operator")
-
-
-def _api_client(settings: OperatorSettings) -> client.ApiClient:
-    if settings.kubeconfig:
-        config.load_kube_config(config_file=str(settings.kubeconfig))
-    else:
-        try:
-            config.load_incluster_config()
-        except config.ConfigException:
-            config.load_kube_config()
-    return client.ApiClient()
 
 
 def run(ours: OperatorSettings) -> int:
@@ -36,7 +24,7 @@ def run(ours: OperatorSettings) -> int:
         import os
 
         os.environ["KUBECONFIG"] = str(ours.kubeconfig)  # kopf's own login reads it too
-    reconciler = Reconciler(ours, Kube(_api_client(ours)))
+    reconciler = Reconciler(ours, Kube(client_for(str(ours.kubeconfig) if ours.kubeconfig else None)))
     registry = kopf.OperatorRegistry()
     register(registry, reconciler)
 

@@ -25,7 +25,7 @@ from .kube import Kube
 from .placement import Placement, place
 from .plan import Create, Drain, Remove, Replace, Rules, Undrain, WorkerPlan, loads_needed, plan, serving_after
 from .settings import OperatorSettings
-from .spec import GROUP, PLURAL, VERSION, TTSClusterSpec, parse_spec
+from .spec import TTSClusterSpec, parse_spec
 from .status import condition
 from .voice_status import VoiceErrorLog, placement_from_status, placement_problem, status_rows, voice_report
 from .voices import VoicesSpec, catalog_yaml, empty_catalog_yaml, read_voices
@@ -136,7 +136,7 @@ class Reconciler:
         wanted = to_persist(spec.default_weights, router_default_voice(url))
         if wanted is None:
             return
-        self.kube.patch_spec(namespace, name, {"defaultWeights": wanted}, GROUP, VERSION, PLURAL)
+        self.kube.patch_spec(namespace, name, {"defaultWeights": wanted})
         event("Normal", "DefaultVoiceSwitched", f"default voice switched through the router: {wanted} "
                                                 "(persisted in spec.defaultWeights; routers restart with it)")
 
@@ -153,7 +153,7 @@ class Reconciler:
         if decided != current:
             event("Normal", "Autoscaled", f"workers {current} -> {decided}: {admitted} requests admitted, "
                                           f"target {spec.autoscaling.target_queue_depth:g} per worker")
-            self.kube.set_worker_replicas(namespace, name, decided, GROUP, VERSION, PLURAL)
+            self.kube.set_worker_replicas(namespace, name, decided)
         return decided
 
     def _check_voices(self, spec: TTSClusterSpec, memory: ClusterMemory, event: EventFn) -> VoicesSpec | str:
@@ -174,7 +174,7 @@ class Reconciler:
         s = self.settings
         name, namespace = body["metadata"]["name"], body["metadata"]["namespace"]
         generation: Optional[int] = body["metadata"].get("generation")
-        worker_pods = self.kube.list_pods(namespace, resources.selector_string(name, "worker"))
+        worker_pods = self.kube.list_pods(namespace, resources.selector(name, "worker"))
         rules = Rules(s.crashloop_restarts, s.not_ready_seconds, spec.drain_timeout_seconds)
         now = pods.now()
         by_name = {pods.name_of(p): p for p in worker_pods}

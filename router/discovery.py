@@ -7,10 +7,7 @@ polling accordingly, so workers appear and disappear without a router restart.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
@@ -70,126 +67,117 @@ class StaticDiscovery:
 class KubernetesDiscovery:
     """Watch the workers' EndpointSlices (ready endpoints only) and Pods carrying the draining label.
 
-    The `kubernetes` client is synchronous, so each watch runs on a daemon thread and hands results to the loop.
+    Each watch is a task on the router's loop (lightkube's asyncio client): list, hand the whole set over, then
+    watch from the list's resourceVersion; any error (the API server gone, 410 Gone) lists again after a pause, so
+    nothing deleted while the watch was down is kept.
     """
 
     def __init__(self, settings: RouterSettings, on_change: OnChange) -> None:
         self.settings = settings
         self.on_change = on_change
-        self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.slices: dict[str, dict[str, Any]] = {}
         self.draining: set[str] = set()
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
+        self._tasks: list[asyncio.Task[None]] = []
         self.namespace = settings.k8s_namespace or "default"
 
     async def start(self) -> None:
-        from kubernetes import client, config
+        from lightkube import AsyncClient, KubeConfig
+        from lightkube.resources.core_v1 import Pod
+        from lightkube.resources.discovery_v1 import EndpointSlice
 
         if self.settings.kubeconfig:
-            config.load_kube_config(config_file=str(self.settings.kubeconfig))
+            config = KubeConfig.from_file(self.settings.kubeconfig)
         else:
-            config.load_incluster_config()
+            config = KubeConfig.from_service_account()
             if not self.settings.k8s_namespace:
                 ns_file = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
                 if ns_file.is_file():
                     self.namespace = ns_file.read_text().strip()
-        self.loop = asyncio.get_running_loop()
-        discovery_api, core_api = client.DiscoveryV1Api(), client.CoreV1Api()
-        selector = f"kubernetes.io/service-name={self.settings.k8s_service}"
-        threads = [
-            (discovery_api.list_namespaced_endpoint_slice, selector, self._on_slice, self._reset_slices),
-            (core_api.list_namespaced_pod, f"{self.settings.draining_label}=true", self._on_pod, self._reset_pods),
+        client = AsyncClient(config, namespace=self.namespace)
+        watches: list[tuple[Any, dict[str, str], Callable[[str, dict[str, Any]], None],
+                            Callable[[list[dict[str, Any]]], None]]] = [
+            (EndpointSlice, {"kubernetes.io/service-name": self.settings.k8s_service}, self._on_slice,
+             self._reset_slices),
+            (Pod, {self.settings.draining_label: "true"}, self._on_pod, self._reset_pods),
         ]
-        for lister, sel, on_event, on_reset in threads:
-            threading.Thread(
-                target=self._watch_loop, args=(lister, sel, on_event, on_reset), daemon=True, name=f"watch {sel}"
-            ).start()
+        for kind, labels, on_event, on_reset in watches:
+            self._tasks.append(asyncio.create_task(self._watch_loop(client, kind, labels, on_event, on_reset)))
 
     async def stop(self) -> None:
-        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _watch_loop(self, lister: Callable[..., Any], selector: str, on_event: Callable[[str, dict[str, Any]], None],
-                    on_reset: Callable[[list[dict[str, Any]]], None]) -> None:
-        from kubernetes import watch
-
+    async def _watch_loop(self, client: Any, kind: Any, labels: dict[str, str],
+                          on_event: Callable[[str, dict[str, Any]], None],
+                          on_reset: Callable[[list[dict[str, Any]]], None]) -> None:
         backoff = 0.5
-        while not self._stop.is_set():
+        while True:
             try:
-                listed = json.loads(
-                    lister(self.namespace, label_selector=selector, _preload_content=False).data
-                )
-                on_reset(listed.get("items") or [])
-                version = (listed.get("metadata") or {}).get("resourceVersion")
-                stream = watch.Watch().stream(
-                    lister, self.namespace, label_selector=selector, resource_version=version, timeout_seconds=30
-                )
-                for event in stream:
-                    if self._stop.is_set():
-                        return
-                    on_event(event["type"], event["raw_object"])
-                backoff = 0.5
+                listed = client.list(kind, namespace=self.namespace, labels=labels)
+                on_reset([obj.to_dict() async for obj in listed])
+                watch = client.watch(kind, namespace=self.namespace, labels=labels,
+                                     resource_version=listed.resourceVersion, server_timeout=30)
+                async for event, obj in watch:
+                    on_event(event, obj.to_dict())
+                    backoff = 0.5
+            except asyncio.CancelledError:
+                raise
             except Exception as exc:  # API server gone, 410 Gone, ...: list again after a pause
-                log_fields(log, "kubernetes watch restarting", logging.WARNING, selector=selector, error=str(exc))
-                time.sleep(backoff)
+                log_fields(log, "kubernetes watch restarting", logging.WARNING, kind=kind.__name__,
+                           error=str(exc) or type(exc).__name__)
+                await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
 
     # -- state -----------------------------------------------------------------------------------------------
     def _reset_slices(self, items: list[dict[str, Any]]) -> None:
-        with self._lock:
-            self.slices = {i["metadata"]["name"]: i for i in items}
+        self.slices = {i["metadata"]["name"]: i for i in items}
         self._publish()
 
     def _on_slice(self, kind: str, obj: dict[str, Any]) -> None:
-        with self._lock:
-            name = obj["metadata"]["name"]
-            if kind == "DELETED":
-                self.slices.pop(name, None)
-            elif kind in ("ADDED", "MODIFIED"):
-                self.slices[name] = obj
+        name = obj["metadata"]["name"]
+        if kind == "DELETED":
+            self.slices.pop(name, None)
+        elif kind in ("ADDED", "MODIFIED"):
+            self.slices[name] = obj
         self._publish()
 
     def _reset_pods(self, items: list[dict[str, Any]]) -> None:
-        with self._lock:
-            self.draining = {i["metadata"]["name"] for i in items}
+        self.draining = {i["metadata"]["name"] for i in items}
         self._publish()
 
     def _on_pod(self, kind: str, obj: dict[str, Any]) -> None:
-        with self._lock:
-            name = obj["metadata"]["name"]
-            labels = obj["metadata"].get("labels") or {}
-            if kind == "DELETED" or labels.get(self.settings.draining_label) != "true":
-                self.draining.discard(name)
-            else:
-                self.draining.add(name)
+        name = obj["metadata"]["name"]
+        labels = obj["metadata"].get("labels") or {}
+        if kind == "DELETED" or labels.get(self.settings.draining_label) != "true":
+            self.draining.discard(name)
+        else:
+            self.draining.add(name)
         self._publish()
 
     def targets(self) -> list[Target]:
         out: dict[str, Target] = {}
-        with self._lock:
-            for sl in self.slices.values():
-                ports = sl.get("ports") or []
-                port = next((p.get("port") for p in ports if p.get("name") == self.settings.k8s_port_name), None)
-                if port is None and ports:
-                    port = ports[0].get("port")
-                if port is None:
+        for sl in self.slices.values():
+            ports = sl.get("ports") or []
+            port = next((p.get("port") for p in ports if p.get("name") == self.settings.k8s_port_name), None)
+            if port is None and ports:
+                port = ports[0].get("port")
+            if port is None:
+                continue
+            for ep in sl.get("endpoints") or []:
+                cond = ep.get("conditions") or {}
+                # EndpointSlice rule: a missing `ready` means ready; terminating endpoints get no new work.
+                if cond.get("ready") is False or cond.get("terminating") is True:
                     continue
-                for ep in sl.get("endpoints") or []:
-                    cond = ep.get("conditions") or {}
-                    # EndpointSlice rule: a missing `ready` means ready; terminating endpoints get no new work.
-                    if cond.get("ready") is False or cond.get("terminating") is True:
-                        continue
-                    addresses = ep.get("addresses") or []
-                    if not addresses:
-                        continue
-                    addr = addresses[0]
-                    host = f"[{addr}]" if ":" in addr else addr
-                    pod = (ep.get("targetRef") or {}).get("name") or ""
-                    url = f"http://{host}:{port}"
-                    out[url] = Target(url=url, name=pod, draining=pod in self.draining)
+                addresses = ep.get("addresses") or []
+                if not addresses:
+                    continue
+                addr = addresses[0]
+                host = f"[{addr}]" if ":" in addr else addr
+                pod = (ep.get("targetRef") or {}).get("name") or ""
+                url = f"http://{host}:{port}"
+                out[url] = Target(url=url, name=pod, draining=pod in self.draining)
         return list(out.values())
 
     def _publish(self) -> None:
-        if self.loop is not None:
-            targets = self.targets()
-            self.loop.call_soon_threadsafe(self.on_change, targets)
+        self.on_change(self.targets())

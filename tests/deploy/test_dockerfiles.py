@@ -170,23 +170,26 @@ def rule_matches_the_operator(df: DockerfileParser, facts: Facts) -> None:
     assert str(facts.port) in ports, f"the final stage does not EXPOSE {facts.port} (exposes {sorted(ports)})"
 
 
-def rule_healthcheck_is_python_urllib(df: DockerfileParser, facts: Facts) -> None:
-    """No curl in the images: Python's urllib on the port's /healthz, in exec form."""
+def rule_healthcheck_follows_the_port(df: DockerfileParser, facts: Facts) -> None:
+    """The health check is `tts-cluster healthcheck` in exec form: it reads the main process's command line and
+    settings, so a container told to use another port (flag or env) is probed there. A URL written into the
+    Dockerfile reported a router on --port 19883 unhealthy while it served."""
     checks = of(stages(df)[-1], "HEALTHCHECK")
     assert checks, "the final stage has no HEALTHCHECK"
-    cmd = json_args(checks[-1]["value"].partition("CMD")[2])
-    assert cmd[:2] == ["python", "-c"] and "urllib.request.urlopen(" in cmd[-1], f"HEALTHCHECK {checks[-1]['value']}"
-    assert f":{facts.port}/healthz'" in cmd[-1], f"HEALTHCHECK does not ask :{facts.port}/healthz: {cmd}"
+    value = checks[-1]["value"]
+    cmd = json_args(value.partition("CMD")[2])
+    assert not re.search(r":\d+/", value), f"HEALTHCHECK hard-codes a port: {value}"
+    assert cmd == ["tts-cluster", "healthcheck"], f"HEALTHCHECK {value}: run [\"tts-cluster\", \"healthcheck\"]"
 
 
 def rule_installs_the_wheel(df: DockerfileParser, facts: Facts) -> None:
-    """A builder stage makes the wheel; a later stage installs it; no other stage copies the source tree."""
+    """A builder stage makes the wheel; it or a later stage installs it; no other stage copies the source tree."""
     all_stages = stages(df)
     builders = [n for n, st in enumerate(all_stages) if pip_commands(st, "wheel")]
     assert builders, "no stage runs `pip wheel`"
     assert any("pip install" in ins["value"] and ".whl" in ins["value"]
-               for st in all_stages[builders[0] + 1:] for ins in of(st, "RUN")), (
-        "no stage after the builder installs the built wheel")
+               for st in all_stages[builders[0]:] for ins in of(st, "RUN")), (
+        "no stage installs the built wheel")
     for ins in (ins for n, st in enumerate(all_stages) if n not in builders for ins in of(st, "COPY")):
         srcs = [t for t in ins["value"].split() if not t.startswith("--")][:-1]
         assert "--from=" in ins["value"] or not {".", "./"} & set(srcs), (
@@ -196,7 +199,8 @@ def rule_installs_the_wheel(df: DockerfileParser, facts: Facts) -> None:
 def rule_installs_from_the_lock(df: DockerfileParser, facts: Facts) -> None:
     """The wheel's dependencies take requirements.lock's versions, as `make` does: a release of a dependency
     cannot change an image built from the same commit."""
-    copied = [ins for st in stages(df) for ins in of(st, "COPY") if "requirements.lock" in ins["value"]]
+    copied = [ins for st in stages(df) for ins in of(st, "COPY")
+              if "requirements.lock" in ins["value"] or ins["value"].split()[:1] in (["."], ["./"])]
     assert copied, "requirements.lock is never copied into the image's build"
     installs = [cmd for st in stages(df) for cmd in pip_commands(st, "install") if ".whl" in cmd or '"$1' in cmd]
     assert installs, "no `pip install` of the built wheel"
@@ -211,9 +215,23 @@ def rule_installs_no_extras_and_no_torch(df: DockerfileParser, facts: Facts) -> 
             assert "[" not in cmd and not re.search(r"torch|piper", cmd), f"the router image installs {cmd!r}"
 
 
+def rule_installs_into_a_venv(df: DockerfileParser, facts: Facts) -> None:
+    """Every pip runs in a virtual environment the stage made, first on PATH: a distribution's Python refuses pip
+    (PEP 668), and the official images' Python would mix the project with the base's own packages."""
+    for st in stages(df):
+        if not (pip_commands(st, "install") or pip_commands(st, "wheel")):
+            continue
+        where = f"the stage at line {st[0]['startline'] + 1}"
+        made = {m for ins in of(st, "RUN") for m in re.findall(r"python3? -m venv (/\S+)", ins["value"])}
+        assert made, f"{where} runs pip without making a venv (`python3 -m venv /opt/venv`)"
+        paths = [ins["value"] for ins in of(st, "ENV") if re.search(r"\bPATH=", ins["value"])]
+        assert any(re.search(rf"\bPATH={re.escape(venv)}/bin:", p) for p in paths for venv in made), (
+            f"{where}: the venv {sorted(made)} is not first on PATH (ENV PATH=<venv>/bin:$PATH)")
+
+
 RULES: list[Callable[[DockerfileParser, Facts], None]] = [
-    rule_reads_as_docker, rule_bases_pinned_by_arg, rule_matches_the_operator, rule_healthcheck_is_python_urllib,
-    rule_installs_the_wheel, rule_installs_from_the_lock,
+    rule_reads_as_docker, rule_bases_pinned_by_arg, rule_matches_the_operator, rule_healthcheck_follows_the_port,
+    rule_installs_the_wheel, rule_installs_from_the_lock, rule_installs_into_a_venv,
 ]
 ROUTER_RULES = [*RULES, rule_installs_no_extras_and_no_torch]
 
@@ -246,10 +264,12 @@ def test_worker_build_args_have_safe_defaults_and_are_documented() -> None:
         for name, default in extract_key_values(env_replace=False, args={}, envs={}, instruction_value=ins["value"]):
             declared.setdefault(name, []).append(default)
     assert all(re.fullmatch(r"torch==\d+\.\d+\.\d+", s) for s in declared["TORCH_SPEC"]), declared["TORCH_SPEC"]
-    assert all(u.startswith("https://download.pytorch.org/whl/cu") for u in declared["TORCH_INDEX_URL"])
+    assert set(declared["TORCH_VARIANT"]) == {"cu128"}, "the default worker image is the CUDA 12.8 one"
+    assert all(u == "https://download.pytorch.org/whl/${TORCH_VARIANT}" for u in declared["TORCH_INDEX_URL"])
+    assert set(declared["TORCH_FIND_LINKS"]) == {""}
     assert set(declared["GPT_SOVITS_REF"]) == {""}, "GPT_SOVITS_REF must default to empty (no GPT-SoVITS code)"
     runs = "\n".join(ins["value"] for ins in of(df.structure, "RUN"))
-    assert '"${TORCH_SPEC}"' in runs and '"${TORCH_INDEX_URL}"' in runs and "[piper]" in runs
+    assert '"${TORCH_SPEC}"' in runs and '"${TORCH_INDEX_URL}"' in runs and "[worker,piper]" in runs
     header = []
     for ins in df.structure:
         if ins["instruction"] != "COMMENT":
@@ -287,7 +307,7 @@ def test_a_worker_image_with_gpt_sovits_holds_nltks_english_data_and_imports_it(
     assert {"'cmudict'", "'averaged_perceptron_tagger'", "'averaged_perceptron_tagger_eng'"} <= {
         p.strip() for p in fetch.group(2).split(",")}
     assert any("COPY --from=venv /opt/venv /opt/venv" in f"COPY {ins['value']}" for ins in of(df.structure, "COPY"))
-    last = re.split(r"\s&&\s", steps[0].rsplit("; fi", 1)[0].rstrip("; "))[-1]
+    last = re.split(r"\s&&\s", re.sub(r";\s*fi\s*$", "", steps[0]).rstrip("; "))[-1]
     assert "import_pipeline(Path('/opt/gpt-sovits'))" in last, last
 
 
@@ -338,21 +358,23 @@ def test_dockerignore_keeps_environments_history_and_outputs_out() -> None:
 GOOD = """\
 ARG BASE=python:3.11.15-slim-bookworm
 FROM ${BASE} AS builder
+ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 COPY . .
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+RUN python3 -m venv /opt/venv && pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
 FROM ${BASE}
 LABEL org.opencontainers.image.title="t" \\
       org.opencontainers.image.description="d" \\
       org.opencontainers.image.version="0.1.0" \\
       org.opencontainers.image.licenses="Apache-2.0" \\
       org.opencontainers.image.source="https://example.com/t"
+ENV PATH=/opt/venv/bin:$PATH
 COPY --from=builder /wheels /tmp/wheels
 COPY requirements.lock /tmp/requirements.lock
-RUN pip install --no-cache-dir -c /tmp/requirements.lock /tmp/wheels/tts_cluster-*.whl
+RUN python3 -m venv /opt/venv && pip install --no-cache-dir -c /tmp/requirements.lock /tmp/wheels/tts_cluster-*.whl
 USER 10001:10001
 EXPOSE 9880
-HEALTHCHECK CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9880/healthz')"]
+HEALTHCHECK CMD ["tts-cluster", "healthcheck"]
 ENTRYPOINT ["tts-cluster"]
 CMD ["router", "--bind-addr", "0.0.0.0", "--port", "9880"]
 """
@@ -364,7 +386,9 @@ def bad(old: str, new: str) -> str:
     return GOOD.replace(old, new, 1)
 
 
-_HC = 'HEALTHCHECK CMD ["python", "-c", "import urllib.request; urllib.request.urlopen(\'http://127.0.0.1:9880/healthz\')"]'
+_HC = 'HEALTHCHECK CMD ["tts-cluster", "healthcheck"]'
+_HC_FIXED = ('HEALTHCHECK CMD ["python", "-c", "import urllib.request; '
+             'urllib.request.urlopen(\'http://127.0.0.1:9880/healthz\')"]')
 _SECOND_FROM = "FROM ${BASE}\nLABEL"
 NEGATIVE: list[tuple[Callable[[DockerfileParser, Facts], None], str, str]] = [
     (rule_reads_as_docker, "blank line", bad('title="t" \\\n', 'title="t" \\\n\n')),
@@ -379,15 +403,19 @@ NEGATIVE: list[tuple[Callable[[DockerfileParser, Facts], None], str, str]] = [
     (rule_matches_the_operator, "USER 1000:", bad("USER 10001:10001", "USER 1000:10001")),
     (rule_matches_the_operator, "USER tts", bad("USER 10001:10001", "USER tts")),
     (rule_matches_the_operator, "EXPOSE", bad("EXPOSE 9880", "EXPOSE 8080")),
-    (rule_healthcheck_is_python_urllib, "no HEALTHCHECK", bad(_HC + "\n", "")),
-    (rule_healthcheck_is_python_urllib, "NONE", bad(_HC, "HEALTHCHECK NONE")),
-    (rule_healthcheck_is_python_urllib, "curl", bad(_HC, "HEALTHCHECK CMD curl -f http://127.0.0.1:9880/healthz")),
-    (rule_healthcheck_is_python_urllib, "/healthz", bad("9880/healthz", "9880/")),
+    (rule_healthcheck_follows_the_port, "no HEALTHCHECK", bad(_HC + "\n", "")),
+    (rule_healthcheck_follows_the_port, "run [", bad(_HC, "HEALTHCHECK NONE")),
+    (rule_healthcheck_follows_the_port, "hard-codes", bad(_HC, "HEALTHCHECK CMD curl -f http://127.0.0.1:9880/healthz")),
+    (rule_healthcheck_follows_the_port, "hard-codes", bad(_HC, _HC_FIXED)),
+    (rule_healthcheck_follows_the_port, "run [", bad(_HC, 'HEALTHCHECK CMD tts-cluster healthcheck')),
+    (rule_installs_into_a_venv, "without making a venv", bad("python3 -m venv /opt/venv && pip install", "pip install")),
+    (rule_installs_into_a_venv, "first on PATH", bad("ENV PATH=/opt/venv/bin:$PATH\nCOPY --from", "COPY --from")),
     (rule_installs_the_wheel, "pip wheel", bad("pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .", "true")),
     (rule_installs_the_wheel, "installs the built wheel", bad("/tmp/wheels/tts_cluster-*.whl", ".")),
     (rule_installs_the_wheel, "source tree", bad("COPY --from=builder /wheels /tmp/wheels", "COPY . /src")),
     (rule_installs_from_the_lock, "ignores requirements.lock", bad("-c /tmp/requirements.lock ", "")),
-    (rule_installs_from_the_lock, "never copied", bad("COPY requirements.lock /tmp/requirements.lock\n", "")),
+    (rule_installs_from_the_lock, "never copied",
+     bad("COPY requirements.lock /tmp/requirements.lock\n", "").replace("COPY . .\n", "")),
     (rule_installs_no_extras_and_no_torch, "installs", bad("tts_cluster-*.whl", '"tts_cluster-*.whl[piper]"')),
     (rule_installs_no_extras_and_no_torch, "installs", bad("pip install --no-cache-dir", "pip install torch==2.13.0")),
 ]

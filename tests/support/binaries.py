@@ -9,12 +9,16 @@ import shutil
 import pytest
 
 
-def require(program: str, package: str) -> str:
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(program: str, package: str, target: str | None = None) -> str:
     """The program's path; a skip (locally) or a failure (CI=true) when it is missing."""
     path = shutil.which(program)
     if path is None:
-        message = f"no {program} on PATH: install Debian's {package} package (`make {package}`)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        message = f"no {program} on PATH: install Debian's {package} package (`make {target or package}`)"
+        if in_ci():
             pytest.fail(message)
         pytest.skip(message)
     return path

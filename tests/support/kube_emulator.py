@@ -211,6 +211,14 @@ class _Event(NamedTuple):
     prev: dict[str, Any] | None
 
 
+def _as_served(response: aiohttp.web.StreamResponse) -> aiohttp.web.StreamResponse:
+    """A real API server's JSON answers say `Content-Type: application/json`, with no charset; aiohttp adds
+    `; charset=utf-8`, and clients that compare the header exactly (lightkube, for its errors) then miss a Status."""
+    if not response.prepared and response.content_type == "application/json" and response.charset:
+        response.charset = None
+    return response
+
+
 def _error(status: int, reason: str, message: str, **details: Any) -> kmock.KubernetesError:
     # Errors are a metav1.Status with a machine-readable reason (NotFound, AlreadyExists, Conflict, ...).
     return kmock.KubernetesError(
@@ -666,6 +674,9 @@ class KubeEmulator(kmock.KubernetesEmulator):
                                            f'currently held:\n' + "\n".join(missing), name=name, group=spec.group,
                          kind=spec.plural)
 
+    async def _render_error(self, exc: Exception) -> aiohttp.web.StreamResponse:
+        return _as_served(await super()._render_error(exc))
+
     async def _handle(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         if request.namespace == "~" and request.resource == CORE_RESOURCES[0].ref:
             path = request.url.path.replace("/namespaces/~/namespaces", "/namespaces", 1)
@@ -683,7 +694,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
         # Skip KubernetesEmulator._handle: it stores every write *before* any reaction is chosen.
         # Here the state changes only in the fallback handlers below, so a test's own reaction
         # (e.g. ``emulator['create v1/pods'] << 500``) really stands in for the server.
-        return await super(kmock.KubernetesEmulator, self)._handle(request)
+        return _as_served(await super(kmock.KubernetesEmulator, self)._handle(request))
 
     # -- writes: every write gets a new resourceVersion and one event in the log --
 
