@@ -13,6 +13,8 @@ HOST   ?= 127.0.0.1
 PORT   ?= 9880
 WORKERS ?= 2
 PYTEST_ARGS ?=
+# pytest-xdist processes for `make test` (each test file runs whole on one of them: module fixtures stay shared)
+TEST_WORKERS ?= 2
 
 # The GPT-SoVITS engine's test setup: torch first, at exactly this version (the one requirements.lock pins: to
 # change it, change it here and in Dockerfile.worker, then run `make lock`) (pip takes a local CPU build; a range
@@ -21,12 +23,13 @@ TORCH_VERSION ?= 2.13.0
 GPT_SOVITS_DIST ?= gpt-sovits-cpufast==0.1.0 g2p_en==2.1.0 tokenizers==0.23.3
 GSV_STAMP := $(VENV)/.gpt-sovits-$(shell echo "$(TORCH_VERSION) $(GPT_SOVITS_DIST)" | cat - pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: help setup setup-gpt-sovits test check demo bench chaos voices manifests lock clean nginx e2e prometheus \
+.PHONY: help setup setup-gpt-sovits test unit check demo bench chaos voices manifests lock clean nginx e2e prometheus \
 	prometheus-check images image-tools
 
 help:
 	@echo "make demo   - set up .venv, then a router and $(WORKERS) workers with the bundled voice on http://$(HOST):$(PORT)"
-	@echo "make test   - set up .venv, then run every check and every test"
+	@echo "make test   - set up .venv, then run every check and every test (all tiers, in parallel)"
+	@echo "make unit   - the unit tier alone: in-process tests, no mypy (about 2 minutes)"
 	@echo "make check  - mypy (strict), ruff and the import contracts only"
 	@echo "make bench  - set up .venv, then run the benchmarks (table + JSON in bench/results/)"
 	@echo "make chaos  - set up .venv, then inject faults into real processes; fails if any request is lost"
@@ -61,7 +64,11 @@ voices/reference.wav: $(STAMP)
 voices: voices/reference.wav
 
 test: setup setup-gpt-sovits nginx prometheus image-tools check
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+# The in-process tests alone (tests/support/tiers.py: a unit test that starts a process or connects a socket fails).
+unit: setup setup-gpt-sovits
+	$(PY) -m pytest -m unit $(PYTEST_ARGS)
 
 # Each component folder appears under its import name in build/typecheck (operator/ is tts_operator, never
 # `operator`), which is how mypy and import-linter see the packages as the code imports them.

@@ -13,6 +13,9 @@ from support.params import ADMIN_TOKEN
 from support.paths import ROOT
 from tts_cli.processes import ServiceProcess, start_router, start_worker
 
+# Tier markers, checked on every test; the unit tier refused processes and sockets (tests/support/tiers.py).
+pytest_plugins = ["support.tiers"]
+
 
 @pytest.fixture(scope="session")
 def voice_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

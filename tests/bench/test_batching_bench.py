@@ -34,10 +34,12 @@ def parse(*flags: str) -> argparse.Namespace:
     return p.parse_args(list(flags))
 
 
+@pytest.mark.unit
 def test_every_run_has_at_least_four_requests():
     assert [requests_of(c, 1) for c in (1, 2, 8)] == [4, 4, 8] and requests_of(8, 2) == 16
 
 
+@pytest.mark.unit
 def test_every_flag_is_explained_and_bad_levels_are_refused():
     p = argparse.ArgumentParser()
     add_arguments(p)
@@ -52,6 +54,7 @@ def test_every_flag_is_explained_and_bad_levels_are_refused():
             parse("--concurrency", bad)
 
 
+@pytest.mark.unit
 def test_the_weight_generator_is_found_beside_the_package_or_in_the_working_directory(tmp_path, monkeypatch):
     """An editable install finds it in its own checkout; a project installed into site-packages (no tests/ there)
     finds it in the checkout it runs from, at its root or below; neither is a message naming the places."""
@@ -69,6 +72,7 @@ def test_the_weight_generator_is_found_beside_the_package_or_in_the_working_dire
     assert checkout.roots()[1:3] == [repo / "tests", repo]
 
 
+@pytest.mark.unit
 def test_results_go_to_the_checkout_or_the_working_directory_never_into_an_installation(tmp_path, monkeypatch):
     assert checkout.results_dir() == checkout.PACKAGE_ROOT / "bench" / "results"  # an editable install: its checkout
     monkeypatch.setattr(checkout, "PACKAGE_ROOT", tmp_path / "site-packages")
@@ -76,6 +80,7 @@ def test_results_go_to_the_checkout_or_the_working_directory_never_into_an_insta
     assert checkout.results_dir() == tmp_path / "bench" / "results"
 
 
+@pytest.mark.unit
 def test_the_workers_flags_follow_the_scenario(tmp_path):
     config, voices = tmp_path / "tts_infer.yaml", tmp_path / "voices"
     plain = Scenario.of(parse())
@@ -90,6 +95,7 @@ def test_the_workers_flags_follow_the_scenario(tmp_path):
     assert "--no-vocoder-thread" in on and "--no-vocoder-thread" not in off
 
 
+@pytest.mark.unit
 def test_a_row_counts_tokens_from_the_audio_and_leaves_failures_out():
     m = Measured(2, wall=4.0, samples=[Sample(200, 1.0, 0.5, 10 * SAMPLES_PER_TOKEN),
                                        Sample(200, 3.0, 1.0, 30 * SAMPLES_PER_TOKEN),
@@ -101,6 +107,7 @@ def test_a_row_counts_tokens_from_the_audio_and_leaves_failures_out():
     assert (r["p50_s"], r["p95_s"], r["ttfb_p50_s"]) == (1.0, 3.0, 0.5)
 
 
+@pytest.mark.unit
 def test_target_verdicts_follow_the_ratios():
     def rows(tokens: float, rps: float, p95: float, p50: float) -> dict[int, dict[str, float]]:
         return {1: {"t2s_tokens_per_s": 1, "requests_per_s": 1, "p95_s": 1, "p50_s": p50},
@@ -116,6 +123,8 @@ def test_target_verdicts_follow_the_ratios():
     assert targets({"off": only_one, "on": only_one})["requests_x"]["verdict"] == "not measured"
 
 
+@pytest.mark.process
+@pytest.mark.slow
 def test_a_quick_run_reports_every_level_of_both_modes(tmp_path):
     """With --vocoder-thread, so the batching worker's SoVITS runs on its second thread here too (the default only
     on CUDA)."""

@@ -12,6 +12,8 @@ import pytest
 
 from tts_bench.nginx import nginx_binary
 
+pytestmark = pytest.mark.process
+
 
 def bench(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "tts_cli", "bench", *args], capture_output=True, text=True,
@@ -27,6 +29,7 @@ def nginx() -> None:
         pytest.skip(reason=message)
 
 
+@pytest.mark.slow
 def test_cluster_scenario_writes_every_scenarios_results(tmp_path, voice_dir, nginx):
     done = bench("cluster", "--workers", "2", "--requests", "10", "--sweep", "0.5,1.0", "--seconds", "0.5",
                  "--base-seconds", "0.02", "--seconds-per-char", "0.0005",

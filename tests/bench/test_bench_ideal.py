@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 from tts_bench.ideal import central_queue_latencies
 
+pytestmark = pytest.mark.unit
+
 jobs = st.lists(st.tuples(st.floats(0, 100), st.floats(0.001, 10)), min_size=1, max_size=60)
 
 

@@ -23,6 +23,8 @@ from tts_bench.chaos import SCENARIOS
 from tts_bench.chaos_load import ChaosClient, Clock, Job, expected_bytes
 from tts_cli.processes import ServiceProcess, free_port
 
+pytestmark = pytest.mark.process
+
 TEXT = "One sentence here. And a second one!"
 
 
@@ -109,6 +111,7 @@ def test_emulator_answers_planned_writes_with_errors() -> None:
         assert kube.fault_counts() == {"matched": 3, "injected": {409: 1, 503: 1}, "left": 0}
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(420)
 def test_quick_chaos_run_loses_nothing(tmp_path: Path, voice_dir: Path) -> None:
     # Its own process group: if it overran, the workers and routers it started go with it.

@@ -23,6 +23,7 @@ def scenario(*flags: str) -> Scenario:
     return Scenario.of(p.parse_args(list(flags)))
 
 
+@pytest.mark.unit
 def test_every_flag_is_explained_and_quick_is_short():
     p = argparse.ArgumentParser()
     add_arguments(p)
@@ -34,6 +35,7 @@ def test_every_flag_is_explained_and_quick_is_short():
         scenario("--load", "0")
 
 
+@pytest.mark.unit
 def test_capacity_follows_the_stated_formula():
     sc = scenario("--workers", "4", "--base-seconds", "0.1", "--seconds-per-char", "0.001", "--load", "0.5")
     assert sc.capacity == pytest.approx(4 / (0.1 + 0.001 * sc.mean_chars))
@@ -41,6 +43,7 @@ def test_capacity_follows_the_stated_formula():
     assert f"{sc.capacity:.2f} req/s" in sc.formula()
 
 
+@pytest.mark.unit
 def test_the_zipf_mix_is_seeded_and_ranked():
     names = [f"v{k}" for k in range(8)]
     draws = zipf_voices(names, 1.1, 4000, seed=3)
@@ -52,6 +55,7 @@ def test_the_zipf_mix_is_seeded_and_ranked():
     assert all(abs(uniform.count(n) / 4000 - 1 / 8) < 0.03 for n in names)
 
 
+@pytest.mark.unit
 def test_the_catalog_is_valid_with_a_distinct_tone_per_voice():
     names = [f"v{k}" for k in range(8)]
     parsed = parse_catalog(catalog(names))
@@ -62,6 +66,8 @@ def test_the_catalog_is_valid_with_a_distinct_tone_per_voice():
                 if v.synthetic}) == 256
 
 
+@pytest.mark.process
+@pytest.mark.slow
 def test_quick_run_writes_results_that_agree_with_themselves(tmp_path, voice_dir):
     done = subprocess.run([sys.executable, "-m", "tts_cli", "bench", "voices", "--quick", "--voice-dir",
                            str(voice_dir), "--out", str(tmp_path)], capture_output=True, text=True, timeout=280)

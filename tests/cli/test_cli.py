@@ -10,6 +10,8 @@ import pytest
 from support.paths import ROOT
 from tts_worker.settings import WorkerSettings
 
+pytestmark = pytest.mark.process
+
 
 def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "tts_cli", *args], capture_output=True, text=True, timeout=timeout)

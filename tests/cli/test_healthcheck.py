@@ -12,6 +12,7 @@ import pytest
 from tts_cli.healthcheck import health_url, server_argv
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("cmdline", "expected"), [
     (["/opt/venv/bin/python3", "/opt/venv/bin/tts-cluster", "router", "--port", "1"], ["router", "--port", "1"]),
     (["tts-cluster", "worker"], ["worker"]),
@@ -25,6 +26,7 @@ def test_the_server_part_of_a_command_line(cmdline, expected):
     assert server_argv(cmdline) == expected
 
 
+@pytest.mark.unit
 def test_the_port_comes_from_the_flag_then_the_environment_then_the_default(monkeypatch):
     monkeypatch.delenv("TTSC_ROUTER_PORT", raising=False)
     assert health_url(["router", "--worker", "http://w:1"]) == "http://127.0.0.1:9880/healthz"
@@ -34,6 +36,7 @@ def test_the_port_comes_from_the_flag_then_the_environment_then_the_default(monk
     assert health_url(["router", "-p", "19885", "--worker", "http://w:1"]) == "http://127.0.0.1:19885/healthz"
 
 
+@pytest.mark.unit
 def test_the_bind_address_decides_the_host():
     assert health_url(["worker", "--bind-addr", "0.0.0.0", "--port", "9"]) == "http://127.0.0.1:9/healthz"
     assert health_url(["worker", "--bind-addr", "10.1.2.3", "--port", "9"]) == "http://10.1.2.3:9/healthz"
@@ -41,11 +44,13 @@ def test_the_bind_address_decides_the_host():
     assert health_url(["worker", "--bind-addr", "fd00::1", "--port", "9"]) == "http://[fd00::1]:9/healthz"
 
 
+@pytest.mark.unit
 def test_the_operator_is_asked_on_its_liveness_endpoint():
     assert health_url(["operator"]) == "http://127.0.0.1:8080/healthz"
     assert health_url(["operator", "--liveness", "http://0.0.0.0:18080/live"]) == "http://127.0.0.1:18080/live"
 
 
+@pytest.mark.process
 def test_a_process_that_serves_nothing_is_unhealthy_and_says_why():
     sleeper = subprocess.Popen(["sleep", "30"])
     try:

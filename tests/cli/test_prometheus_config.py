@@ -13,6 +13,7 @@ from support.paths import CHART
 from tts_cli import prometheus
 
 
+@pytest.mark.unit
 def test_the_local_scrape_is_the_charts_service_monitor():
     helm = pytest.importorskip("helm_python", reason="helm-python-sdk (the deploy extra) is not installed")
     out = helm.Chart.load(str(CHART)).render({"monitoring": {"serviceMonitor": {"enabled": True}}}, name="tts",
@@ -22,6 +23,7 @@ def test_the_local_scrape_is_the_charts_service_monitor():
     assert (endpoint["path"], endpoint["port"]) == (prometheus.METRICS_PATH, prometheus.PORT_NAME)
 
 
+@pytest.mark.unit
 def test_one_job_per_service_with_the_operators_target_labels():
     targets = [prometheus.Target("127.0.0.1:9880", "tts", "router", "router"),
                prometheus.Target("127.0.0.1:9881", "tts-workers", "worker-0", "worker"),
@@ -36,6 +38,7 @@ def test_one_job_per_service_with_the_operators_target_labels():
     assert config["global"]["scrape_interval"] == "1s" and config["rule_files"][0].endswith("alerts.yaml")
 
 
+@pytest.mark.process
 def test_up_says_how_to_get_prometheus_when_it_is_missing(tmp_path, voice_dir):
     import subprocess
 

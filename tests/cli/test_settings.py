@@ -32,6 +32,7 @@ def yaml_file(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.unit
 def test_yaml_values_are_read(yaml_file, monkeypatch):
     monkeypatch.delenv("TTSC_MAX_QUEUE_SIZE", raising=False)
     s = WorkerSettings(tts_config=yaml_file)
@@ -41,6 +42,7 @@ def test_yaml_values_are_read(yaml_file, monkeypatch):
     assert s.resolved_device() == "cpu"  # the yaml's device belongs to GPT-SoVITS; piper stays on the CPU
 
 
+@pytest.mark.unit
 def test_env_beats_yaml_and_flags_beat_env(yaml_file, monkeypatch):
     monkeypatch.setenv("TTSC_MAX_QUEUE_SIZE", "5")
     monkeypatch.setenv("TTSC_TTS_CONFIG", str(yaml_file))
@@ -49,24 +51,28 @@ def test_env_beats_yaml_and_flags_beat_env(yaml_file, monkeypatch):
     assert WorkerSettings().num_gpus == 4  # the yaml was found through the env var
 
 
+@pytest.mark.unit
 def test_v2_block_when_no_custom(tmp_path):
     path = tmp_path / "tts_infer.yaml"
     path.write_text("v1:\n  version: v1\nv2:\n  version: v2\n  device: cpu\n")
     assert WorkerSettings(tts_config=path).gpt_sovits_config == {"version": "v2", "device": "cpu"}
 
 
+@pytest.mark.unit
 def test_device_values():
     assert WorkerSettings(device="CUDA:1").device == "cuda:1"
     with pytest.raises(ValueError):
         WorkerSettings(device="tpu")
 
 
+@pytest.mark.process
 def test_a_worker_started_with_the_yaml_uses_it(spawn_worker, yaml_file):
     worker = spawn_worker("-c", str(yaml_file))
     stats = httpx.get(f"{worker.url}/stats").json()
     assert stats["capacity"] == 7
 
 
+@pytest.mark.process
 def test_env_vars_reach_a_worker(spawn_worker):
     worker = spawn_worker(env={"TTSC_MAX_QUEUE_SIZE": "2", "TTSC_WORKER_ID": "gpu-3"})
     stats = httpx.get(f"{worker.url}/stats").json()

@@ -9,6 +9,7 @@ import sys
 import time
 
 import httpx
+import pytest
 
 from support.up import busy, start_up
 from support.wait import eventually
@@ -17,6 +18,8 @@ from support.wait import eventually
 RESTARTING = (httpx.HTTPError,)
 
 
+@pytest.mark.process
+@pytest.mark.slow
 def test_up_serves_restarts_a_dead_worker_and_stops_cleanly(tmp_path, voice_dir):
     proc, url = start_up(tmp_path, "--workers", "2", "--engine", "synthetic", "--voice-dir", str(voice_dir))
     try:
@@ -40,6 +43,7 @@ def test_up_serves_restarts_a_dead_worker_and_stops_cleanly(tmp_path, voice_dir)
     assert not busy(int(url.rsplit(":", 1)[1]))
 
 
+@pytest.mark.process
 def test_up_falls_back_to_one_worker_when_the_yaml_says_so(tmp_path, voice_dir):
     yaml = tmp_path / "tts_infer.yaml"
     yaml.write_text("enable_concurrent_tts: false\nnum_gpus: 4\n")
@@ -58,6 +62,7 @@ def test_up_falls_back_to_one_worker_when_the_yaml_says_so(tmp_path, voice_dir):
     assert "enable_concurrent_tts is false" in (tmp_path / "up.log").read_text()
 
 
+@pytest.mark.process
 def test_up_refuses_a_bad_catalog_before_starting_anything(tmp_path):
     bad = tmp_path / "voices.yaml"
     bad.write_text("voices:\n  - name: ../escape\n    synthetic: {}\n")
@@ -68,6 +73,7 @@ def test_up_refuses_a_bad_catalog_before_starting_anything(tmp_path):
     assert "worker(s)" not in done.stderr + done.stdout  # no "starting N worker(s)"
 
 
+@pytest.mark.unit
 def test_worker_plan_follows_gpus_and_the_seed_keys(monkeypatch):
     from tts_cli.up import plan_workers
 
@@ -84,6 +90,7 @@ def test_worker_plan_follows_gpus_and_the_seed_keys(monkeypatch):
     assert cpu.count == 2 and cpu.gpus == []
 
 
+@pytest.mark.process
 def test_up_logs_requests_not_polls(tmp_path, voice_dir):
     """`make demo`'s output: a line per /tts from the router and from the worker, none per /stats poll; and
     `--allow-unauthenticated-admin` opening the admin routes of all three processes."""

@@ -3,7 +3,11 @@ new ones, in that order; busy ones are never displaced; one peer displaces only 
 
 from __future__ import annotations
 
+import pytest
+
 from tts_common.admission import Admission, State, Verdict
+
+pytestmark = pytest.mark.unit
 
 
 def test_at_the_limit_a_fresh_connection_makes_room_then_a_half_sent_one_then_a_kept_alive_one():

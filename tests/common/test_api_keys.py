@@ -14,6 +14,8 @@ from tts_common.api_keys import ApiKey, KeyLimits, KeysError, KeysFile, load_key
 from tts_common.key_guard import LabelBudget, guarded
 from tts_common.key_quota import KeyQuota
 
+pytestmark = pytest.mark.unit
+
 KEY_A = "sk-test-aaaaaaaaaaaaaaaa"
 KEY_B = "sk-test-bbbbbbbbbbbbbbbb"
 

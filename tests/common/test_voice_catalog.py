@@ -24,6 +24,7 @@ GOOD = {
 }
 
 
+@pytest.mark.unit
 def test_a_good_catalog():
     catalog = parse_catalog(GOOD)
     assert catalog.names() == ["alice", "bob-2"] and catalog.default == "alice"
@@ -41,6 +42,7 @@ def _with(**changes: object) -> dict:
     return {"voices": [voice, GOOD["voices"][1]]}
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("data,message", [
     (_with(name="../etc"), "voice '../etc': name: Value error, lower-case letters"),
     (_with(name="Alice"), "voice 'Alice': name"),
@@ -66,6 +68,7 @@ def test_a_bad_catalog_names_the_voice_and_the_field(data, message):
     assert str(err.value).startswith("voices.yaml: ") and message in str(err.value), str(err.value)
 
 
+@pytest.mark.unit
 def test_files_that_do_not_load(tmp_path):
     missing = tmp_path / "none.yaml"
     with pytest.raises(CatalogError, match="cannot read"):
@@ -80,6 +83,7 @@ def test_files_that_do_not_load(tmp_path):
         load_catalog(huge)
 
 
+@pytest.mark.unit
 def test_a_bad_reload_keeps_the_last_good_catalog(tmp_path):
     path = tmp_path / "voices.yaml"
     path.write_text(yaml.safe_dump(GOOD))
@@ -94,6 +98,7 @@ def test_a_bad_reload_keeps_the_last_good_catalog(tmp_path):
     assert watched.refresh() and watched.catalog.names() == ["carol"] and watched.error is None
 
 
+@pytest.mark.process
 def test_the_cli_checks_a_catalog(tmp_path):
     good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
     good.write_text(yaml.safe_dump(GOOD))
@@ -106,6 +111,7 @@ def test_the_cli_checks_a_catalog(tmp_path):
     assert refused.returncode == 2 and "voice 'x': piper.model" in refused.stderr
 
 
+@pytest.mark.process
 def test_the_cli_names_the_files_a_catalog_lacks(tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump(GOOD))

@@ -162,6 +162,7 @@ def dashboards() -> dict[str, dict[str, Any]]:
     return {name: load(name) for name in DASHBOARD_FILES}
 
 
+@pytest.mark.unit
 def test_metric_name_extractor() -> None:
     assert metric_names('sum by (le) (rate(a_bucket{x="y"}[5m])) / on (job) group_left (worker) b') == {
         "a_bucket",
@@ -195,6 +196,7 @@ def test_metric_name_extractor() -> None:
     assert variable_expr("query_result(topk(3, l))") == "topk(3, l)"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", DASHBOARD_FILES)
 def test_dashboard_is_well_formed(name: str) -> None:
     d = load(name)  # valid JSON, or this raises
@@ -239,12 +241,14 @@ def test_dashboard_is_well_formed(name: str) -> None:
             )
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", DASHBOARD_FILES)
 def test_dashboard_queries_parse(name: str) -> None:
     for _place, _names in query_metric_names(name, load(name)):
         pass
 
 
+@pytest.mark.unit
 def test_dashboard_uids_are_unique(dashboards: dict[str, dict[str, Any]]) -> None:
     assert len(dashboards) >= 3, f"dashboards missing from {DASHBOARD_DIR}: {sorted(dashboards)}"
     uids = [d["uid"] for d in dashboards.values()]
@@ -310,6 +314,7 @@ def _healthy_workers(client: httpx.Client) -> int:
         return -1  # not listening yet
 
 
+@pytest.mark.process
 def test_dashboard_queries_name_only_exported_metrics(
     spawn_worker: Callable[..., ServiceProcess],
     spawn_router: Callable[..., ServiceProcess],

@@ -17,6 +17,8 @@ import yaml
 
 from support.paths import CHART, ROOT
 
+pytestmark = pytest.mark.unit
+
 helm = pytest.importorskip("helm_python", reason="helm-python-sdk (the deploy extra) is not installed")
 
 KUBERNETES = "1.36.0"

@@ -236,6 +236,7 @@ RULES: list[Callable[[DockerfileParser, Facts], None]] = [
 ROUTER_RULES = [*RULES, rule_installs_no_extras_and_no_torch]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     ("kind", "rule"),
     [(kind, rule) for kind in sorted(DOCKERFILES) for rule in (ROUTER_RULES if kind == "router" else RULES)],
@@ -246,6 +247,7 @@ def test_project_rule(kind: str, rule: Callable[[DockerfileParser, Facts], None]
     rule(read(kind), operator_facts[kind])
 
 
+@pytest.mark.unit
 def test_worker_voice_dir_is_the_operators_and_is_filled_at_build(operator_facts: dict[str, Facts]) -> None:
     voice_dir = flag(operator_facts["worker"].args, "--voice-dir")
     assert voice_dir, "the operator passes no --voice-dir"
@@ -257,6 +259,7 @@ def test_worker_voice_dir_is_the_operators_and_is_filled_at_build(operator_facts
     assert inits[-1] < of(final, "USER")[-1]["startline"], "the reference clip is written after USER drops root"
 
 
+@pytest.mark.unit
 def test_worker_build_args_have_safe_defaults_and_are_documented() -> None:
     df = read("worker")
     declared: dict[str, list[str]] = {}  # every declaration: each stage re-declares what it uses
@@ -279,6 +282,7 @@ def test_worker_build_args_have_safe_defaults_and_are_documented() -> None:
     assert not undocumented, f"build arguments missing from the header comment of Dockerfile.worker: {undocumented}"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("kind", sorted(DOCKERFILES))
 def test_licence_and_runtime_env(kind: str) -> None:
     df = read(kind)  # .labels and .envs: the final stage's, ARG defaults substituted
@@ -291,6 +295,7 @@ def test_licence_and_runtime_env(kind: str) -> None:
     assert df.envs.get("PYTHONDONTWRITEBYTECODE") == df.envs.get("PYTHONUNBUFFERED") == "1"
 
 
+@pytest.mark.unit
 def test_a_worker_image_with_gpt_sovits_holds_nltks_english_data_and_imports_it() -> None:
     """A GPT-SoVITS checkout's English front end (g2p_en) loads NLTK's CMU dictionary and tagger, and would download
     them at run time, where the worker is offline: the step that installs GPT-SoVITS's requirements fetches them into
@@ -311,6 +316,7 @@ def test_a_worker_image_with_gpt_sovits_holds_nltks_english_data_and_imports_it(
     assert "import_pipeline(Path('/opt/gpt-sovits'))" in last, last
 
 
+@pytest.mark.unit
 def test_a_baked_in_checkouts_model_folders_lead_into_the_weights_volume() -> None:
     """GPT-SoVITS finds its pretrained models and G2PW (which it would download for Chinese) at paths relative to
     its checkout: in the image they are links to the volume the operator mounts, replacing the checkout's folders."""
@@ -340,6 +346,7 @@ def dockerignore_excludes(text: str, name: str) -> bool:
     return excluded
 
 
+@pytest.mark.unit
 def test_dockerignore_keeps_environments_history_and_outputs_out() -> None:
     text = (ROOT / ".dockerignore").read_text(encoding="utf-8")
     required = (".venv", ".git", "**/__pycache__", "*.egg-info", "build", "dist", "bench/results",
@@ -421,11 +428,13 @@ NEGATIVE: list[tuple[Callable[[DockerfileParser, Facts], None], str, str]] = [
 ]
 
 
+@pytest.mark.unit
 def test_good_minimal_dockerfile_passes_every_rule() -> None:
     for rule in ROUTER_RULES:
         rule(parse(GOOD), GOOD_FACTS)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("rule", "message", "text"), NEGATIVE,
                          ids=[f"{r.__name__.removeprefix('rule_')}-{n}" for n, (r, _, _) in enumerate(NEGATIVE)])
 def test_each_rule_can_fail(rule: Callable[[DockerfileParser, Facts], None], message: str, text: str) -> None:
@@ -443,6 +452,7 @@ def run_hadolint(exe: str, *args: str, stdin: Optional[str] = None) -> subproces
                           timeout=120)
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("kind", sorted(DOCKERFILES))
 def test_hadolint_is_clean(kind: str, hadolint: str) -> None:
     proc = run_hadolint(hadolint, DOCKERFILES[kind].name)
@@ -462,11 +472,13 @@ HADOLINT_NEGATIVE = [
 ]
 
 
+@pytest.mark.process
 def test_hadolint_passes_the_good_minimal_dockerfile(hadolint: str) -> None:
     proc = run_hadolint(hadolint, "-", stdin=GOOD)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(("codes", "text"), HADOLINT_NEGATIVE, ids=["-".join(sorted(c)) for c, _ in HADOLINT_NEGATIVE])
 def test_hadolint_catches(codes: set[str], text: str, hadolint: str) -> None:
     proc = run_hadolint(hadolint, "--format", "json", "-", stdin=text)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import pytest
+
 from support.paths import CRD, ROOT
 from tts_worker.settings import WorkerSettings
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 
+@pytest.mark.unit
 def test_readme_starts_with_the_two_commands():
     head = "\n".join(README.splitlines()[:6])
     assert "make demo" in head and "make test" in head
 
 
+@pytest.mark.unit
 def test_every_setting_is_documented():
     for name in WorkerSettings.model_fields:
         if name == "gpt_sovits_config":
@@ -21,6 +25,7 @@ def test_every_setting_is_documented():
         assert f"--{name.replace('_', '-')}" in README, name
 
 
+@pytest.mark.unit
 def test_every_router_setting_is_documented():
     from tts_router.settings import RouterSettings
 
@@ -29,6 +34,7 @@ def test_every_router_setting_is_documented():
         assert f"--{name.replace('_', '-')}" in README, name
 
 
+@pytest.mark.unit
 def test_every_operator_setting_and_crd_field_is_documented():
 
     import yaml
@@ -46,6 +52,7 @@ def test_every_operator_setting_and_crd_field_is_documented():
             assert f"`{name}`" in README, name
 
 
+@pytest.mark.process
 def test_every_route_is_documented(piper_worker):
     import httpx
 
@@ -54,6 +61,7 @@ def test_every_route_is_documented(piper_worker):
         assert f"`GET {path}" in README or f"`{path}`" in README or f"GET {path}" in README, path
 
 
+@pytest.mark.unit
 def test_every_router_route_is_documented():
     from tts_router.app import create_app
     from tts_router.settings import RouterSettings

@@ -6,12 +6,15 @@ import importlib.metadata as metadata
 import re
 import tomllib
 
+import pytest
 from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from support.paths import ROOT
+
+pytestmark = pytest.mark.unit
 
 LOCK = ROOT / "requirements.lock"
 

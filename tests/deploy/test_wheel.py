@@ -15,6 +15,8 @@ import pytest
 
 from support.paths import ROOT
 
+pytestmark = pytest.mark.process
+
 # Kept beside the code but not part of the packages: benchmark results (written by the benchmarks) and notes.
 NOT_PACKAGED = ("bench/results/", "operator/README.md")
 

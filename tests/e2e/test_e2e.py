@@ -32,6 +32,8 @@ from support.params import tts_params
 from support.paths import CHART
 from support.wait import eventually
 
+pytestmark = pytest.mark.kube
+
 helm = pytest.importorskip("helm_python", reason="helm-python-sdk (the deploy extra) is not installed")
 
 GPUS = 2
@@ -71,6 +73,7 @@ class Traffic:
         self._thread.join(70)
 
 
+@pytest.mark.slow
 def test_install_serve_replace_scale_upgrade_uninstall(backend: Backend, tmp_path: Path):
     agent = KubeletAgent(backend.kubeconfig, f"gpu-node-{uuid.uuid4().hex[:4]}", GPUS, tmp_path / "node").start()
     storage = {} if backend.real else {"storage_driver": "memory"}  # the emulator does not decode protobuf

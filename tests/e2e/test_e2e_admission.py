@@ -19,6 +19,8 @@ from support.paths import CRD
 from support.ttscluster_cases import CASES, RULES, VALID, set_path
 from support.wait import eventually
 
+pytestmark = pytest.mark.kube
+
 
 @pytest.fixture
 def server(backend: Backend) -> Iterator[Backend]:

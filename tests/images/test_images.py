@@ -33,6 +33,8 @@ from support.binaries import require
 from support.paths import ROOT
 from support.wait import eventually
 
+pytestmark = pytest.mark.images
+
 VERSION = next(line.split('"')[1] for line in (ROOT / "pyproject.toml").read_text().splitlines()
                if line.startswith("version = "))
 REGISTRY = "localhost/tts-cluster"
@@ -153,6 +155,7 @@ def router(containers: list[str], worker: Container) -> Container:
     return c
 
 
+@pytest.mark.slow
 def test_sizes_are_within_budget(built: Built) -> None:
     for kind, size in built.sizes.items():
         assert size <= BUDGET_MB[kind] * 1_000_000, f"the {kind} image is {size / 1e6:.0f} MB: over its budget"

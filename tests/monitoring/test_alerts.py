@@ -21,6 +21,7 @@ def alert_names() -> list[str]:
     return [r["alert"] for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"] if "alert" in r]
 
 
+@pytest.mark.process
 def test_promtool_accepts_the_rules():
     result = subprocess.run([require("promtool", "prometheus"), "check", "rules", str(ALERTS)],
                             capture_output=True, text=True, timeout=60, check=False)
@@ -28,6 +29,7 @@ def test_promtool_accepts_the_rules():
     assert f"SUCCESS: {len(alert_names())} rules found" in result.stdout
 
 
+@pytest.mark.process
 def test_every_alert_fires_when_it_should_and_stays_quiet_otherwise():
     result = subprocess.run([require("promtool", "prometheus"), "test", "rules", CASES.name], cwd=CASES.parent,
                             capture_output=True, text=True, timeout=120, check=False)
@@ -39,6 +41,7 @@ def test_every_alert_fires_when_it_should_and_stays_quiet_otherwise():
     assert sorted(fires) == sorted(alert_names()) == sorted(quiet)
 
 
+@pytest.mark.unit
 def test_the_chart_ships_the_rules_unchanged():
     helm = pytest.importorskip("helm_python", reason="helm-python-sdk (the deploy extra) is not installed")
     chart = helm.Chart.load(str(CHART))

@@ -32,6 +32,8 @@ from support.wait import eventually
 from tts_cli import prometheus
 from tts_cli.processes import free_port
 
+pytestmark = pytest.mark.process
+
 KEY = "sk-monitoring-0123456789abcdef"
 RATE_WINDOW = "15s"  # $__rate_interval: 15 scrapes at 1 s
 # Grafana's values for its variables, as it sends a query: the "All" value `.*` for the dashboards' own variables.

@@ -18,6 +18,7 @@ from tts_operator.resources import router_deployment
 from tts_operator.spec import DefaultWeightsSpec, parse_spec
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("current", "reported", "expected"), [
     ({}, None, None),  # the router has no choice
     ({}, {"gpt_weights": "a.ckpt", "sovits_weights": None, "switched": False}, None),  # started with it: not news
@@ -31,6 +32,7 @@ def test_only_a_switch_made_through_a_router_is_written(current, reported, expec
     assert to_persist(DefaultWeightsSpec(**current), reported) == expected
 
 
+@pytest.mark.unit
 def test_every_router_replica_starts_with_the_persisted_choice():
     spec = parse_spec({"defaultWeights": {"gpt": "gpt/alice.ckpt", "sovits": "sovits/alice.pth"}})
     env = router_deployment("c", spec)["spec"]["template"]["spec"]["containers"][0]["env"]
@@ -39,6 +41,7 @@ def test_every_router_replica_starts_with_the_persisted_choice():
     assert "env" not in router_deployment("c", parse_spec({}))["spec"]["template"]["spec"]["containers"][0]
 
 
+@pytest.mark.kube
 def test_a_switch_through_the_router_lands_in_the_spec(tmp_path, voice_dir, logs_dir, spawn_router):
     models = tmp_path / "models"
     models.mkdir()

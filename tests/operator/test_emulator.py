@@ -28,6 +28,8 @@ from kubernetes.client.rest import ApiException
 
 from support.kube_emulator import KubeAPI, Resource
 
+pytestmark = pytest.mark.kube
+
 NS = "default"
 # A custom resource whose schema keeps any field (x-kubernetes-preserve-unknown-fields), with the TTSCluster's
 # subresources: the emulator's generic rules for custom resources, apart from any schema's pruning and defaults

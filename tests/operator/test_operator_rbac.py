@@ -9,11 +9,15 @@ someone else (read the TTSCluster, post WorkerDeleted, replace it).
 
 from __future__ import annotations
 
+import pytest
+
 from support.kube_emulator import TTSCLUSTER, KubeAPI
 from support.operator_cluster import EXTRA, NS, OPERATOR_SA, Cluster, chart_rbac
 from support.wait import eventually
 from tts_cli.processes import start_worker
 from tts_operator.resources import router_role
+
+pytestmark = pytest.mark.kube
 
 USER = f"system:serviceaccount:{NS}:{OPERATOR_SA}"
 

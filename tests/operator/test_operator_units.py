@@ -14,6 +14,8 @@ from support.paths import CRD as CRD_PATH
 from tts_operator.autoscale import Autoscaler
 from tts_operator.spec import parse_spec
 
+pytestmark = pytest.mark.unit
+
 CRD = yaml.safe_load(CRD_PATH.read_text())
 SCHEMA = CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 

@@ -12,11 +12,14 @@ import time
 
 import httpx
 import kubernetes
+import pytest
 import yaml
 
 from support.operator_cluster import NS, Cluster
 from support.wait import eventually
 from tts_cli.processes import free_port, start_worker
+
+pytestmark = pytest.mark.kube
 
 ALICE = {"name": "alice", "minWorkers": 2, "synthetic": {"tone_hz": 330}}
 BOB = {"name": "bob", "synthetic": {"tone_hz": 440}}

@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 
 from tts_operator.placement import holders, place, shortfall
 
+pytestmark = pytest.mark.unit
+
 W3 = ["w-a", "w-b", "w-c"]
 
 

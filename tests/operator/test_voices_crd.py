@@ -17,6 +17,8 @@ from tts_common.schemas import LANGUAGES_V2, MAX_AUX_REFS, MAX_PATH_CHARS
 from tts_common.voices import MAX_VOICES, VOICE_NAME, GPTSoVITSVoice, PathText, PiperVoice, SyntheticVoice, Voice
 from tts_operator.voices import MAX_MIN_WORKERS
 
+pytestmark = pytest.mark.unit
+
 SCHEMA = yaml.safe_load(CRD_PATH.read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 SPEC = SCHEMA["properties"]["spec"]
 VOICES = SPEC["properties"]["voices"]

@@ -23,6 +23,8 @@ from tts_operator.voice_status import (
 )
 from tts_operator.voices import catalog_yaml, empty_catalog_yaml, read_voices
 
+pytestmark = pytest.mark.unit
+
 ALICE = {"name": "alice", "minWorkers": 2, "synthetic": {"tone_hz": 330}, "defaults": {"top_k": 5}}
 BOB = {"name": "bob", "piper": {"model": "voices/bob.onnx"}}
 

@@ -9,6 +9,8 @@ from support.router_pool import pool_of, stats, worker
 from tts_router.finish import expected_finish
 from tts_router.policy import make_policy
 
+pytestmark = pytest.mark.unit
+
 LEAST_WORK = make_policy("least-work", seed=1)
 
 

@@ -5,9 +5,12 @@ restarts on its yaml's weights) is brought to it before it gets a default-voice 
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from support.params import ADMIN_TOKEN, tts_params
 from support.wait import eventually, stats_when
+
+pytestmark = pytest.mark.process
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 ENV = {"TTSC_ADMIN_TOKEN": ADMIN_TOKEN}

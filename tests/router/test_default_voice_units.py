@@ -6,8 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from support.router_pool import pool_of, worker
 from tts_router.default_voice import DefaultVoice
+
+pytestmark = pytest.mark.unit
 
 
 def caller(answers: dict[tuple[str, str], int]) -> tuple[Any, list[tuple[str, str, str]]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import typing
 
+import pytest
 import yaml
 
 from support.paths import CHART, CRD
@@ -12,6 +13,8 @@ from tts_common.policies import DEFAULT_POLICY, POLICY_NAMES
 from tts_operator.spec import RouterSpec
 from tts_router.policy import POLICIES, make_policy
 from tts_router.settings import RouterSettings
+
+pytestmark = pytest.mark.unit
 
 
 def _literal(annotation: object) -> tuple[str, ...]:

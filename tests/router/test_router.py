@@ -13,6 +13,8 @@ import pytest
 from support.params import ADMIN_TOKEN, tts_params
 from tts_router.stats import SCHEMA_PATH
 
+pytestmark = pytest.mark.process
+
 SCHEMA = SCHEMA_PATH  # the project's own, generated from its model (tests/router/test_stats_schema.py)
 
 

@@ -13,6 +13,8 @@ from tts_router.poison import PoisonMemory, fingerprint
 from tts_router.policy import make_policy
 from tts_router.pool import DEFAULT_SECONDS_PER_CHAR
 
+pytestmark = pytest.mark.unit
+
 LEAST_WORK = make_policy("least-work", seed=1)
 
 

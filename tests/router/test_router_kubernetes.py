@@ -13,6 +13,8 @@ from support.kube_emulator import KubeAPI
 from support.params import tts_params
 from support.wait import eventually
 
+pytestmark = pytest.mark.process
+
 NS = "default"
 
 

@@ -16,6 +16,8 @@ from support.wait import eventually
 from tts_cli.processes import start_worker
 from tts_router.stats import SCHEMA_PATH
 
+pytestmark = pytest.mark.process
+
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
 
 

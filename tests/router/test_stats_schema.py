@@ -12,6 +12,8 @@ from support.paths import SHARED_DOCS
 from tts_router.pool import WorkerPool, WorkerState
 from tts_router.stats import SCHEMA_PATH, RequestCounters, concurrent_stats, render_schema
 
+pytestmark = pytest.mark.unit
+
 
 def test_the_published_schema_is_generated_from_the_model():
     assert SCHEMA_PATH.read_text(encoding="utf-8") == render_schema(), "run: python -m tts_router.stats"

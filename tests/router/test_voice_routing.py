@@ -29,18 +29,21 @@ async def reserve(pool, voice: str | None, chars: int = 20):
     return lease.worker.url
 
 
+@pytest.mark.unit
 async def test_a_voice_goes_where_it_is_held():
     pool = pool_of(holding("a", ["low"]), holding("b", ["mid"]))
     assert await reserve(pool, "mid") == "b"
     assert await reserve(pool, "low") == "a"
 
 
+@pytest.mark.unit
 async def test_one_worker_loads_a_new_voice_and_the_next_requests_follow_it():
     pool = pool_of(holding("a", []), holding("b", []))
     first = await reserve(pool, "high")
     assert [await reserve(pool, "high") for _ in range(3)] == [first] * 3  # sent there: held, or loading
 
 
+@pytest.mark.unit
 async def test_a_voice_queued_or_loading_counts_as_held_and_an_evicted_one_does_not():
     pool = pool_of(holding("a", [], voices_queued=["mid"]), holding("b", []))
     assert await reserve(pool, "mid") == "a"  # a's admitted requests want mid: it is about to hold it
@@ -52,6 +55,7 @@ async def test_a_voice_queued_or_loading_counts_as_held_and_an_evicted_one_does_
     assert await reserve(evicted, "mid") == "b"
 
 
+@pytest.mark.unit
 async def test_a_load_is_priced_with_the_requests_it_holds_up_and_the_voice_it_evicts():
     # mid is held on b, whose queue is 4 s. a lacks it: one load (3 s) would do on an idle worker, but a has two
     # requests admitted, which would wait behind the load: 3 s x 3 = 9 s > 4 s, so mid stays on b.
@@ -67,12 +71,14 @@ async def test_a_load_is_priced_with_the_requests_it_holds_up_and_the_voice_it_e
     assert await reserve(spare, "mid") == "a"  # low is held on b as well: evicting it on a costs nothing later
 
 
+@pytest.mark.unit
 async def test_a_long_queue_where_the_voice_is_held_sends_it_elsewhere():
     # b holds mid but has 10 s of work queued; a would load mid in 3 s (its measured load time)
     pool = pool_of(holding("a", []), holding("b", ["mid"], queued_work_seconds=10.0))
     assert await reserve(pool, "mid") == "a"
 
 
+@pytest.mark.unit
 async def test_workers_without_the_voice_are_never_chosen_and_unknown_voices_are_named():
     pool = pool_of(holding("a", []), worker("b", "b", voices=["other"]))
     assert {await reserve(pool, "low") for _ in range(4)} == {"a"}
@@ -81,6 +87,7 @@ async def test_workers_without_the_voice_are_never_chosen_and_unknown_voices_are
     pool.check_voice(None)  # the default voice: every worker
 
 
+@pytest.mark.unit
 async def test_with_the_voice_held_nowhere_the_worker_with_most_room_and_fewest_voices_loads_it():
     # Equal cost everywhere (idle, same load time): room first, then the fewest voices held.
     crowded = holding("crowded", ["low", "mid"])
@@ -91,6 +98,7 @@ async def test_with_the_voice_held_nowhere_the_worker_with_most_room_and_fewest_
     assert await reserve(pool_of(crowded, roomy, holding("b", [])), "high") == "roomy"
 
 
+@pytest.mark.unit
 async def test_voice_blind_least_work_ignores_where_a_voice_is_held():
     pool = pool_of(holding("a", ["mid"], queued_work_seconds=0.5), holding("b", []))
     assert await reserve(pool, "mid") == "a"  # aware: b would first spend 3 s loading mid
@@ -99,6 +107,7 @@ async def test_voice_blind_least_work_ignores_where_a_voice_is_held():
     assert not pool.workers["b"].voices_sent  # and the blind router keeps no affinity either
 
 
+@pytest.mark.process
 def test_through_a_real_router(tmp_path, spawn_worker, spawn_router):
     catalog = tmp_path / "voices.yaml"
     catalog.write_text(yaml.safe_dump({"voices": [{"name": n, "synthetic": {"tone_hz": 200 + 300 * i}}

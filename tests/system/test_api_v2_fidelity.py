@@ -18,6 +18,8 @@ from support.params import tts_params
 from support.wait import eventually
 from tts_cli.processes import ServiceProcess
 
+pytestmark = pytest.mark.process
+
 TWO_SENTENCES = "Hello there. This is a second sentence, a little longer than the first one."
 
 

@@ -6,7 +6,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from support.audio import decode, rms
+
+pytestmark = pytest.mark.process
 
 CLIENT = Path(__file__).parent / "clients" / "gpt_sovits_client.py"
 

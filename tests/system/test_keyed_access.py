@@ -21,6 +21,8 @@ from support.audio import decode, rms
 from support.up import start_up
 from support.wait import eventually
 
+pytestmark = pytest.mark.process
+
 KEY_A = "sk-team-a-0123456789abcdef"
 KEY_SLOW = "sk-slow-0123456789abcdef"
 KEY_SOLO = "sk-solo-0123456789abcdef"

@@ -14,6 +14,8 @@ import yaml
 
 from support.audio import decode, rms
 
+pytestmark = pytest.mark.process
+
 TEXT = "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background."
 RATE = 16000
 # response_format -> (media type to decode as, the rate the answer has)

@@ -8,6 +8,8 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
+pytestmark = pytest.mark.process
+
 
 def fuzz(base_url: str, must_have: set[str]) -> None:
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")

@@ -28,6 +28,8 @@ from tts_bench.chaos_memory import abandon_streams, wait_idle
 from tts_cli.processes import ServiceProcess, free_port
 from tts_worker.engines.synthetic import SECONDS_OF_AUDIO_PER_CHAR
 
+pytestmark = pytest.mark.process
+
 RATE = 32000
 
 

@@ -9,6 +9,8 @@ import pytest
 
 from support.params import ADMIN_TOKEN
 
+pytestmark = pytest.mark.process
+
 ADMIN_ROUTES = [
     ("/control", {"command": "exit"}),
     ("/set_refer_audio", {"refer_audio_path": "reference.wav"}),

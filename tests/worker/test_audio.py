@@ -11,6 +11,8 @@ import pytest
 from support.audio import decode, parse_wav_header, rms
 from support.params import tts_params
 
+pytestmark = pytest.mark.process
+
 TWO_SENTENCES = "The birch canoe slid on the smooth planks. Glue the sheet to the dark blue background."
 
 

@@ -22,6 +22,8 @@ from tts_worker.scheduler import DeadlinePassed, Draining, Job, JobOutcome, Queu
 from tts_worker.service import make_scheduler
 from tts_worker.settings import WorkerSettings
 
+pytestmark = pytest.mark.unit
+
 RATE = 16000
 TEXT = "One. Two. Three."
 

@@ -7,10 +7,13 @@ import asyncio
 import socket
 
 import httpx
+import pytest
 
 from support.audio import decode
 from support.params import tts_params
 from support.wait import stats_when
+
+pytestmark = pytest.mark.process
 
 BATCHING = ("--batching", "--max-batch", "4", "--max-queue-size", "6", "--synthetic-base-seconds", "1.0")
 RATE = 32000  # the synthetic engine's default

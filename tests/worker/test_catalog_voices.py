@@ -14,6 +14,8 @@ import yaml
 from support.params import tts_params
 from tts_cli.processes import start_worker
 
+pytestmark = pytest.mark.process
+
 RATE = 16000
 CATALOG = {"voices": [{"name": "low", "synthetic": {"tone_hz": 200}},
                       {"name": "mid", "synthetic": {"tone_hz": 500}, "defaults": {"seed": 7}},

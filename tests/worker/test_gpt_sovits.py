@@ -37,6 +37,7 @@ def decode(body: bytes) -> tuple[np.ndarray, int]:
     return audio, rate
 
 
+@pytest.mark.process
 def test_tts_returns_32k_audio_by_get_and_post(gpt_sovits_worker):
     for r in (httpx.get(f"{gpt_sovits_worker.url}/tts", params=params(), timeout=120),
               httpx.post(f"{gpt_sovits_worker.url}/tts", json=params(), timeout=120)):
@@ -49,6 +50,7 @@ def test_tts_returns_32k_audio_by_get_and_post(gpt_sovits_worker):
     assert stats["engine"] == "gpt-sovits" and stats["sample_rate"] == 32000 and stats["processed"] >= 2
 
 
+@pytest.mark.process
 def test_streaming_by_segment_and_by_token_chunks(gpt_sovits_worker):
     for mode in (1, 2):
         chunks = []
@@ -65,6 +67,7 @@ def test_streaming_by_segment_and_by_token_chunks(gpt_sovits_worker):
         assert first[:4] == b"RIFF"  # a wav stream starts with its header, as api_v2's does
 
 
+@pytest.mark.process
 def test_a_reference_clip_rewritten_at_its_path_is_heard(gpt_sovits_worker, voice_dir):
     """GPT-SoVITS keeps a clip's features while its path is the same; the worker reads a rewritten clip again."""
     audio, rate = sf.read(voice_dir / "gsv-ref.wav", dtype="float32")
@@ -92,6 +95,7 @@ def test_a_reference_clip_rewritten_at_its_path_is_heard(gpt_sovits_worker, voic
     assert clips() == {"found": counted["found"] + 1, "missed": counted["missed"] + 3}
 
 
+@pytest.mark.process
 def test_languages_and_messages_follow_the_model_version(gpt_sovits_worker):
     stats = httpx.get(f"{gpt_sovits_worker.url}/stats").json()
     assert stats["engine_version"] == "v2" and tuple(stats["languages"]) == LANGUAGES_V2
@@ -101,6 +105,7 @@ def test_languages_and_messages_follow_the_model_version(gpt_sovits_worker):
     assert r.status_code == 400 and r.json()["message"] == "tts failed"  # api_v2 would send 1 s of silence
 
 
+@pytest.mark.process
 def test_sovits_weights_switch_between_requests_and_a_bad_path_is_refused(gpt_sovits_worker, gpt_sovits_weights):
     url = gpt_sovits_worker.url
     fixed = params(seed=42, media_type="raw")
@@ -135,6 +140,7 @@ def test_sovits_weights_switch_between_requests_and_a_bad_path_is_refused(gpt_so
     assert r.json() == {"message": "success"} and speak() == first
 
 
+@pytest.mark.process
 def test_the_queue_still_bounds_concurrent_requests(gpt_sovits_worker):
     async def burst() -> list[httpx.Response]:
         async with httpx.AsyncClient(timeout=120) as client:
@@ -157,6 +163,7 @@ def _start_fails(args: list[str], tmp_path) -> str:
     return done.stderr
 
 
+@pytest.mark.process
 def test_start_up_names_what_is_missing(tmp_path, gpt_sovits_weights):
     not_a_checkout = tmp_path / "GPT-SoVITS"
     not_a_checkout.mkdir()
@@ -187,6 +194,7 @@ def test_start_up_names_what_is_missing(tmp_path, gpt_sovits_weights):
     assert "GPT-SoVITS could not be imported: RuntimeError: broken __init__" in err and "Traceback" not in err
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("batching", [False, True], ids=["one-at-a-time", "batching"])
 def test_a_warm_up_that_fails_refuses_to_start_naming_the_clip(tmp_path, gpt_sovits_weights, batching):
     """A reference clip the warm-up cannot read (the voice folder's reference.wav) is a named start-up error, exit
@@ -199,6 +207,7 @@ def test_a_warm_up_that_fails_refuses_to_start_naming_the_clip(tmp_path, gpt_sov
     assert "Traceback" not in err
 
 
+@pytest.mark.process
 def test_a_checkout_laid_out_as_upstream_serves_from_another_directory(tmp_path, gpt_sovits_weights, voice_dir,
                                                                        logs_dir):
     """api_v2 runs from inside its checkout. A GPT-SoVITS checkout has no GPT_SoVITS/__init__.py, and its sv.py puts
@@ -236,6 +245,7 @@ def test_a_checkout_laid_out_as_upstream_serves_from_another_directory(tmp_path,
         worker.stop()
 
 
+@pytest.mark.unit
 def test_the_generated_nltk_data_holds_the_cmu_dictionary(gpt_sovits_weights, monkeypatch):
     """What a GPT-SoVITS checkout's English front end loads through NLTK (g2p_en's G2p; offline, NLTK would raise),
     written by the weight generator from the dictionary GPT-SoVITS ships, alternative pronunciations kept."""
@@ -252,6 +262,7 @@ def test_the_generated_nltk_data_holds_the_cmu_dictionary(gpt_sovits_weights, mo
     assert CMUDictCorpusReader(nltk.data.find("corpora/cmudict.zip/cmudict/"), ["cmudict"]).dict() == cmu
 
 
+@pytest.mark.process
 def test_the_router_never_imports_torch_or_gpt_sovits():
     code = ("import sys, tts_router.app, tts_router.server, tts_router.proxy, tts_cli.main; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'GPT_SoVITS')]; "
@@ -260,6 +271,7 @@ def test_the_router_never_imports_torch_or_gpt_sovits():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.process
 def test_up_serves_gpt_sovits_workers_behind_the_router(tmp_path, voice_dir, gpt_sovits_weights, monkeypatch):
     """The seed's setup end to end: `tts-cluster up` with the gpt-sovits engine, two workers, one router."""
     from support.up import start_up

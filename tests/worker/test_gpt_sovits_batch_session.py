@@ -24,6 +24,8 @@ from tts_worker.engines.base import CancelToken, Engine, EngineError, SynthesisP
 from tts_worker.engines.gpt_sovits_batch import GPTSoVITSBatch, _PairView, uses_vocoder  # noqa: E402
 from tts_worker.engines.gpt_sovits_engine import GPTSoVITSEngine  # noqa: E402
 
+pytestmark = pytest.mark.unit
+
 TWO_SENTENCES = "Glue the sheet to the dark blue background. It is easy to tell the depth of a well."
 
 

@@ -23,6 +23,8 @@ from support.params import ADMIN_TOKEN
 from support.wait import stats_when
 from tts_cli.processes import ServiceProcess, start_worker
 
+pytestmark = pytest.mark.process
+
 RATE = 32000
 BATCHING = ("--batching", "--max-batch", "4")
 

@@ -21,6 +21,8 @@ from tts_worker.engines.gpt_sovits_batch import GPTSoVITSBatch  # noqa: E402
 from tts_worker.engines.gpt_sovits_engine import GPTSoVITSEngine  # noqa: E402
 from tts_worker.engines.reference_clips import READ_FROM, ReferenceClips  # noqa: E402
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(scope="module")
 def engine(gpt_sovits_weights: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GPTSoVITSEngine, Path]]:

@@ -14,6 +14,8 @@ import yaml
 from support.params import ADMIN_TOKEN
 from tts_cli.processes import start_worker
 
+pytestmark = pytest.mark.process
+
 TEXT = "Hello world. This is a test."
 
 

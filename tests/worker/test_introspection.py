@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 
 from support.params import tts_params
 from tts_common.schemas import WorkerStats
+
+pytestmark = pytest.mark.process
 
 
 def test_health_and_readiness(piper_worker):

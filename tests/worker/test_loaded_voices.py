@@ -10,6 +10,8 @@ import pytest
 
 from tts_worker.loaded_voices import LoadedVoices, NoVoiceSlot, RecentlyFailed
 
+pytestmark = pytest.mark.unit
+
 
 class Model:
     """Stands for a model pair's memory."""

@@ -7,6 +7,8 @@ import pytest
 
 from support.params import ADMIN_TOKEN, tts_params
 
+pytestmark = pytest.mark.process
+
 ESCAPES = ["../secret.wav", "speakers/../../secret.wav", "/etc/passwd", "escape.wav", "ref\x00.wav", "missing.wav"]
 
 

@@ -6,9 +6,12 @@ import asyncio
 import socket
 
 import httpx
+import pytest
 
 from support.params import tts_params
 from support.wait import stats_when
+
+pytestmark = pytest.mark.process
 
 
 async def test_overflow_answers_503_with_retry_after_while_admitted_requests_succeed(spawn_worker):

@@ -11,6 +11,8 @@ import pytest
 
 from tts_worker.engines.reference_clips import ClipKey, Reference, ReferenceClips, Stamp
 
+pytestmark = pytest.mark.unit
+
 
 class Model:
     """Stands for an installed model: only its identity matters here."""

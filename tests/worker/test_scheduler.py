@@ -17,6 +17,8 @@ from tts_worker.engines.synthetic import SyntheticEngine
 from tts_worker.metrics import WorkerMetrics
 from tts_worker.scheduler import DeadlinePassed, Draining, JobOutcome, QueueFull, Scheduler
 
+pytestmark = pytest.mark.unit
+
 RATE = 16000
 
 

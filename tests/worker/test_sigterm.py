@@ -6,9 +6,12 @@ import asyncio
 import signal
 
 import httpx
+import pytest
 
 from support.params import tts_params
 from support.wait import stats_when
+
+pytestmark = pytest.mark.process
 
 
 async def test_sigterm_drains_without_losing_an_admitted_request(spawn_worker):

@@ -10,6 +10,8 @@ import pytest
 from tts_common.schemas import TTSRequest
 from tts_worker.engines.base import Cancelled, CancelToken, StreamMode, SynthesisParams, shape_stream
 
+pytestmark = pytest.mark.unit
+
 RATE = 1000
 
 

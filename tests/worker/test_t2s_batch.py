@@ -23,6 +23,8 @@ from tts_worker.engines.t2s_batch import (
     T2SRequest,
 )
 
+pytestmark = pytest.mark.unit
+
 CONFIG = {  # s1longer-v2's vocabulary (EOS 1024, 732 phonemes), a small transformer
     "data": {"max_sec": 2},
     "model": {"vocab_size": 1025, "phoneme_vocab_size": 732, "embedding_dim": 192, "hidden_dim": 192, "head": 4,

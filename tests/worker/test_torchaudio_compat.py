@@ -15,6 +15,8 @@ pytest.importorskip("torch", reason="the gpt-sovits engine needs torch (make set
 
 from tts_worker.engines import torchaudio_compat  # noqa: E402
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture
 def stereo(tmp_path: Path) -> tuple[Path, np.ndarray]:

@@ -43,6 +43,7 @@ CASES = [
 ]
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("method", ["GET", "POST"])
 @pytest.mark.parametrize("overrides,message,field", CASES)
 def test_rules_in_order(piper_worker, method, overrides, message, field):
@@ -52,6 +53,7 @@ def test_rules_in_order(piper_worker, method, overrides, message, field):
     assert r.json()["field"] == field
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_languages_are_compared_lower_cased(piper_worker, method):
     # api_v2's POST forgot to lower-case before use; ours accepts "EN" both ways.
@@ -59,6 +61,7 @@ def test_languages_are_compared_lower_cased(piper_worker, method):
     assert r.status_code == 200, r.text
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_prompt_lang_accepts_any_api_v2_language_for_piper(piper_worker, method):
     # Piper does not clone the reference clip, so its transcript may be in any api_v2 language.
@@ -66,6 +69,7 @@ def test_prompt_lang_accepts_any_api_v2_language_for_piper(piper_worker, method)
     assert r.status_code == 200, r.text
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("method", ["GET", "POST"])
 @pytest.mark.parametrize(
     "name,value",
@@ -80,6 +84,7 @@ def test_bad_types_name_the_field(piper_worker, method, name, value):
     assert body["message"].startswith(f"{name}: ")
 
 
+@pytest.mark.process
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_numbers_outside_any_sensible_range_are_the_engines_to_judge(piper_worker, method):
     """api_v2 has no ranges: a value Piper ignores is taken, one it cannot use is its `tts failed`."""
@@ -88,12 +93,14 @@ def test_numbers_outside_any_sensible_range_are_the_engines_to_judge(piper_worke
     assert r.status_code == 400 and r.json()["message"] == "tts failed", r.text
 
 
+@pytest.mark.process
 def test_text_over_the_limit_is_refused(piper_worker):
     r = call(piper_worker.url, "POST", tts_params(text="word " * 200))
     assert r.status_code == 400
     assert r.json() == {"message": "text: 1000 characters is over the limit of 600", "field": "text"}
 
 
+@pytest.mark.process
 def test_body_that_is_not_a_json_object(piper_worker):
     r = httpx.post(f"{piper_worker.url}/tts", content=b"[1, 2]", headers={"content-type": "application/json"})
     assert r.status_code == 400 and r.json()["field"] == "body"
@@ -101,11 +108,13 @@ def test_body_that_is_not_a_json_object(piper_worker):
     assert r.status_code == 400 and r.json()["message"] == "body: invalid JSON"
 
 
+@pytest.mark.process
 def test_unknown_post_keys_are_ignored(piper_worker):
     r = call(piper_worker.url, "POST", tts_params(return_fragment=True, something_else=[1, 2]))
     assert r.status_code == 200
 
 
+@pytest.mark.process
 def test_unspeakable_text_is_an_error_not_silence(piper_worker):
     # api_v2 answers 200 with a second of silence here; we answer its `tts failed` error instead.
     r = call(piper_worker.url, "GET", tts_params(text="..."))
@@ -125,6 +134,7 @@ _keys = st.sampled_from(
 )
 
 
+@pytest.mark.process
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(overrides=st.dictionaries(_keys, _values, max_size=4))
 def test_arbitrary_input_never_gets_a_500(piper_worker, overrides):
@@ -139,6 +149,7 @@ def test_arbitrary_input_never_gets_a_500(piper_worker, overrides):
         assert isinstance(r.json()["message"], str) and r.json()["message"]
 
 
+@pytest.mark.unit
 def test_the_silence_between_sentences_is_known_before_synthesis():
     from tts_worker.validation import silence_seconds
 

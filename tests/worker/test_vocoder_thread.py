@@ -11,6 +11,8 @@ import pytest
 
 from tts_worker.engines.vocoder_thread import VocoderThread
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture
 def vocoder() -> Iterator[VocoderThread[str]]:
