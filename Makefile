@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 # stale .venv is refreshed.
 LOCK   := requirements.lock
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d' ' -f1)
-EXTRAS ?= worker,piper,bench,test,deploy
+EXTRAS ?= worker,piper,bench,test,deploy,docs
 HOST   ?= 127.0.0.1
 PORT   ?= 9880
 WORKERS ?= 2
