@@ -97,7 +97,7 @@ def import_pipeline(root: Optional[Path]) -> tuple[Any, Any]:
         if exc.name and exc.name.split(".")[0] == "GPT_SoVITS":
             raise EngineLoadError(
                 "GPT-SoVITS code not found: pass --gpt-sovits-root PATH (a GPT-SoVITS checkout) or install a "
-                "distribution of it (make test installs gpt-sovits-cpufast; see README)"
+                "distribution of it (make test installs gpt-sovits-cpufast; see docs/gpt-sovits.md)"
             ) from exc
         raise EngineLoadError(f"GPT-SoVITS could not be imported: module {exc.name!r} is missing ({exc})") from exc
     except Exception as exc:  # noqa: BLE001 - e.g. OSError: an extension built for another torch (torchaudio's)
