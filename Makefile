@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 # stale .venv is refreshed.
 LOCK   := requirements.lock
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml $(LOCK) | cksum | cut -d' ' -f1)
-EXTRAS ?= worker,piper,bench,test,deploy
+EXTRAS ?= worker,piper,bench,test,deploy,docs
 HOST   ?= 127.0.0.1
 PORT   ?= 9880
 WORKERS ?= 2
@@ -24,7 +24,7 @@ GPT_SOVITS_DIST ?= gpt-sovits-cpufast==0.1.0 g2p_en==2.1.0 tokenizers==0.23.3
 GSV_STAMP := $(VENV)/.gpt-sovits-$(shell echo "$(TORCH_VERSION) $(GPT_SOVITS_DIST)" | cat - pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: help setup setup-gpt-sovits test unit check demo bench chaos voices manifests lock clean nginx e2e prometheus \
-	prometheus-check images image-tools
+	prometheus-check images image-tools docs docs-reference
 
 help:
 	@echo "make demo   - set up .venv, then a router and $(WORKERS) workers with the bundled voice on http://$(HOST):$(PORT)"
@@ -37,6 +37,8 @@ help:
 	@echo "make images - build the router and worker (CPU) images with buildah, no daemon, then smoke-run them"
 	@echo "make e2e    - the end-to-end suite: helm install to uninstall, on the emulator or on E2E_KUBECONFIG's cluster"
 	@echo "make manifests - regenerate manifests/ from helm/tts-cluster"
+	@echo "make docs   - build the docs site (mkdocs build --strict) into build/site"
+	@echo "make docs-reference - regenerate the reference pages (docs/reference/) from the code"
 	@echo "make lock   - re-resolve requirements.lock from pyproject.toml's ranges (needs PyPI)"
 	@echo "make clean  - remove .venv and caches"
 
@@ -86,6 +88,15 @@ demo: setup
 
 manifests: setup
 	$(PY) helm/render_manifests.py
+
+# The docs site (mkdocs.yml, docs/): strict, so a broken link or anchor, or a page left out of the nav, fails.
+# `make test` builds it too (tests/deploy/test_docs_site.py), as it checks the generated pages are up to date.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir build/site
+
+# The reference pages generated from the code: HTTP (OpenAPI), CLI (argparse), metrics (Prometheus), TTSCluster (CRD)
+docs-reference: setup
+	$(PY) docs/gen_reference.py
 
 # One resolution for every platform the images and CI use (Python 3.11 and 3.12, Linux x86_64/aarch64), with
 # torch held at TORCH_VERSION: the version the Makefile and the images install.

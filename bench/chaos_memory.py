@@ -24,7 +24,7 @@ from .chaos_load import ChaosClient, Clock, Job
 from .chaos_report import Check, ScenarioResult
 
 # The most a process may grow, after returning to idle, over one scenario's abandoned streams: allocator noise is
-# well under this (see the README's table), the old leak was 200 KB a stream (600 MB for 3,000).
+# well under this (see the table in docs/reliability.md), the old leak was 200 KB a stream (600 MB for 3,000).
 RSS_GROWTH_LIMIT_MB = 8.0
 ABANDON_TEXT = "One stream that its client leaves. After the first chunk, nobody reads the rest of it."
 

@@ -14,7 +14,7 @@ import argparse
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Optional
 from urllib.parse import urlsplit, urlunsplit
@@ -41,13 +41,16 @@ def _host(bind_addr: str) -> str:
     return f"[{bind_addr}]" if ":" in bind_addr else bind_addr
 
 
-def health_url(argv: Sequence[str]) -> str:
-    """The URL that tells whether the server `argv` starts is alive, from its flags, env and defaults."""
+ParserFor = Callable[[str], argparse.ArgumentParser]
+
+
+def health_url(argv: Sequence[str], parser_for: ParserFor) -> str:
+    """The URL that tells whether the server `argv` starts is alive, from its flags, env and defaults, parsed by
+    `parser_for(command)`: the command line's own parser (`tts_cli.main.build_parser`, handed in by it)."""
     from .flags import settings_from
-    from .main import build_parser
 
     command = argv[0]
-    args = build_parser(command).parse_args(list(argv))
+    args = parser_for(command).parse_args(list(argv))
     if command == "operator":
         from tts_operator.settings import OperatorSettings
 
@@ -87,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     try:
-        url = health_url(argv)
+        url = health_url(argv, args.parser_for)
     except (ValueError, SystemExit) as exc:
         print(f"tts-cluster healthcheck: {exc}", file=sys.stderr)
         return 1

@@ -225,7 +225,7 @@ def _healthcheck_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p = sub.add_parser("healthcheck", help=SUMMARIES["healthcheck"], description=doc,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, parser_for=build_parser)
 
 
 # Each command's parser. A full parser imports its command's settings (the bench's imports every benchmark), so

@@ -49,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "api_v2 is (only where every client is trusted)")
     p.add_argument("--api-keys-file", type=Path, default=None, metavar="PATH",
                    help="API keys that /tts and /v1/* then require (Authorization: Bearer), on the router and every "
-                   "worker; see the README's API keys section; checked before anything starts")
+                   "worker; see docs/operate/keys.md; checked before anything starts")
     p.add_argument("--worker-arg", action="append", default=[], metavar="ARG",
                    help="extra flag for every worker, e.g. --worker-arg=--max-queue-size=20 (repeatable)")
     p.add_argument("--router-arg", action="append", default=[], metavar="ARG", help="extra flag for the router")

@@ -74,7 +74,7 @@ class AdminSpec(_Model):
 
 
 class ApiKeysSpec(_Model):
-    """API keys that /tts and /v1/* on the router then require (see the README's API keys section)."""
+    """API keys that /tts and /v1/* on the router then require (see docs/operate/keys.md)."""
 
     #: a Secret in the TTSCluster's namespace holding the keys file (unset: no keys asked)
     secret_name: Optional[str] = Field(None, alias="secretName", min_length=1, max_length=253)

@@ -26,6 +26,7 @@ from tts_common.schemas import WorkerStats
 
 from .finish import expected_finish
 from .health import Outcomes, OutlierRules, doubtful, ejection_reason, ejection_seconds, may_eject, suspect
+from .outcome import Outcome, answer_outcome
 
 log = logging.getLogger("tts_router.pool")
 
@@ -225,31 +226,38 @@ class Lease:
 
     def succeeded(self) -> None:
         """A complete 2xx answer."""
-        self._settle("ok")
+        self.settle(Outcome.SUCCEEDED)
 
     def failed(self, reason: str) -> None:
         """A gateway failure: connect error, broken connection, 5xx answer or a stream cut by the worker."""
-        self._settle("failed", reason)
+        self.settle(Outcome.FAILED, reason)
 
     def rejected(self, reason: str) -> None:
         """A 4xx answer from the worker for a request the router had validated."""
-        self._settle("rejected", reason)
+        self.settle(Outcome.REJECTED, reason)
 
     def refused(self, retry_after: Optional[int] = None) -> None:
         """A 503 (full or draining): the worker's slot was not ours; says nothing about its health, but it is held
         out of the choice for a while (`retry_after`: its own estimate, an upper bound on the hold)."""
-        if not self.settled:
-            self.pool.hold_out(self.worker, retry_after)
-        self._settle("refused")
+        self.settle(Outcome.REFUSED, retry_after=retry_after)
 
     def abandoned(self) -> None:
         """The client left, or the worker's own deadline passed: nothing to learn about its health."""
-        self._settle("abandoned")
+        self.settle(Outcome.ABANDONED)
 
-    def _settle(self, kind: str, reason: str = "") -> None:
-        if not self.settled:
-            self.settled = True
-            self.pool._settle(self, kind, reason)
+    def answered(self, status: int, reason: str = "", retry_after: Optional[int] = None) -> Outcome:
+        """The worker's complete answer settles the lease by the one map (`outcome.answer_outcome`)."""
+        outcome = answer_outcome(status)
+        self.settle(outcome, reason or f"answered {status}", retry_after)
+        return outcome
+
+    def settle(self, outcome: Outcome, reason: str = "", retry_after: Optional[int] = None) -> None:
+        if self.settled:
+            return
+        self.settled = True
+        if outcome is Outcome.REFUSED:
+            self.pool.hold_out(self.worker, retry_after)
+        self.pool._settle(self, outcome, reason)
 
 
 class WorkerPool:
@@ -265,7 +273,7 @@ class WorkerPool:
         self.client = client
         self.voice_affinity = voice_affinity
         # Whether a worker serves the cluster's default voice now (the router's DefaultVoice decides).
-        self.default_ready: Callable[[WorkerState], bool] = lambda _w: True
+        self._default_ready: Callable[[WorkerState], bool] = lambda _w: True
         self._poll_timeout = aiohttp.ClientTimeout(total=max(0.5, stale_after))
         self.poll_interval = poll_interval
         self.stale_after = stale_after
@@ -274,6 +282,11 @@ class WorkerPool:
         self.workers: dict[str, WorkerState] = {}
         self.changed = asyncio.Event()  # set whenever a poll lands or a slot frees, so waiters re-check
         self.ejections: dict[str, int] = {}  # by worker name, for ttsc_router_ejections_total
+
+    def follow_default_voice(self, ready: Callable[[WorkerState], bool]) -> None:
+        """Requests for the default voice go only to workers for which `ready` holds (the router's DefaultVoice
+        decides which serve the cluster's default weights now)."""
+        self._default_ready = ready
 
     # -- membership (from discovery) -------------------------------------------------------------------------
     def sync(self, targets: Iterable[Target]) -> None:
@@ -394,7 +407,7 @@ class WorkerPool:
             now = time.monotonic()
             live = [w for w in self.ordered() if w.url not in exclude and w.has_room() and not w.refusing(now)
                     and w.serves(voice)
-                    and (voice is not None or self.default_ready(w))]
+                    and (voice is not None or self._default_ready(w))]
             probes = [w for w in live if w.probe_due(now, self.stale_after)]
             if probes:
                 return self._lease(probes[0], chars, probe=True, voice=voice)
@@ -436,25 +449,25 @@ class WorkerPool:
             hold = min(hold, max(float(retry_after), REFUSAL_HOLD_SECONDS))
         w.refused_until = time.monotonic() + hold
 
-    def _settle(self, lease: Lease, kind: str, reason: str) -> None:
+    def _settle(self, lease: Lease, outcome: Outcome, reason: str) -> None:
         w = lease.worker
         w.in_flight -= 1
-        if kind != "refused":  # it admitted the request: its refusals in a row are over
+        if outcome.admitted:  # its refusals in a row are over
             w.refusals, w.refused_until = 0, 0.0
         if lease.probe:
             w.probing = False
-        if kind == "ok":
+        if outcome is Outcome.SUCCEEDED:
             w.completed += 1
             w.outcomes.add(error=False, gateway_failure=False)
             if lease.probe and w.ejected:
                 self._readmit(w, "probe succeeded")
-        elif kind in ("failed", "rejected"):
-            if kind == "failed":
+        elif outcome in (Outcome.FAILED, Outcome.REJECTED):
+            if outcome is Outcome.FAILED:
                 w.failed += 1
-            w.outcomes.add(error=True, gateway_failure=kind == "failed")
+            w.outcomes.add(error=True, gateway_failure=outcome is Outcome.FAILED)
             if lease.probe and w.ejected:
                 self._eject(w, "probe failed", reason, force=True)
-        if kind in ("ok", "failed", "rejected"):
+        if outcome.judges_health:
             # Any outcome can make a worker stand out, its own or a peer's (a suspect's peers answering well).
             for other in self.ordered():
                 # Only a worker with errors or failures enough of its own can stand out: peers are read only then.

@@ -143,10 +143,7 @@ class Forwarder:
 
     def finish(self, status: int, worker: Optional[WorkerState], **extra: Any) -> None:
         svc = self.svc
-        if 200 <= status < 300:
-            svc.counters.completed += 1
-        elif status >= 500:  # a client that left (499) is the client's doing, like any 4xx
-            svc.counters.failed += 1
+        svc.counters.record(status)
         svc.metrics.requests.labels(status=str(status), worker=worker.name if worker else "none").inc()
         svc.metrics.latency.observe(time.monotonic() - self.t0)
         log_fields(
@@ -256,12 +253,8 @@ class Forwarder:
         upstream.release()
         given = upstream.headers.get("retry-after", "")
         retry_after = int(given) if given.isdigit() else None
-        if status == 503:
-            lease.refused(retry_after)
-        elif status >= 500:
-            lease.failed(f"answered {status}")
-        else:
-            lease.rejected(f"answered {status} on probation or in doubt")
+        note = "" if status >= 500 else f"answered {status} on probation or in doubt"
+        lease.answered(status, note, retry_after)
         if held is not None and held.retry_after is not None and status == held.status == 503:
             # The soonest of the workers' own estimates: one policy, passed on (tts_common.retry_after).
             retry_after = min(held.retry_after, retry_after) if retry_after is not None else held.retry_after
@@ -345,15 +338,6 @@ class Forwarder:
         elif not complete:  # the client left mid-stream; closing upstream stopped the worker's engine
             lease.abandoned()
             self.finish(499, worker, bytes=sent, note="client disconnected mid-stream")
-        elif status < 400:
-            lease.succeeded()
-            self.finish(status, worker, bytes=sent)
-        elif status < 500:
-            lease.rejected(f"answered {status}")
-            self.finish(status, worker, bytes=sent)
-        elif status == 504:  # the worker's deadline: a sign of load, not of a broken worker
-            lease.abandoned()
-            self.finish(status, worker, bytes=sent)
-        else:
-            lease.failed(f"answered {status}")
+        else:  # a complete answer (a 504, the worker's deadline, is a sign of load: see outcome.answer_outcome)
+            lease.answered(status)
             self.finish(status, worker, bytes=sent)

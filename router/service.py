@@ -58,7 +58,7 @@ class RouterService:
                                voice_affinity=settings.voice_affinity)
         self.default_voice = DefaultVoice.starting_with(self.pool, settings.default_gpt_weights,
                                                         settings.default_sovits_weights)
-        self.pool.default_ready = self.default_voice.current
+        self.pool.follow_default_voice(self.default_voice.current)
         self.policy = make_policy(settings.policy)
         self.metrics = RouterMetrics(self.pool)
         self.counters = RequestCounters()

@@ -88,6 +88,14 @@ class RequestCounters:
     completed: int = 0
     failed: int = 0
 
+    def record(self, status: int) -> None:
+        """One request answered with `status`: 2xx completed, 5xx failed; a 4xx or a client that left (499) is the
+        client's doing and counts in neither."""
+        if 200 <= status < 300:
+            self.completed += 1
+        elif status >= 500:
+            self.failed += 1
+
     @property
     def total(self) -> int:
         return self.completed + self.failed

@@ -9,7 +9,13 @@ import sys
 
 import pytest
 
-from tts_cli.healthcheck import health_url, server_argv
+from tts_cli.healthcheck import health_url as health_url_by
+from tts_cli.healthcheck import server_argv
+from tts_cli.main import build_parser
+
+
+def health_url(argv: list[str]) -> str:
+    return health_url_by(argv, build_parser)
 
 
 @pytest.mark.unit

@@ -21,8 +21,10 @@ from support.gpt_sovits_engine import ONE_SENTENCE, loaded_engine, request
 torch = pytest.importorskip("torch", reason="the gpt-sovits engine needs torch (make setup-gpt-sovits)")
 
 from tts_worker.engines.base import CancelToken, Engine, EngineError, SynthesisParams  # noqa: E402
-from tts_worker.engines.gpt_sovits_batch import GPTSoVITSBatch, _PairView, uses_vocoder  # noqa: E402
-from tts_worker.engines.gpt_sovits_engine import GPTSoVITSEngine  # noqa: E402
+from tts_worker.engines.gpt_sovits.pairs import uses_vocoder  # noqa: E402
+from tts_worker.engines.gpt_sovits.rows import PairView  # noqa: E402
+from tts_worker.engines.gpt_sovits.session import GPTSoVITSBatch  # noqa: E402
+from tts_worker.engines.gpt_sovits import GPTSoVITSEngine  # noqa: E402
 
 pytestmark = pytest.mark.unit
 
@@ -217,7 +219,7 @@ def test_the_vocoder_thread_view_binds_what_the_installed_tts_has(engine: tuple[
     eng = engine[0]
     assert isinstance(eng, GPTSoVITSEngine)
     tts = eng.tts
-    fork_view = _PairView(tts)
+    fork_view = PairView(tts)
     assert hasattr(fork_view, "non_vocoder_synthesis_batched_infer") == \
         hasattr(type(tts), "non_vocoder_synthesis_batched_infer")  # (the fork's: the suite runs on it)
     cls = type(tts)
@@ -225,7 +227,7 @@ def test_the_vocoder_thread_view_binds_what_the_installed_tts_has(engine: tuple[
                                              ("audio_postprocess", "recovery_order", "sola_algorithm")})()
     for name in ("configs", "vits_model", "precision"):
         setattr(upstream_like, name, getattr(tts, name))
-    view = _PairView(upstream_like)
+    view = PairView(upstream_like)
     assert not hasattr(view, "non_vocoder_synthesis_batched_infer")
     audio = torch.linspace(-0.5, 0.5, 4000)
     # the view's audio_postprocess is upstream's, on the pair's rate, precision and device

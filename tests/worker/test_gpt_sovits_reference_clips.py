@@ -1,4 +1,4 @@
-"""The gpt-sovits engine keeps each reference clip's features (`reference_clips`), in process on generated weights:
+"""The gpt-sovits engine keeps each reference clip's features (`gpt_sovits.reference`), in process on generated weights:
 TTS.run's own prompt cache holds the last clip only, so requests alternating between clips would read a clip at every
 switch. Both the batch and the one-at-a-time engine read each clip once, give the audio a fresh read gives, and read a
 clip again when it is rewritten on disk (TTS.run compares paths only) or the weights change."""
@@ -17,9 +17,9 @@ from support.gpt_sovits_engine import ONE_SENTENCE, backwards_clip, loaded_engin
 torch = pytest.importorskip("torch", reason="the gpt-sovits engine needs torch (make setup-gpt-sovits)")
 
 from tts_worker.engines.base import CancelToken, EngineError, SynthesisParams  # noqa: E402
-from tts_worker.engines.gpt_sovits_batch import GPTSoVITSBatch  # noqa: E402
-from tts_worker.engines.gpt_sovits_engine import GPTSoVITSEngine  # noqa: E402
-from tts_worker.engines.reference_clips import READ_FROM, ReferenceClips  # noqa: E402
+from tts_worker.engines.gpt_sovits.session import GPTSoVITSBatch  # noqa: E402
+from tts_worker.engines.gpt_sovits import GPTSoVITSEngine  # noqa: E402
+from tts_worker.engines.gpt_sovits.reference import READ_FROM, ReferenceClips  # noqa: E402
 
 pytestmark = pytest.mark.unit
 

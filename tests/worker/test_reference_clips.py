@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tts_worker.engines.reference_clips import ClipKey, Reference, ReferenceClips, Stamp
+from tts_worker.engines.gpt_sovits.reference import ClipKey, Reference, ReferenceClips, Stamp
 
 pytestmark = pytest.mark.unit
 
@@ -139,7 +139,7 @@ def test_a_failed_read_keeps_nothing_and_a_missing_clip_is_never_found(clip: Pat
 
 
 def test_a_prompt_cache_holds_the_clip_files_it_was_marked_read_from(clip: Path, tmp_path: Path) -> None:
-    from tts_worker.engines.reference_clips import holds_clip, mark_read, stamps_of
+    from tts_worker.engines.gpt_sovits.reference import holds_clip, mark_read, stamps_of
 
     cache: dict[str, object] = {"ref_audio_path": str(clip)}
     stamps = stamps_of(str(clip), ())

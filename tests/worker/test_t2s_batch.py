@@ -14,7 +14,7 @@ from typing import Any, Optional
 import pytest
 import torch
 
-from tts_worker.engines.t2s_batch import (
+from tts_worker.engines.gpt_sovits.t2s import (
     BatchDecoder,
     BatchFullError,
     CacheCapacityError,

@@ -13,7 +13,7 @@ import soundfile as sf
 
 pytest.importorskip("torch", reason="the gpt-sovits engine needs torch (make setup-gpt-sovits)")
 
-from tts_worker.engines import torchaudio_compat  # noqa: E402
+from tts_worker.engines.gpt_sovits import upstream as torchaudio_compat  # noqa: E402
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from tts_worker.engines.vocoder_thread import VocoderThread
+from tts_worker.engines.gpt_sovits.vocoder import VocoderThread
 
 pytestmark = pytest.mark.unit
 

@@ -48,7 +48,7 @@ def _engine(settings: "WorkerSettings") -> Engine:
             batch_alpha=settings.synthetic_batch_alpha,
         )
     if settings.engine == "gpt-sovits":
-        from .gpt_sovits_engine import GPTSoVITSEngine
+        from .gpt_sovits import GPTSoVITSEngine
 
         return GPTSoVITSEngine(
             settings.gpt_sovits_config,

@@ -2,7 +2,7 @@
 
 A batching engine (`Engine.max_batch` > 1) hands the scheduler a `BatchSession`. Requests join (`add`) and leave
 (`remove`, or by finishing) only between steps, so an engine that keeps one row of its KV cache per request (see
-`t2s_batch.BatchDecoder`: `admit`, `step`, `cancel`) maps onto it directly, and a request that ends frees its row
+`gpt_sovits.t2s.BatchDecoder`: `admit`, `step`, `cancel`) maps onto it directly, and a request that ends frees its row
 for the next one at once instead of at the end of a fixed batch.
 """
 
@@ -15,7 +15,7 @@ from typing import Optional
 
 import numpy as np
 
-from .base import CancelToken, SynthesisParams
+from .params import CancelToken, SynthesisParams
 
 
 @dataclass

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Optional, TypeVar
 
-from .base import ClipCounters, SynthesisParams
+from ..base import ClipCounters
+from ..params import SynthesisParams
 
 V = TypeVar("V")
 

@@ -1,5 +1,5 @@
 """Continuous batching for the gpt-sovits engine: `TTS.run` taken apart into upstream's own pieces, so that the
-requests in a batch share every step of the text-to-semantic decoder (`t2s_batch.BatchDecoder`).
+requests in a batch share every step of the text-to-semantic decoder (`t2s.BatchDecoder`).
 
 What TTS.run does for one request, and where it happens here:
 
@@ -14,7 +14,7 @@ What TTS.run does for one request, and where it happens here:
 - SoVITS: when a sentence's tokens are done (`decode`, or `non_vocoder_synthesis_batched_infer` when TTS.run
   takes that path), or in modes 2 and 3 as each chunk of tokens is cut (`decode_streaming` with its overlap and
   SOLA), then `audio_postprocess`: the same audio, chunk for chunk, as TTS.run's. With `--vocoder-thread` (the
-  default with CUDA) it runs on a second thread (`vocoder_thread`) while the other rows go on decoding; the request
+  default with CUDA) it runs on a second thread (`vocoder`) while the other rows go on decoding; the request
   itself waits for it (its next sentence joins, or its streaming row steps again, once that vocoding is
   collected), because TTS.run draws the two stages' random numbers from one generator in that order;
 - random numbers: TTS.run seeds the global generator once per run and draws from it for T2S sampling and SoVITS's
@@ -23,7 +23,7 @@ What TTS.run does for one request, and where it happens here:
   audio whoever shares its steps.
 
 It runs on GPT-SoVITS itself and on gpt-sovits-cpufast (what the tests install), whose TTS differs in a few
-places: the fused T2S blocks' layout (`t2s_batch._Layer`), and the fork's per-reference caches and SoVITS decode
+places: the fused T2S blocks' layout (`t2s._Layer`), and the fork's per-reference caches and SoVITS decode
 condition (`ge`, `ge_text`), used where they exist. Models that speak through a vocoder (v3, v4) are not batched:
 their requests get a clear error, and a worker whose default voice is one refuses `--batching` at start.
 
@@ -39,18 +39,17 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from types import MethodType, SimpleNamespace
-from typing import TYPE_CHECKING, Any, Literal, Optional
+from collections.abc import Callable
+from typing import Any, Optional, Protocol
 
 import numpy as np
 import torch
 
-from .base import Cancelled, CancelToken, EngineError, StreamMode, SynthesisParams
-from .batch import BatchSession, StepOutput
-from .reference_clips import (
+from ..base import ClipCounters, DecodeCounters, EngineError
+from ..batch import BatchSession, StepOutput
+from ..params import Cancelled, CancelToken, StreamMode, SynthesisParams
+from .pairs import VoicePair, uses_vocoder
+from .reference import (
     READ_FROM,
     ClipKey,
     Reference,
@@ -61,7 +60,9 @@ from .reference_clips import (
     mark_read,
     read_clip,
 )
-from .t2s_batch import (
+from .rows import BatchRequest, Keep, PairView, Sentence, Then, VoiceDecoder, drawing_from, kept_tokens
+from .stream import SentenceStream
+from .t2s import (
     UPSTREAM_MAX_DECODE_STEPS,
     BatchDecoder,
     CacheCapacityError,
@@ -69,139 +70,48 @@ from .t2s_batch import (
     T2SBatchError,
     T2SRequest,
 )
-from .vocoder_thread import Chunks, Finished, VocoderThread
+from .upstream import described
+from .vocoder import Chunks, Finished, VocoderThread
 
-if TYPE_CHECKING:
-    from .gpt_sovits_engine import GPTSoVITSEngine, VoicePair
+
+class BatchHost(Protocol):
+    """What the session needs of its engine (`engine.GPTSoVITSEngine` is one), and nothing more: it installs the
+    request's voice pair on the one `TTS` object and counts what the session decodes and which clips it finds."""
+
+    device: str
+    vocoder_thread: bool
+    max_reference_clips: int
+    decoded: DecodeCounters
+    clips: ClipCounters
+
+    @property
+    def max_batch(self) -> int: ...
+
+    @property
+    def default_pair(self) -> Optional[VoicePair]: ...
+
+    def pair_for(self, params: SynthesisParams, cancel: CancelToken) -> VoicePair: ...
+
+    def use_pair(self, pair: VoicePair) -> Any: ...
+
 
 #: KV positions a cache row holds besides a sentence's new tokens: the prompt text's and the sentence's phonemes and
 #: the reference clip's semantic tokens (a 10 s clip is about 260). A sentence that needs more fails alone.
 PREFILL_POSITIONS = 1024
-#: TTS.run's `chunk_split_thershold` for mode 2: a token this similar to the mute token may end a chunk
-CHUNK_SPLIT_THRESHOLD = 0.0
-#: infer_panel_naive's `check_token_num`: mode 2 looks for a cut once this many tokens past `min_chunk_length`
-CHUNK_CHECK_TOKENS = 2
 
 #: with no row to step, how long a step waits for the vocoder before handing back to the scheduler (who may have
 #: requests to join)
 VOCODER_WAIT_SECONDS = 0.05
 
-# Which upstream decode TTS.run would call decides which tokens of a stopped sentence it keeps.
-Keep = Literal["batch", "naive", "all"]
-# What the engine thread does once a request's vocoding is collected: step its streaming row again, or start its
-# next sentence (or finish it).
-Then = Literal["resume", "next"]
-
-
-def _described(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-@contextmanager
-def _drawing_from(generator: torch.Generator) -> Iterator[None]:
-    """Upstream code that draws from the device's global generator (SoVITS's noise) draws from `generator` instead,
-    as TTS.run's decodes draw from the one generator it seeded; the global generator is left as it was."""
-    device = generator.device
-    if device.type == "cuda":
-        saved = torch.cuda.get_rng_state(device)
-        torch.cuda.set_rng_state(generator.get_state(), device)
-        try:
-            yield
-        finally:
-            generator.set_state(torch.cuda.get_rng_state(device))
-            torch.cuda.set_rng_state(saved, device)
-    else:
-        saved = torch.get_rng_state()
-        torch.set_rng_state(generator.get_state())
-        try:
-            yield
-        finally:
-            generator.set_state(torch.get_rng_state())
-            torch.set_rng_state(saved)
-
-
-def uses_vocoder(tts: Any) -> bool:
-    """Whether the installed pair is a model that speaks through a vocoder (v3, v4), which the batch cannot serve."""
-    configs = tts.configs
-    return bool(getattr(configs, "use_vocoder", False)) or str(getattr(configs, "version", "")) in ("v3", "v4")
-
-
-def kept_tokens(tokens: tuple[int, ...], finish: Optional[str], keep: Keep) -> tuple[int, ...]:
-    """The tokens TTS.run hands to SoVITS for a sentence that stopped with `finish`. On EOS, every token before it.
-    Otherwise (early stop, the step cap) `infer_panel_batch_infer` keeps the tokens before the stopping step's, and
-    `infer_panel_naive` with a prompt keeps its last `steps - 1` (TTS.run's `item[-idx:]`); ref-free, all."""
-    if finish == "eos" or keep == "all":
-        return tokens
-    return tokens[:-1] if keep == "batch" else tokens[1:]
-
-
-class _PairView:
-    """What upstream's vocoding methods read from `self`, taken from the one `TTS` object while the request's voice
-    pair is installed: the vocoder thread uses this, never the `TTS` object, whose installed pair the engine
-    thread may change meanwhile."""
-
-    def __init__(self, tts: Any) -> None:
-        configs = tts.configs
-        self.vits_model = tts.vits_model
-        self.precision = tts.precision
-        self.configs = SimpleNamespace(sampling_rate=configs.sampling_rate, device=configs.device,
-                                       mute_emb_sim_matrix=getattr(configs, "mute_emb_sim_matrix", None))
-        cls = type(tts)
-        # The last is gpt-sovits-cpufast's alone (used only when its SoVITS has `prepare_decode_latent`).
-        for name in ("audio_postprocess", "recovery_order", "sola_algorithm", "non_vocoder_synthesis_batched_infer"):
-            method = getattr(cls, name, None)
-            if method is not None:
-                setattr(self, name, MethodType(method, self))
-
-    def __getattr__(self, name: str) -> Any:  # the methods bound above, for the type checker
-        raise AttributeError(name)
-
-
-@dataclass
-class _Sentence:
-    phones: torch.Tensor  # its own phonemes, for SoVITS
-    all_phones: torch.Tensor  # the prompt text's then its own, for T2S
-    all_bert: torch.Tensor
-
-
-@dataclass
-class _Voice:
-    """One voice pair's decoder, over the T2S model it was built on."""
-
-    pair: "VoicePair"
-    model: Any
-    decoder: BatchDecoder
-
-
-@dataclass
-class _Request:
-    key: int
-    params: SynthesisParams
-    voice: _Voice
-    ref: Reference
-    sentences: list[_Sentence]  # in decoding order
-    order: list[list[int]]  # mode 0: to_batch's batch_index_list, decoding order -> text order
-    split_bucket: bool
-    generator: torch.Generator
-    early_stop: int
-    keep: Keep
-    view: _PairView
-    next: int = 0  # the next sentence to decode
-    vocoding: int = 0  # its vocoder jobs not yet collected; while any is, its row (if any) sits steps out
-    row: Optional[str] = None  # the decoder row of the sentence decoding now
-    parts: list[torch.Tensor] = field(default_factory=list)  # mode 0: each sentence's audio, until the last
-    stream: Optional["_Stream"] = None  # modes 2 and 3: the sentence decoding now
-
-
 class GPTSoVITSBatch(BatchSession):
     """The gpt-sovits engine's batch. Every method runs on the engine thread, which owns the one `TTS` object; the
     vocoding jobs it hands on run on the vocoder thread and read the `TTS` object only through their request's
-    `_PairView`."""
+    `PairView`."""
 
-    def __init__(self, engine: "GPTSoVITSEngine", vocoder_thread: Optional[bool] = None) -> None:
+    def __init__(self, engine: BatchHost, vocoder_thread: Optional[bool] = None) -> None:
         self.engine = engine
-        self._voices: list[_Voice] = []
-        self._requests: dict[int, _Request] = {}
+        self._voices: list[VoiceDecoder] = []
+        self._requests: dict[int, BatchRequest] = {}
         self._rows: dict[str, int] = {}  # decoder row id -> request key
         threaded = engine.vocoder_thread if vocoder_thread is None else vocoder_thread
         self._vocoder: VocoderThread[Then] = VocoderThread(inline=not threaded)
@@ -224,14 +134,14 @@ class GPTSoVITSBatch(BatchSession):
         except (EngineError, Cancelled):
             raise
         except Exception as exc:  # noqa: BLE001 - as TTS.run's failures: this request's 400 `tts failed`
-            raise EngineError(_described(exc)) from exc
+            raise EngineError(described(exc)) from exc
         cancel.check()
         try:
             self._admit(request)
         except EngineError:
             raise
         except Exception as exc:  # noqa: BLE001 - as above: this request's alone, and it holds no row
-            raise EngineError(_described(exc)) from exc
+            raise EngineError(described(exc)) from exc
         self._requests[key] = request
 
     def remove(self, key: int) -> None:
@@ -282,11 +192,11 @@ class GPTSoVITSBatch(BatchSession):
             try:
                 self._resume(request, job, out)
             except Exception as exc:  # noqa: BLE001 - this request's alone: the others go on
-                out.error = exc if isinstance(exc, EngineError) else EngineError(_described(exc))
+                out.error = exc if isinstance(exc, EngineError) else EngineError(described(exc))
             if out.done or out.error is not None:
                 self.remove(job.key)
 
-    def _resume(self, request: _Request, job: Finished[Then], out: StepOutput) -> None:
+    def _resume(self, request: BatchRequest, job: Finished[Then], out: StepOutput) -> None:
         if job.error is not None:
             raise job.error
         out.chunks.extend(job.chunks)
@@ -299,7 +209,7 @@ class GPTSoVITSBatch(BatchSession):
 
     # ---- joining --------------------------------------------------------------------------------------------
 
-    def _prepare(self, key: int, params: SynthesisParams, pair: "VoicePair", tts: Any) -> _Request:
+    def _prepare(self, key: int, params: SynthesisParams, pair: VoicePair, tts: Any) -> BatchRequest:
         r = params.request
         if uses_vocoder(tts):
             raise EngineError(
@@ -319,11 +229,11 @@ class GPTSoVITSBatch(BatchSession):
         else:
             keep = "batch" if r.parallel_infer else "naive"
         early_stop = int(tts.configs.hz * tts.configs.max_sec)
-        return _Request(key, params, voice, ref, sentences, order, split_bucket, generator, early_stop, keep,
-                        _PairView(tts))
+        return BatchRequest(key, params, voice, ref, sentences, order, split_bucket, generator, early_stop, keep,
+                        PairView(tts))
 
     def _reference(self, params: SynthesisParams, tts: Any, with_prompt: bool) -> Reference:
-        """TTS.run's reference and prompt handling, kept per clip (`reference_clips`)."""
+        """TTS.run's reference and prompt handling, kept per clip (`reference`)."""
         key, models = clip_of(params, tts, with_prompt)
         return self.clips.get(key, models, lambda stamps: self._read_reference(key, stamps, tts))
 
@@ -389,7 +299,7 @@ class GPTSoVITSBatch(BatchSession):
         return refer, sv_emb
 
     def _sentences(self, params: SynthesisParams, tts: Any,
-                   prompt_text: Optional[dict[str, Any]]) -> tuple[list[_Sentence], list[list[int]], bool]:
+                   prompt_text: Optional[dict[str, Any]]) -> tuple[list[Sentence], list[list[int]], bool]:
         """The text's sentences as TTS.run cuts and orders them, each with its T2S inputs (to_batch's)."""
         r, prep, version = params.request, tts.text_preprocessor, tts.configs.version
         text, lang = r.text or "", (r.text_lang or "").lower()
@@ -409,10 +319,10 @@ class GPTSoVITSBatch(BatchSession):
         batches, order = tts.to_batch(data, prompt_data=prompt_text, batch_size=1,
                                       threshold=r.batch_threshold, split_bucket=split_bucket,
                                       device=tts.configs.device, precision=tts.precision)
-        sentences = [_Sentence(b["phones"][0], b["all_phones"][0], b["all_bert_features"][0]) for b in batches]
+        sentences = [Sentence(b["phones"][0], b["all_phones"][0], b["all_bert_features"][0]) for b in batches]
         return sentences, order, split_bucket
 
-    def _voice(self, pair: "VoicePair", tts: Any) -> _Voice:
+    def _voice(self, pair: VoicePair, tts: Any) -> VoiceDecoder:
         """The pair's decoder, built (its KV cache allocated) on first use and again after a weight switch."""
         model = tts.t2s_model.model
         for voice in self._voices:
@@ -422,18 +332,18 @@ class GPTSoVITSBatch(BatchSession):
         self._voices = [v for v in self._voices if v.pair is not pair or id(v) in needed]
         budget = min(UPSTREAM_MAX_DECODE_STEPS, int(tts.configs.hz * tts.configs.max_sec) + 1)
         max_len = min(int(model.ar_audio_position.pe.shape[1]), PREFILL_POSITIONS + budget)
-        voice = _Voice(pair, model, BatchDecoder(model, self.engine.max_batch, max_len))
+        voice = VoiceDecoder(pair, model, BatchDecoder(model, self.engine.max_batch, max_len))
         self._voices.append(voice)
         return voice
 
-    def _admit(self, request: _Request) -> None:
+    def _admit(self, request: BatchRequest) -> None:
         """Start decoding the request's next sentence in a row of its voice's decoder."""
         index = request.next
         sentence = request.sentences[index]
         r = request.params.request
         row = f"{request.key}.{index}"
         # Built before the row is taken: a value it cannot use (speed_factor 0) fails this request, holding no row.
-        stream = _Stream(request, sentence) if request.params.mode in (StreamMode.TOKEN, StreamMode.FIXED) else None
+        stream = SentenceStream(request, sentence) if request.params.mode in (StreamMode.TOKEN, StreamMode.FIXED) else None
         t2s = T2SRequest(row, sentence.all_phones, sentence.all_bert, request.ref.prompt, top_k=r.top_k,
                          top_p=r.top_p, temperature=r.temperature, repetition_penalty=r.repetition_penalty,
                          early_stop_num=request.early_stop, generator=request.generator)
@@ -467,11 +377,11 @@ class GPTSoVITSBatch(BatchSession):
         try:
             self._take(request, event, out)
         except Exception as exc:  # noqa: BLE001 - this request's alone: the others go on
-            out.error = exc if isinstance(exc, EngineError) else EngineError(_described(exc))
+            out.error = exc if isinstance(exc, EngineError) else EngineError(described(exc))
         if out.done or out.error is not None:
             self.remove(key)
 
-    def _take(self, request: _Request, event: StepEvent, out: StepOutput) -> None:
+    def _take(self, request: BatchRequest, event: StepEvent, out: StepOutput) -> None:
         """After the request's row stepped: hand the vocoder what is ready to speak (a cut chunk, or the finished
         sentence), which the request then waits for."""
         job: Optional[Callable[[], Chunks]]
@@ -489,7 +399,7 @@ class GPTSoVITSBatch(BatchSession):
         request.vocoding += 1
         self._vocoder.submit(request.key, "resume" if event.finish is None else "next", torch.no_grad()(job))
 
-    def _sentence_job(self, request: _Request, sentence: _Sentence, tokens: tuple[int, ...],
+    def _sentence_job(self, request: BatchRequest, sentence: Sentence, tokens: tuple[int, ...],
                       last: bool) -> Callable[[], Chunks]:
         def job() -> Chunks:  # on the vocoder thread
             audio = self._vocode(request, sentence, tokens)
@@ -502,7 +412,7 @@ class GPTSoVITSBatch(BatchSession):
         return job
 
     @staticmethod
-    def _vocode(request: _Request, sentence: _Sentence, tokens: tuple[int, ...]) -> torch.Tensor:
+    def _vocode(request: BatchRequest, sentence: Sentence, tokens: tuple[int, ...]) -> torch.Tensor:
         """SoVITS for one sentence, by the path TTS.run takes for it (one sentence per batch)."""
         tts = request.view
         r, ref, vits = request.params.request, request.ref, tts.vits_model
@@ -510,7 +420,7 @@ class GPTSoVITSBatch(BatchSession):
         codes = torch.tensor(tokens, dtype=torch.long, device=device)
         phones = sentence.phones.to(device)
         cond = ref.decode_kwargs()
-        with _drawing_from(request.generator):
+        with drawing_from(request.generator):
             if r.parallel_infer and r.speed_factor == 1.0:
                 audio: torch.Tensor = vits.decode(codes.view(1, 1, -1), phones.unsqueeze(0), ref.refer,
                                                   speed=r.speed_factor, **cond).detach()[0, 0, :]
@@ -524,112 +434,9 @@ class GPTSoVITSBatch(BatchSession):
             return audio
 
     @staticmethod
-    def _postprocess(request: _Request, audio: list[list[torch.Tensor]], order: Optional[list[list[int]]],
+    def _postprocess(request: BatchRequest, audio: list[list[torch.Tensor]], order: Optional[list[list[int]]],
                      split_bucket: bool) -> np.ndarray:
         r, tts = request.params.request, request.view
         _sr, pcm = tts.audio_postprocess(audio, tts.configs.sampling_rate, order, r.speed_factor, split_bucket,
                                          r.fragment_interval)
-        return np.asarray(pcm, dtype=np.int16).reshape(-1)
-
-
-class _Stream:
-    """Modes 2 and 3 for one sentence: TTS.run's streaming loop, fed a token at a time. `infer_panel_naive` cuts the
-    tokens into chunks (mode 2 where a token sounds like the mute token, mode 3 every `min_chunk_length`), and each
-    chunk is decoded with all the sentence's tokens so far (`decode_streaming`, overlapping the previous chunk's
-    latent) and joined to the previous audio by SOLA, exactly as TTS.run does between its decoder's yields.
-
-    `feed` runs on the engine thread and cuts; the jobs it returns run on the vocoder thread, one at a time, and
-    alone touch the decoded state (`pieces`, `last_audio`, `last_latent`, `first`)."""
-
-    def __init__(self, request: _Request, sentence: _Sentence) -> None:
-        r = request.params.request
-        tts = request.view
-        self.tts, self.request, self.r = tts, request, r
-        vits = tts.vits_model
-        self.phones = sentence.phones.unsqueeze(0).to(tts.configs.device)
-        self.mute: Optional[torch.Tensor] = (
-            tts.configs.mute_emb_sim_matrix if request.params.mode == StreamMode.TOKEN else None)
-        self.chunk_length = int(r.min_chunk_length)
-        self.frames = 2 if vits.semantic_frame_rate == "25hz" else 1
-        self.upsample = math.prod(vits.upsample_rates) * (self.frames / r.speed_factor)
-        self.overlap_size = math.ceil(r.overlap_length * self.upsample)
-        self.tokens: list[int] = []
-        self.counter = 0  # infer_panel_naive's token_counter
-        self.ptr = 0  # its curr_ptr, past the prompt
-        self.pieces: list[torch.Tensor] = []  # the chunks decoded so far
-        self.last_audio: Optional[torch.Tensor] = None
-        self.last_latent: Optional[torch.Tensor] = None
-        self.first = True
-
-    def feed(self, event: StepEvent) -> Optional[Callable[[], Chunks]]:
-        """Take the step's token; the vocoding to run, if it completed a chunk or the sentence."""
-        if event.token is not None:
-            self.tokens.append(event.token)
-        self.counter += 1
-        if event.finish is not None:
-            tail = self.tokens[self.ptr:]
-            silence = np.zeros(int(int(self.tts.configs.sampling_rate) * self.r.fragment_interval), dtype=np.int16)
-            return lambda: [*(self._vocode(tail, True) if tail else self._tail()), silence]
-        chunk = self._cut()
-        return None if chunk is None else lambda: self._vocode(chunk, False)
-
-    def _cut(self) -> Optional[list[int]]:
-        if self.mute is None:
-            if self.counter < self.chunk_length:
-                return None
-            chunk = self.tokens[-self.counter:]
-            self.ptr += self.counter
-            self.counter = 0
-            return chunk
-        if self.counter < self.chunk_length + CHUNK_CHECK_TOKENS:
-            return None
-        recent = torch.tensor(self.tokens[self.ptr:], dtype=torch.long, device=self.mute.device)
-        score = self.mute[recent] - CHUNK_SPLIT_THRESHOLD
-        score[score < 0] = -1
-        score[:-1] = score[:-1] + score[1:]  # two mute-like tokens in a row
-        at = int(score.argmax())
-        if not (score[at] >= 0 and at + 1 >= self.chunk_length):
-            return None
-        chunk = self.tokens[self.ptr:]  # upstream yields every token since the last cut, then moves past `at` only
-        self.counter -= at + 1
-        self.ptr += at + 1
-        return chunk
-
-    def _tail(self) -> list[np.ndarray]:
-        """Nothing new after the last cut: TTS.run sends the end of the last chunk's audio that it held back."""
-        if self.last_audio is None:
-            return []
-        return [self._post(self.last_audio[-self.overlap_size:])]
-
-    def _vocode(self, chunk: list[int], final: bool) -> list[np.ndarray]:
-        tts, r, ref = self.tts, self.r, self.request.ref
-        n = len(chunk)
-        self.pieces.append(torch.tensor([chunk], dtype=torch.long, device=tts.configs.device))
-        codes = torch.cat(self.pieces, dim=-1)
-        overlap = r.overlap_length + (10 - n) if not self.first and n < 10 else r.overlap_length
-        with _drawing_from(self.request.generator):
-            audio, latent, _mask = tts.vits_model.decode_streaming(
-                codes.unsqueeze(0), self.phones, ref.refer, speed=r.speed_factor, **ref.decode_kwargs(),
-                result_length=None if self.first else n + overlap,
-                overlap_frames=None if self.last_latent is None else self.last_latent[:, :, -overlap * self.frames:],
-                padding_length=0)
-        audio = audio.detach()[0, 0, :]
-        if overlap > r.overlap_length:
-            audio = audio[-int((r.overlap_length + n) * self.upsample):]
-        out = audio
-        if self.first:
-            self.first = False
-            if not final:
-                out = out[:-self.overlap_size]
-        elif not final:
-            assert self.last_audio is not None
-            # SOLA may change `audio` in place, as upstream's does: the next chunk overlaps what it left.
-            out = tts.sola_algorithm([self.last_audio, out], self.overlap_size)
-            out = out[self.last_audio.shape[0] - self.overlap_size: -self.overlap_size]
-        self.last_latent, self.last_audio = latent, audio
-        return [self._post(out)]
-
-    def _post(self, audio: torch.Tensor) -> np.ndarray:
-        _sr, pcm = self.tts.audio_postprocess([[audio]], self.tts.configs.sampling_rate, None, self.r.speed_factor,
-                                              False, 0.0)
         return np.asarray(pcm, dtype=np.int16).reshape(-1)

