@@ -21,10 +21,10 @@ from support.gpt_sovits_engine import ONE_SENTENCE, loaded_engine, request
 torch = pytest.importorskip("torch", reason="the gpt-sovits engine needs torch (make setup-gpt-sovits)")
 
 from tts_worker.engines.base import CancelToken, Engine, EngineError, SynthesisParams  # noqa: E402
+from tts_worker.engines.gpt_sovits import GPTSoVITSEngine  # noqa: E402
 from tts_worker.engines.gpt_sovits.pairs import uses_vocoder  # noqa: E402
 from tts_worker.engines.gpt_sovits.rows import PairView  # noqa: E402
 from tts_worker.engines.gpt_sovits.session import GPTSoVITSBatch  # noqa: E402
-from tts_worker.engines.gpt_sovits import GPTSoVITSEngine  # noqa: E402
 
 pytestmark = pytest.mark.unit
 

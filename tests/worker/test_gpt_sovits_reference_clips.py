@@ -17,9 +17,9 @@ from support.gpt_sovits_engine import ONE_SENTENCE, backwards_clip, loaded_engin
 torch = pytest.importorskip("torch", reason="the gpt-sovits engine needs torch (make setup-gpt-sovits)")
 
 from tts_worker.engines.base import CancelToken, EngineError, SynthesisParams  # noqa: E402
-from tts_worker.engines.gpt_sovits.session import GPTSoVITSBatch  # noqa: E402
 from tts_worker.engines.gpt_sovits import GPTSoVITSEngine  # noqa: E402
 from tts_worker.engines.gpt_sovits.reference import READ_FROM, ReferenceClips  # noqa: E402
+from tts_worker.engines.gpt_sovits.session import GPTSoVITSBatch  # noqa: E402
 
 pytestmark = pytest.mark.unit
 
