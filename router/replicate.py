@@ -127,12 +127,12 @@ def replica_target(voice: str, healthy: Sequence[WorkerState], chars: int, refer
                    demand: Optional[Mapping[str, float]] = None) -> Optional[tuple[WorkerState, frozenset[str]]]:
     """The worker to load one more copy of `voice`, and the voices that load must not evict (`kept_for`: sole
     copies, and copies more needed than this one); None when no worker can take one without evicting those.
-    Among those that can: the fewest voices only it holds (a load there holds up fewer voices' only worker), then
-    the one where a request would finish first."""
+    Among those that can: the least demand for the voices only it holds (their requests have nowhere else to go, so
+    they wait behind the load), then the one where a request would finish first."""
     demand = demand or {}
     copies = copies_of(healthy)
     need = per_copy(voice, demand, copies)
-    options: list[tuple[int, float, WorkerState, frozenset[str]]] = []
+    options: list[tuple[float, float, WorkerState, frozenset[str]]] = []
     for w in healthy:
         s = w.stats
         if s is None or voice not in s.voices or w.holds(voice) or voice in s.voices_replicating or w.draining:
@@ -140,7 +140,8 @@ def replica_target(voice: str, healthy: Sequence[WorkerState], chars: int, refer
         protect = kept_for(w, need, demand, copies)
         if can_take(w, protect):
             sole = sole_copies(w, [o for o in healthy if o is not w])
-            options.append((len(sole), w.expected_finish(chars, reference), w, protect))
+            held_up = sum(demand.get(v, 0.0) for v in sole) + 1e-3 * len(sole)  # unknown demand: still a voice
+            options.append((held_up, w.expected_finish(chars, reference), w, protect))
     if not options:
         return None
     _, _, best, protect = min(options, key=lambda o: (o[0], o[1]))

@@ -54,6 +54,10 @@ MAX_BARRIERS = 16
 # Most background voice loads (replicas the router asked for) waiting or running at once: each holds up the queue
 # behind it for a load's time, so a few are plenty (the router asks for one per voice under pressure).
 MAX_BACKGROUND_LOADS = 2
+# A background load waits for the engine to be idle (nothing admitted waiting) for at most this long, then takes its
+# place in admission order like a weight switch: requests admitted meanwhile need not wait behind it, and a worker
+# busy without a gap still gets its copy.
+BACKGROUND_IDLE_WAIT_SECONDS = 2.0
 
 
 class QueueFull(Exception):
@@ -305,8 +309,9 @@ class Scheduler:
         return list(self._background)
 
     def load_in_background(self, voice: Voice, protect: frozenset[str]) -> bool:
-        """Load `voice` on the engine thread once the jobs admitted before this call have run and before any
-        admitted after it (between syntheses, as a weight switch), without a request waiting on it: the router
+        """Load `voice` on the engine thread once nothing admitted waits (or, after BACKGROUND_IDLE_WAIT_SECONDS,
+        once the jobs admitted before this call have run and before any admitted after it, as a weight switch):
+        between syntheses, without a request waiting on it. The router
         asks this of a worker it wants as another holder of a voice under pressure, and routes the voice here only
         once /stats lists it as loaded. The load evicts no voice in `protect` (the router's sole copies) nor any
         voice the requests admitted here want; with nothing else to evict it loads nothing. False: held or already
@@ -450,12 +455,20 @@ class Scheduler:
                 self._wakeup.clear()
                 await self._wakeup.wait()
             async with self._engine_lock:
-                if self._barriers and (not self._pending or self._pending[0].seq > self._barriers[0][0]):
+                if self._barriers and (not self._pending or self._pending[0].seq > self._barrier_seq()):
                     await self._run_barrier(loop)
                     continue
                 if not self._pending:
                     continue
                 await self._serve(loop)
+
+    def _barrier_seq(self) -> float:
+        """The admission number the first barrier waits behind: a background load still within its idle wait lets
+        every admitted job go first (it runs once the queue is empty), then waits behind those admitted before it."""
+        seq, fn, _future = self._barriers[0]
+        if isinstance(fn, BackgroundLoad) and time.monotonic() < fn.idle_until:
+            return float("inf")
+        return seq
 
     async def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
         """Run admitted work, holding the engine (one job here; a batch in BatchScheduler)."""
@@ -598,6 +611,7 @@ class BackgroundLoad:
         self.protect = protect
         self.spare: frozenset[str] = frozenset()  # set on the loop just before it runs
         self.loaded = False
+        self.idle_until = time.monotonic() + BACKGROUND_IDLE_WAIT_SECONDS
 
     def __call__(self) -> None:
         engine, voice = self.scheduler.engine, self.voice

@@ -86,7 +86,7 @@ def test_the_holders_wait_is_the_best_holders_queue():
 
 
 # -- where a copy goes, and what it must not evict ---------------------------------------------------------------
-def test_a_copy_never_evicts_a_sole_copy_and_goes_where_it_holds_fewest_voices_alone():
+def test_a_copy_never_evicts_a_sole_copy_and_goes_where_it_holds_up_fewest_requests():
     holder = w("holder", ["hot", "warm"], queued_work_seconds=4.0)
     only_cold = w("only-cold", ["cold", "rare"])  # both sole copies: no slot for hot without evicting one
     spare = w("spare", ["warm", "rare2"])  # warm is held on holder too
@@ -101,6 +101,9 @@ def test_a_copy_never_evicts_a_sole_copy_and_goes_where_it_holds_fewest_voices_a
     # Fewer sole copies first (a load there holds up fewer voices' only worker), then the sooner finish.
     target = replica_target("hot", [holder, only_cold, free, spare], 20, 0.01, HOT)
     assert target is not None and target[0] is spare  # one sole copy each: spare is idle
+    # Weighed by demand: the requests for a voice only it holds would wait behind the load.
+    target = replica_target("hot", [holder, only_cold, free, spare], 20, 0.01, {**HOT, "rare2": 0.5, "rare3": 0.01})
+    assert target is not None and target[0] is free  # busier, but its sole voice is asked for little
     empty = w("empty", [], queued_work_seconds=0.5)
     target = replica_target("hot", [holder, only_cold, free, spare, empty], 20, 0.01, HOT)
     assert target is not None and target[0] is empty and target[1] == frozenset()
