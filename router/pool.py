@@ -464,7 +464,7 @@ class WorkerPool:
                 if elsewhere and affine is not None and not chosen.has_loaded(affine):
                     # Every holder is full, refusing or tried already, and the wait for one ran out.
                     log_fields(log, "request sent to load its voice while another worker holds it", logging.WARNING,
-                               voice=affine, worker=chosen.name, waited_s=round(wait, 3))
+                               voice=affine, worker=chosen.name, waited_s=round(now - deadline + wait, 3))
                 return self._lease(chosen, chars, False, voice=affine, held_elsewhere=elsewhere)
             remaining = deadline - now
             if remaining <= 0:
