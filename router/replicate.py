@@ -45,9 +45,11 @@ DEMAND_SECONDS = 10.0
 
 @dataclass(frozen=True)
 class ReplicaRules:
-    wait_ratio: float = 0.5
-    window: float = 1.0
-    min_share: float = 0.25
+    # The router's settings' defaults (replicate_*), chosen with `tts-cluster bench voices`: a copy early enough
+    # that a hot voice's holders rarely queue past a load's time, a voice asked for a tenth of a worker included.
+    wait_ratio: float = 0.25
+    window: float = 0.5
+    min_share: float = 0.1
 
 
 def decayed(rate: float, since: float, now: float, add: float, tau: float = DEMAND_SECONDS) -> float:
