@@ -37,15 +37,15 @@ class RouterSettings(ServingSettings):
         True, description="Send a voice where it is loaded (least-work adds a worker's load time for a voice it "
         "lacks); off: voice-blind, for comparison in benchmarks.")
     replicate_wait_ratio: float = Field(
-        0.25, gt=0, le=100, description="Voice-aware: a voice is under pressure while the shortest expected wait at "
+        0.35, gt=0, le=100, description="Voice-aware: a voice is under pressure while the shortest expected wait at "
         "the workers holding it is above this many times the voice's load time; sustained for replicate_window "
         "seconds, another worker loads it in the background (its requests keep going to the holders until it is "
         "loaded). Pressure ends below half of it.")
     replicate_window: float = Field(
-        0.5, ge=0, le=600, description="Voice-aware: seconds a voice's pressure must last before another worker "
+        0.75, ge=0, le=600, description="Voice-aware: seconds a voice's pressure must last before another worker "
         "loads it, so one burst does not make a copy.")
     replicate_min_share: float = Field(
-        0.1, ge=0, le=1, description="Voice-aware: a voice under pressure gets another copy only while each of its "
+        0.15, ge=0, le=1, description="Voice-aware: a voice under pressure gets another copy only while each of its "
         "copies is asked for at least this share of one worker's time (its recent demand over its copies), so a "
         "minor voice queued behind a hot one is not copied; a copy evicts only a copy less needed than itself.")
     default_gpt_weights: Optional[str] = Field(

@@ -120,9 +120,11 @@ def test_a_copy_displaces_only_a_copy_less_needed_than_itself():
     holder = w("holder", ["hot", "warm"])
     other = w("other", ["warm", "cold"])
     healthy = [holder, other, w("third", ["cold", "rare"])]
-    # warm asked for 0.5: without other's copy, holder's would carry 0.5 < 0.8: it may go.
-    target = replica_target("hot", healthy, 20, 0.01, {"hot": 0.8, "warm": 0.5})
+    # warm asked for 0.3: without other's copy, holder's would carry 0.3, under half of hot's 0.8: it may go.
+    target = replica_target("hot", healthy, 20, 0.01, {"hot": 0.8, "warm": 0.3})
     assert target is not None and target[0] is other and "warm" not in target[1]
+    # At 0.5 it is less needed than hot, but not by the margin (half): kept, so no slot for hot.
+    assert replica_target("hot", healthy, 20, 0.01, {"hot": 0.8, "warm": 0.5, "cold": 0.9}) is None
     # warm asked for 1.0: alone on holder it would carry 1.0 >= 0.8: kept, and cold too (it is on third as well,
     # but asked for 0.9 per remaining copy): no room for hot anywhere.
     assert replica_target("hot", healthy, 20, 0.01, {"hot": 0.8, "warm": 1.0, "cold": 0.9}) is None
