@@ -489,7 +489,9 @@ def _print(console: Any, report: dict[str, Any]) -> None:
                   caption=level["capacity_formula"])
         for col in ("run", "least-work", "voices", "requests", "errors", "p50 s", "p99 s", "voice loads",
                     "loads / 1000", "waited for a load", "background loads", "waited, held elsewhere"):
-            t.add_column(col, justify="left" if col in ("run", "least-work", "voices") else "right")
+            # The run's name whole, however narrow the terminal: it says which repeat a row is.
+            t.add_column(col, justify="left" if col in ("run", "least-work", "voices") else "right",
+                         no_wrap=col == "run")
         rows = [(f"{name} #{i + 1}", rep[name]) for i, rep in enumerate(level["repeats"])
                 for name in ("one-voice", "voice-aware")] + [("voice-blind", level["runs"]["voice-blind"])]
         for name, r in rows:

@@ -155,5 +155,5 @@ def test_quick_run_writes_results_that_agree_with_themselves(tmp_path, voice_dir
     assert report["plots"] == ["voices.png"]
     assert (tmp_path / "voices.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for text in ("8 voices (Zipf s=1.1), 4 workers holding at most 3", "capacity = 4 workers /", "targets",
-                 "voice-blind", "voice-aware #1", "waited for a load while another worker held the voice"):
+                 "voice-blind", "voice-aware #1", "targets at 70% load"):
         assert text in done.stdout
