@@ -6,23 +6,30 @@ each hold at most --max-loaded-voices of them (least recently used evicted). Loa
 --voice-load-seconds of engine time (a GPT-SoVITS model pair's stand-in), several times a request's service time,
 and holds up that worker's queue meanwhile.
 
-Three runs in one invocation, each on a fresh cluster (workers restarted, so every cache starts cold alike), each a
-warm-up (not counted) then the measured phase, both open loop: seeded Poisson arrivals at --load of the capacity.
+Three kinds of run, each on a fresh cluster (workers restarted, so every cache starts cold alike), each a warm-up
+(not counted) then the measured phase, both open loop: seeded Poisson arrivals at --load of the capacity, then the
+same at --high-load. At each load one-voice and voice-aware run --repeats times in turn (the p99 ratio is taken
+within each pair, and its median reported with each one), voice-blind once.
 
   one-voice    every request in the default voice, which every worker holds from start: nothing ever loads.
                The baseline: the same load on a cluster of one voice.
-  voice-aware  voices drawn from the Zipf mix; least-work prices a worker that lacks the voice with its load time
+  voice-aware  voices drawn from the Zipf mix; least-work sends a voice only where it is loaded while any worker
+               has it, and the router copies a voice under sustained pressure to another worker in the background
                (router --voice-affinity).
   voice-blind  the same texts, arrival times and voices; least-work ignores voices (router --no-voice-affinity),
                so a worker loads whatever it is sent.
 
 capacity = workers / (base + per_char x mean text length): the engine seconds of one request without any load.
-Per run: p50/p99 of answered requests, errors, voice loads per 1000 answered requests and the share of answered
-requests that waited for a load (their own or one queued before them), from the workers' /stats counters
-(`voice_loads`, `voice_load_waits`) over the measured phase. Refused requests never reach an engine, so they are
+Per run: p50/p99 of answered requests, errors, voice loads per 1000 answered requests (background loads included),
+the share of answered requests that waited for a load (their own or one queued before them), background loads, and
+the requests that waited for their own voice's load while another worker held it (the router marks those it sends
+so), from the workers' /stats counters (`voice_loads`, `voice_load_waits`, `voice_background_loads`,
+`voice_load_waits_held_elsewhere`) over the measured phase. Refused requests never reach an engine, so they are
 left out of both denominators: a cluster that refuses work must not look as if it loaded less.
-Targets (ratios from this one invocation): p99 voice-aware / one-voice <= 1.3; loads per 1000 voice-blind /
-voice-aware >= 5. Table on stdout, JSON in OUT/voices.json, plot in OUT/voices.png.
+Targets (ratios from this one invocation, at each load): p99 voice-aware / one-voice <= 1.3 in every repeat (the
+median is reported with each); loads per 1000 voice-blind / voice-aware >= 5 (the repeats' loads summed); no
+voice-aware request waited for a load while another worker held its voice. Table on stdout, JSON in
+OUT/voices.json, plot in OUT/voices.png (the first load's median repeat).
 """
 
 from __future__ import annotations
@@ -33,13 +40,14 @@ import json
 import os
 import platform
 import random
+import statistics
 import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
@@ -55,7 +63,8 @@ P99_TARGET = 1.3  # p99 voice-aware / p99 one-voice, at most
 LOADS_TARGET = 5.0  # loads per 1000 voice-blind / voice-aware, at least
 RUNS = ("one-voice", "voice-aware", "voice-blind")
 # The workers' /stats counters read before and after each phase.
-COUNTERS = ("voice_loads", "voice_load_waits", "processed", "failed", "rejected", "cancelled")
+COUNTERS = ("voice_loads", "voice_load_waits", "voice_own_load_waits", "voice_load_waits_held_elsewhere",
+            "voice_background_loads", "processed", "failed", "rejected", "cancelled")
 
 
 def _bounded(kind: type[int] | type[float], low: float, high: float) -> Any:
@@ -91,6 +100,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup-seconds", metavar="S", type=_bounded(float, 0, 3600), default=None,
                    help="load before each measured phase, not counted: fills caches, measures speeds [10; "
                    "--quick 1.5]")
+    p.add_argument("--high-load", metavar="F", type=_bounded(float, 0, 2), default=None,
+                   help="a second load, run the same way after --load (0: none) [0.85; --quick 0]")
+    p.add_argument("--repeats", metavar="N", type=_bounded(int, 1, 20), default=None,
+                   help="one-voice and voice-aware pairs per load; the p99 ratio's median is reported with each "
+                   "[3; --quick 1]")
     p.add_argument("--seed", metavar="N", type=int, default=7, help="texts, arrival times and voices [7]")
 
 
@@ -108,14 +122,26 @@ class Scenario:
     seconds: float
     warmup_seconds: float
     seed: int
+    high_load: float = 0.0
+    repeats: int = 1
 
     @staticmethod
     def of(args: argparse.Namespace) -> "Scenario":
         q = bool(args.quick)
         seconds = args.seconds if args.seconds is not None else (3.0 if q else 40.0)
         warmup = args.warmup_seconds if args.warmup_seconds is not None else (1.5 if q else 10.0)
+        high = args.high_load if args.high_load is not None else (0.0 if q else 0.85)
+        repeats = args.repeats if args.repeats is not None else (1 if q else 3)
         return Scenario(q, args.workers, args.voices, args.max_loaded_voices, args.voice_load_seconds,
-                        args.base_seconds, args.seconds_per_char, args.load, args.zipf, seconds, warmup, args.seed)
+                        args.base_seconds, args.seconds_per_char, args.load, args.zipf, seconds, warmup, args.seed,
+                        high, repeats)
+
+    def at(self, load: float) -> "Scenario":
+        return replace(self, load=load)
+
+    @property
+    def loads(self) -> list[float]:
+        return [self.load] + ([self.high_load] if self.high_load > 0 and self.high_load != self.load else [])
 
     @property
     def names(self) -> list[str]:
@@ -148,7 +174,8 @@ class Scenario:
         return (f"--workers {self.workers} --voices {self.voices} --max-loaded-voices {self.max_loaded} "
                 f"--voice-load-seconds {self.load_seconds:g} --base-seconds {self.base_seconds:g} "
                 f"--seconds-per-char {self.seconds_per_char:g} --load {self.load:g} --zipf {self.zipf:g} "
-                f"--seconds {self.seconds:g} --warmup-seconds {self.warmup_seconds:g} --seed {self.seed}")
+                f"--seconds {self.seconds:g} --warmup-seconds {self.warmup_seconds:g} --seed {self.seed} "
+                f"--high-load {self.high_load:g} --repeats {self.repeats}")
 
 
 @dataclass(frozen=True)
@@ -304,28 +331,74 @@ class Bench:
 
 def run(args: argparse.Namespace, console: Any, progress: Any, voice_dir: Path, out: Path) -> dict[str, Any]:
     sc = Scenario.of(args)
-    # The warm-up draws from other seeds than the measured phase, the same ones in every run.
-    loads = {one: (Load.of(sc, sc.warmup_seconds, sc.seed + 1, one) if sc.warmup_seconds > 0 else None,
-                   Load.of(sc, sc.seconds, sc.seed, one)) for one in (True, False)}
-    measured: dict[str, Measured] = {}
+    levels: list[dict[str, Any]] = []
+    plotted: dict[str, Run] = {}
     with tempfile.TemporaryDirectory() as tmp:
         catalog_path = Path(tmp) / "voices.yaml"
         catalog_path.write_text(yaml.safe_dump(catalog(sc.names), sort_keys=False), encoding="utf-8")
-        bench = Bench(sc, progress, voice_dir, catalog_path, Path(tmp) / "logs")
-        for name, affinity in (("one-voice", True), ("voice-aware", True), ("voice-blind", False)):
-            warmup, load = loads[name == "one-voice"]
-            measured[name] = bench.measure(name, affinity, warmup, load)
+        for level in sc.loads:
+            lsc = sc.at(level)
+            # The warm-up draws from other seeds than the measured phase, the same ones in every run.
+            loads = {one: (Load.of(lsc, lsc.warmup_seconds, lsc.seed + 1, one) if lsc.warmup_seconds > 0 else None,
+                           Load.of(lsc, lsc.seconds, lsc.seed, one)) for one in (True, False)}
+            bench = Bench(lsc, progress, voice_dir, catalog_path, Path(tmp) / "logs")
+            pairs: list[dict[str, Measured]] = []
+            for _ in range(lsc.repeats):  # in turn, so a machine's slow minute falls on both sides of a ratio
+                pairs.append({name: bench.measure(name, True, *loads[name == "one-voice"])
+                              for name in ("one-voice", "voice-aware")})
+            blind = bench.measure("voice-blind", False, *loads[False])
+            levels.append(_level(lsc, pairs, blind, loads[False][1]))
+            if not plotted:
+                pick = pairs[levels[0]["median_repeat"]]
+                plotted = {"one-voice": pick["one-voice"].run, "voice-aware": pick["voice-aware"].run,
+                           "voice-blind": blind.run}
 
-    report = _report(sc, measured, loads[False][1])
+    report = _report(sc, levels)
     _print(console, report)
     out.mkdir(parents=True, exist_ok=True)
     from .plots import plot_voices
 
-    report["plots"] = [plot_voices(report, {k: m.run for k, m in measured.items()}, out / "voices.png")]
+    report["plots"] = [plot_voices(report, plotted, out / "voices.png")]
     path = out / "voices.json"
     path.write_text(json.dumps(report, indent=2), encoding="utf-8")
     console.print(f"wrote {path} and {', '.join(report['plots'])}")
     return report
+
+
+def median_index(values: Sequence[Optional[float]]) -> int:
+    """The index of the median value (the lower one of an even count); a missing value counts as the highest."""
+    order = sorted(range(len(values)), key=lambda i: (values[i] is None, values[i] or 0.0))
+    return order[(len(order) - 1) // 2]
+
+
+def _ratio(top: Optional[float], bottom: Optional[float]) -> Optional[float]:
+    return top / bottom if top is not None and bottom else None
+
+
+def _level(sc: Scenario, pairs: Sequence[dict[str, Measured]], blind: Measured, load: Load) -> dict[str, Any]:
+    """One load's results: each repeat's pair, the median repeat's rows as `runs` (with voice-blind), targets."""
+    repeats = [{k: _row(sc, m) for k, m in pair.items()} for pair in pairs]
+    ratios = [_ratio(r["voice-aware"]["p99_s"], r["one-voice"]["p99_s"]) for r in repeats]
+    m = median_index(ratios)
+    blind_row = _row(sc, blind)
+    runs = {**repeats[m], "voice-blind": blind_row}
+    chosen = {**pairs[m], "voice-blind": blind}
+    asked = [v for v in load.voices if v is not None]
+    return {
+        "load": sc.load,
+        "offered_req_per_s": sc.rate,
+        "capacity_formula": sc.formula(),
+        "requests_per_run": len(load.texts),
+        "voice_shares": {n: asked.count(n) / len(asked) for n in sc.names},
+        "median_repeat": m,
+        "repeats": [{"p99_ratio": ratio, **r} for ratio, r in zip(ratios, repeats, strict=True)],
+        "runs": runs,
+        "targets": _targets(repeats, ratios, blind_row),
+        "latencies": {k: [round(x.latency, 4) for x in c.run.samples if 200 <= x.status < 300]
+                      for k, c in chosen.items()},
+        "timeline": {k: {"fields": ["seconds", "voice_loads_so_far", "admitted"], "points": c.timeline}
+                     for k, c in chosen.items()},
+    }
 
 
 def _per(count: int, answered: int, scale: float) -> Optional[float]:
@@ -341,6 +414,8 @@ def _row(sc: Scenario, m: Measured) -> dict[str, Any]:
         "voices_asked": "default only" if m.name == "one-voice" else f"{sc.voices}, Zipf s={sc.zipf:g}",
         "voice_loads": c["voice_loads"],
         "voice_load_waits": c["voice_load_waits"],
+        "background_loads": c["voice_background_loads"],
+        "waited_held_elsewhere": c["voice_load_waits_held_elsewhere"],
         "loads_per_1000": _per(c["voice_loads"], s["ok"], 1000.0),
         "waited_share": _per(c["voice_load_waits"], s["ok"], 1.0),
         "worker_counters": c,
@@ -350,26 +425,32 @@ def _row(sc: Scenario, m: Measured) -> dict[str, Any]:
     }
 
 
-def _targets(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    base, aware, blind = (rows[k] for k in RUNS)
-    p99 = aware["p99_s"] / base["p99_s"] if base["p99_s"] else None
-    la, lb = aware["loads_per_1000"], blind["loads_per_1000"]
+def _targets(repeats: Sequence[dict[str, dict[str, Any]]], ratios: Sequence[Optional[float]],
+             blind: dict[str, Any]) -> dict[str, Any]:
+    """Each target over every repeat (it passes only if each repeat meets it), its median reported as the value."""
+    m = median_index(ratios)
+    lb = blind["loads_per_1000"]
     # Voice-aware loading nothing at all leaves no finite ratio: any load voice-blind made meets the target.
-    loads = lb / la if la and lb is not None else None
-    ratio: dict[str, Any] = {"value": loads, "target": f">= {LOADS_TARGET:g}",
-                             "pass": loads >= LOADS_TARGET if loads is not None else bool(la == 0 and lb)}
-    if loads is None:
-        ratio["note"] = "voice-aware loaded nothing" if la == 0 else "no request answered"
+    loads = [_ratio(lb, r["voice-aware"]["loads_per_1000"]) for r in repeats]
+    nothing = [r["voice-aware"]["loads_per_1000"] == 0 for r in repeats]
+    met = [x >= LOADS_TARGET if x is not None else bool(n and lb) for x, n in zip(loads, nothing, strict=True)]
+    present = [x for x in loads if x is not None]
+    ratio: dict[str, Any] = {"value": statistics.median(present) if present else None, "each": loads,
+                             "target": f">= {LOADS_TARGET:g}", "pass": all(met)}
+    if not present:
+        ratio["note"] = "voice-aware loaded nothing" if all(nothing) else "no request answered"
+    waited = [int(r["voice-aware"]["waited_held_elsewhere"]) for r in repeats]
     return {
-        "p99_voice_aware_vs_one_voice": {"value": p99, "target": f"<= {P99_TARGET:g}",
-                                         "pass": p99 is not None and p99 <= P99_TARGET},
+        "p99_voice_aware_vs_one_voice": {"value": ratios[m], "each": list(ratios), "target": f"<= {P99_TARGET:g}",
+                                         "pass": all(x is not None and x <= P99_TARGET for x in ratios)},
         "loads_voice_blind_vs_voice_aware": ratio,
+        "waited_for_a_load_held_elsewhere": {"value": sum(waited), "each": waited, "target": "0",
+                                              "pass": sum(waited) == 0},
     }
 
 
-def _report(sc: Scenario, measured: dict[str, Measured], load: Load) -> dict[str, Any]:
-    rows = {k: _row(sc, m) for k, m in measured.items()}
-    asked = [v for v in load.voices if v is not None]
+def _report(sc: Scenario, levels: list[dict[str, Any]]) -> dict[str, Any]:
+    first = levels[0]
     return {
         "scenario": "voices",
         "command": f"tts-cluster bench voices {sc.flags()}",
@@ -380,22 +461,16 @@ def _report(sc: Scenario, measured: dict[str, Measured], load: Load) -> dict[str
         "max_loaded_voices": sc.max_loaded,
         "voice_load_seconds": sc.load_seconds,
         "zipf_s": sc.zipf,
-        "voice_shares": {n: asked.count(n) / len(asked) for n in sc.names},
         "synthetic_service_s": {"base": sc.base_seconds, "per_char": sc.seconds_per_char,
                                 "mean_chars": sc.mean_chars, "mean": sc.mean_service},
         "capacity_req_per_s": sc.capacity,
-        "capacity_formula": sc.formula(),
-        "load": sc.load,
-        "offered_req_per_s": sc.rate,
         "seconds": sc.seconds,
         "warmup_seconds": sc.warmup_seconds,
-        "requests_per_run": len(load.texts),
-        "runs": rows,
-        "targets": _targets(rows),
-        "latencies": {k: [round(s.latency, 4) for s in m.run.samples if 200 <= s.status < 300]
-                      for k, m in measured.items()},
-        "timeline": {k: {"fields": ["seconds", "voice_loads_so_far", "admitted"], "points": m.timeline}
-                     for k, m in measured.items()},
+        "repeats": sc.repeats,
+        # The first load's results at the top (what the plot shows); every load's, that one included, in `levels`.
+        **{k: first[k] for k in ("load", "offered_req_per_s", "capacity_formula", "requests_per_run", "voice_shares",
+                                 "median_repeat", "runs", "targets", "latencies", "timeline")},
+        "levels": levels,
     }
 
 
@@ -406,25 +481,35 @@ def _fmt(value: Optional[float], spec: str) -> str:
 def _print(console: Any, report: dict[str, Any]) -> None:
     from rich.table import Table
 
-    t = Table(title=f"{len(report['voices'])} voices (Zipf s={report['zipf_s']:g}), {report['workers']} workers "
-                    f"holding at most {report['max_loaded_voices']} each, a voice load {report['voice_load_seconds']:g}"
-                    f" s; open loop at {report['load']:.0%} load, {report['seconds']:g} s measured after "
-                    f"{report['warmup_seconds']:g} s warm-up",
-              caption=report["capacity_formula"])
-    for col in ("run", "least-work", "voices", "requests", "errors", "p50 s", "p99 s", "voice loads", "loads / 1000",
-                "waited for a load"):
-        t.add_column(col, justify="left" if col in ("run", "least-work", "voices") else "right")
-    for name, r in report["runs"].items():
-        t.add_row(name, r["routing"], r["voices_asked"], str(r["requests"]), str(r["failed"]), f"{r['p50_s']:.3f}",
-                  f"{r['p99_s']:.3f}",
-                  str(r["voice_loads"]), _fmt(r["loads_per_1000"], ".1f"), _fmt(r["waited_share"], ".1%"))
-    console.print(t)
-    t = Table(title="targets (ratios from this run)")
-    for col in ("measure", "value", "target", "result"):
-        t.add_column(col, justify="left" if col == "measure" else "right")
-    for name, label in (("p99_voice_aware_vs_one_voice", "p99 voice-aware / p99 one-voice"),
-                        ("loads_voice_blind_vs_voice_aware", "loads per 1000: voice-blind / voice-aware")):
-        g = report["targets"][name]
-        value = _fmt(g["value"], ".2f") + "x" if g["value"] is not None else g.get("note", "n/a")
-        t.add_row(label, value, g["target"], "PASS" if g["pass"] else "MISS")
-    console.print(t)
+    for level in report["levels"]:
+        t = Table(title=f"{len(report['voices'])} voices (Zipf s={report['zipf_s']:g}), {report['workers']} workers "
+                        f"holding at most {report['max_loaded_voices']} each, a voice load "
+                        f"{report['voice_load_seconds']:g} s; open loop at {level['load']:.0%} load, "
+                        f"{report['seconds']:g} s measured after {report['warmup_seconds']:g} s warm-up",
+                  caption=level["capacity_formula"])
+        for col in ("run", "least-work", "voices", "requests", "errors", "p50 s", "p99 s", "voice loads",
+                    "loads / 1000", "waited for a load", "background loads", "waited, held elsewhere"):
+            # The run's name whole, however narrow the terminal: it says which repeat a row is.
+            t.add_column(col, justify="left" if col in ("run", "least-work", "voices") else "right",
+                         no_wrap=col == "run")
+        rows = [(f"{name} #{i + 1}", rep[name]) for i, rep in enumerate(level["repeats"])
+                for name in ("one-voice", "voice-aware")] + [("voice-blind", level["runs"]["voice-blind"])]
+        for name, r in rows:
+            t.add_row(name, r["routing"], r["voices_asked"], str(r["requests"]), str(r["failed"]),
+                      f"{r['p50_s']:.3f}", f"{r['p99_s']:.3f}", str(r["voice_loads"]),
+                      _fmt(r["loads_per_1000"], ".1f"), _fmt(r["waited_share"], ".1%"), str(r["background_loads"]),
+                      str(r["waited_held_elsewhere"]))
+        console.print(t)
+        t = Table(title=f"targets at {level['load']:.0%} load (each repeat must meet them; the value is the median)")
+        for col in ("measure", "value", "each repeat", "target", "result"):
+            t.add_column(col, justify="left" if col == "measure" else "right")
+        for name, label, spec in (
+                ("p99_voice_aware_vs_one_voice", "p99 voice-aware / p99 one-voice", ".2f"),
+                ("loads_voice_blind_vs_voice_aware", "loads per 1000: voice-blind / voice-aware", ".2f"),
+                ("waited_for_a_load_held_elsewhere", "waited for a load while another worker held the voice", "d")):
+            g = level["targets"][name]
+            suffix = "x" if spec != "d" else ""
+            value = _fmt(g["value"], spec) + suffix if g["value"] is not None else g.get("note", "n/a")
+            each = ", ".join(_fmt(x, spec) + suffix if x is not None else "n/a" for x in g["each"])
+            t.add_row(label, value, each, g["target"], "PASS" if g["pass"] else "MISS")
+        console.print(t)

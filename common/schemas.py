@@ -23,6 +23,11 @@ MAX_AUX_REFS = 32
 MAX_TEXT_CHARS = 100_000
 
 
+# Sent by the router with a request whose voice another worker held when it routed it: the worker counts such a
+# request if it waits for its voice's load (`WorkerStats.voice_load_waits_held_elsewhere`).
+HELD_ELSEWHERE_HEADER = "x-ttsc-voice-held-elsewhere"
+
+
 class TTSRequest(BaseModel):
     """Parameters of `GET /tts` (query) and `POST /tts` (JSON body); unknown keys are ignored as in api_v2."""
 
@@ -140,6 +145,14 @@ class WorkerStats(BaseModel):
     voice_loads: int = Field(0, description="Voice loads performed since start.")
     voice_load_waits: int = Field(0, description="Requests that waited for a voice load (their own or one queued "
                                   "before them) since start.")
+    voice_own_load_waits: int = Field(0, description="Requests that waited for a load of their own voice here "
+                                      "(not held when admitted, or evicted before they ran) since start.")
+    voice_load_waits_held_elsewhere: int = Field(
+        0, description="Of those, the ones the router sent while another worker held their voice "
+        f"({HELD_ELSEWHERE_HEADER}): what replicating ahead of need keeps at 0.")
+    voices_replicating: list[str] = Field(default_factory=list, description="Voices asked to load in the "
+                                          "background (POST /voices/{name}/load), not loaded yet.")
+    voice_background_loads: int = Field(0, description="Background voice loads performed since start.")
     voice_errors: dict[str, str] = Field(default_factory=dict, description="Voices whose last load failed, with why "
                                          "(naming the file); cleared by a load that succeeds.")
     gpu_memory_allocated_bytes: Optional[int] = None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import types
 from collections.abc import Callable, Iterable, Iterator
@@ -103,8 +104,14 @@ def _schema_type(schema: dict[str, Any], anchor: str) -> str:
     return kind + (f" ({', '.join(bounds)})" if bounds else "")
 
 
+def _operation_id(anchor: str, method: str, path: str) -> str:
+    """An explicit id: letters, digits and dashes only (a path parameter's braces would end the attribute list)."""
+    tail = re.sub(r"[^a-z0-9-]", "", path.strip("/").replace("/", "-").replace("_", "-").lower()) or "root"
+    return f"{anchor}-{method}-{tail}"
+
+
 def _operation(method: str, path: str, op: dict[str, Any], anchor: str) -> str:
-    slug = f"{anchor}-{method}-{path.strip('/').replace('/', '-').replace('_', '-') or 'root'}"
+    slug = _operation_id(anchor, method, path)
     out = [f"### `{method.upper()} {path}` {{#{slug}}}\n"]
     if op.get("summary"):
         out.append(f"{op['summary']}.\n" if not op["summary"].endswith(".") else f"{op['summary']}\n")
@@ -157,7 +164,7 @@ def _api(title: str, spec: dict[str, Any], anchor: str, factory: str) -> str:
            f"{spec['info']['title']} {spec['info']['version']}, from `{factory}`: "
            f"{' '.join(spec['info'].get('description', '').split())}\n"]
     out.append(_table(["method", "path", "what"], [
-        [f"[`{method.upper()}`](#{anchor}-{method}-{path.strip('/').replace('/', '-').replace('_', '-') or 'root'})",
+        [f"[`{method.upper()}`](#{_operation_id(anchor, method, path)})",
          f"`{path}`", op.get("summary", "")]
         for path, ops in spec["paths"].items() for method, op in ops.items()]))
     for path, ops in spec["paths"].items():

@@ -12,7 +12,9 @@ seconds per character, for pricing workers that have measured none yet.
   where a global minimum sends everything to the same worker at once.
 - round-robin: in turn (the seed's first algorithm, for comparison).
 
-Only least-work knows voices: it adds, for a worker that does not hold the request's voice, that worker's load time.
+Only least-work knows voices: while any candidate has the request's voice loaded (`held`), it chooses among those
+alone, so no request waits for a load of its voice while a worker holds it (another copy is loaded in the background:
+`replicate`); when none holds it, it adds each worker's load time, nothing where the voice is already on its way.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from .pool import WorkerState
 
 class RoutingPolicy(Protocol):
     def choose(self, candidates: Sequence[WorkerState], chars: int, reference: float,
-               voice_load: Optional[Mapping[str, float]] = None) -> WorkerState: ...
+               voice_load: Optional[Mapping[str, float]] = None,
+               held: frozenset[str] = frozenset()) -> WorkerState: ...
 
 
 def _min_random_ties(candidates: Sequence[WorkerState], key: Callable[[WorkerState], float],
@@ -52,9 +55,15 @@ class LeastWork:
         self.rng = rng
 
     def choose(self, candidates: Sequence[WorkerState], chars: int, reference: float,
-               voice_load: Optional[Mapping[str, float]] = None) -> WorkerState:
-        # A worker that must load the voice first is priced with that load: it wins only when the ones that hold
-        # the voice are queued for longer than the load takes (so one worker loads it unless more are needed).
+               voice_load: Optional[Mapping[str, float]] = None,
+               held: frozenset[str] = frozenset()) -> WorkerState:
+        # Where the voice is loaded, only there: a worker still loading it, or lacking it, would make this request
+        # wait for a load however long the holders' queues are (their pressure is the replicator's to relieve).
+        holders = [w for w in candidates if w.url in held]
+        if holders:
+            return _min_random_ties(holders, lambda w: w.expected_finish(chars, reference), self.rng)
+        # Held nowhere: a worker that must load the voice first is priced with that load (nothing where it is on
+        # its way: loading, queued or just sent), so one worker loads it and the next requests follow.
         extra = voice_load or {}
 
         def cost(w: WorkerState) -> float:
@@ -76,7 +85,8 @@ class LeastLoaded:
         self.rng = rng
 
     def choose(self, candidates: Sequence[WorkerState], chars: int, reference: float,
-               voice_load: Optional[Mapping[str, float]] = None) -> WorkerState:
+               voice_load: Optional[Mapping[str, float]] = None,
+               held: frozenset[str] = frozenset()) -> WorkerState:
         return _min_random_ties(candidates, _load, self.rng)
 
 
@@ -85,7 +95,8 @@ class PowerOfTwo:
         self.rng = rng
 
     def choose(self, candidates: Sequence[WorkerState], chars: int, reference: float,
-               voice_load: Optional[Mapping[str, float]] = None) -> WorkerState:
+               voice_load: Optional[Mapping[str, float]] = None,
+               held: frozenset[str] = frozenset()) -> WorkerState:
         if len(candidates) == 1:
             return candidates[0]
         a, b = self.rng.sample(list(candidates), 2)
@@ -97,7 +108,8 @@ class RoundRobin:
         self._turn = itertools.count()
 
     def choose(self, candidates: Sequence[WorkerState], chars: int, reference: float,
-               voice_load: Optional[Mapping[str, float]] = None) -> WorkerState:
+               voice_load: Optional[Mapping[str, float]] = None,
+               held: frozenset[str] = frozenset()) -> WorkerState:
         return candidates[next(self._turn) % len(candidates)]
 
 

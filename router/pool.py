@@ -90,6 +90,11 @@ class WorkerState:
     # holds them, so the next requests for that voice follow instead of loading it on a second worker. A poll that
     # saw them replaces them: then the worker's own word (held, loading, queued) counts, evictions included.
     voices_sent: dict[str, float] = field(default_factory=dict)
+    # Voices a load this router caused here will evict, as the worker's LRU will choose them (victim -> the voice
+    # whose load evicts it): no longer counted as held from the moment that load is sent, so the router stops
+    # sending them here (which also keeps them least recently used, the victim it predicted). Forgotten once a
+    # poll shows that load done or the victim gone.
+    evicting: dict[str, str] = field(default_factory=dict)
     poller: Optional["asyncio.Task[None]"] = field(default=None, repr=False)
 
     @property
@@ -182,18 +187,45 @@ class WorkerState:
             return 0.0
         return s.voice_load_seconds.get(voice, default)
 
-    def eviction_victim(self) -> Optional[str]:
+    def eviction_victim(self, protect: frozenset[str] = frozenset()) -> Optional[str]:
         """The voice a load here would evict, as the worker chooses it (least recently used, unpinned, sparing
-        those its queue wants while it can); None while it has a free slot."""
+        those its queue wants while it can, never one in `protect`); None while it has a free slot."""
         s = self.stats
-        if s is None or len(s.loaded_voices) < s.max_loaded_voices:
+        if s is None or len(s.loaded_voices) + len(s.voices_loading) + len(s.voices_replicating) < s.max_loaded_voices:
             return None
-        unpinned = [v for v in s.loaded_voices if v not in s.pinned_voices]
+        unpinned = [v for v in s.loaded_voices if v not in s.pinned_voices and v not in protect
+                    and v not in self.evicting]
         return next((v for v in unpinned if v not in s.voices_queued), unpinned[0] if unpinned else None)
 
     def holds(self, voice: str) -> bool:
+        """Loaded or loading here (a copy that exists, or will in a load's time), by its last poll."""
         s = self.stats
         return s is not None and (voice in s.loaded_voices or voice in s.voices_loading)
+
+    def has_loaded(self, voice: str) -> bool:
+        """Loaded here by its last poll: a request for it would start without a load. Only these are a voice's
+        holders for routing; a worker still loading it is not."""
+        s = self.stats
+        return s is not None and voice in s.loaded_voices and voice not in self.evicting
+
+    def settle_evictions(self) -> None:
+        """After a poll: forget the evictions expected of loads that are done (or will not happen), and of victims
+        gone already: the poll is the truth again."""
+        s = self.stats
+        if s is None:
+            return
+        for victim, cause in list(self.evicting.items()):
+            if cause in s.loaded_voices or victim not in s.loaded_voices or (
+                    cause not in s.voices_loading and cause not in s.voices_queued
+                    and cause not in s.voices_replicating and cause not in self.voices_sent):
+                del self.evicting[victim]
+
+    def expect_eviction(self, loading: str, protect: frozenset[str] = frozenset()) -> None:
+        """A load of `loading` is on its way here: the voice it will evict (by the worker's LRU, sparing `protect`)
+        stops counting as held."""
+        victim = self.eviction_victim(protect)
+        if victim is not None and victim != loading:
+            self.evicting[victim] = loading
 
     def expected_finish(self, chars: int, reference: float) -> float:
         """When a new request would finish here: its own cost, after the admitted work (plus what was sent since
@@ -212,16 +244,27 @@ class WorkerState:
 
 class Chooser(Protocol):
     def choose(self, candidates: Sequence[WorkerState], chars: int, reference: float,
-               voice_load: Optional[Mapping[str, float]] = None) -> WorkerState: ...
+               voice_load: Optional[Mapping[str, float]] = None,
+               held: frozenset[str] = frozenset()) -> WorkerState: ...
+
+
+class Replicas(Protocol):
+    """Watches each voice's pressure and asks for a background copy (`replicate.Replicator`)."""
+
+    def consider(self, voice: str, healthy: Sequence[WorkerState], chars: int, reference: float,
+                 load_seconds: float) -> None: ...
 
 
 class Lease:
     """One request's hold on one worker. Exactly one outcome settles it; later calls are ignored."""
 
-    def __init__(self, pool: "WorkerPool", worker: WorkerState, probe: bool) -> None:
+    def __init__(self, pool: "WorkerPool", worker: WorkerState, probe: bool, held_elsewhere: bool = False) -> None:
         self.pool = pool
         self.worker = worker
         self.probe = probe
+        #: another worker had the request's voice loaded when it was routed (the worker counts the request if it
+        #: waits for that voice's load all the same)
+        self.held_elsewhere = held_elsewhere
         self.settled = False
 
     def succeeded(self) -> None:
@@ -282,6 +325,8 @@ class WorkerPool:
         self.workers: dict[str, WorkerState] = {}
         self.changed = asyncio.Event()  # set whenever a poll lands or a slot frees, so waiters re-check
         self.ejections: dict[str, int] = {}  # by worker name, for ttsc_router_ejections_total
+        # Voice-aware routing's background copies of voices under pressure (set by the service; None: never).
+        self.replicas: Optional[Replicas] = None
 
     def follow_default_voice(self, ready: Callable[[WorkerState], bool]) -> None:
         """Requests for the default voice go only to workers for which `ready` holds (the router's DefaultVoice
@@ -346,6 +391,7 @@ class WorkerPool:
         seen = started - IN_POLL_MARGIN_SECONDS
         for voice in [v for v, at in state.voices_sent.items() if at < seen]:
             del state.voices_sent[voice]
+        state.settle_evictions()
         if state.ejected and state.ejected_reason == UNREACHABLE:
             self._readmit(state, "answering polls again")
         self.changed.set()
@@ -370,6 +416,12 @@ class WorkerPool:
         if reported and voice not in known:
             raise UnknownVoice(f"voice: {voice!r} is not in the voice catalog ({', '.join(known) or 'none'})")
 
+    def voice_load_seconds(self, name: str) -> float:
+        """A voice's load time: the median of the workers' last measured ones, else DEFAULT_VOICE_LOAD_SECONDS."""
+        measured = [w.stats.voice_load_seconds[name] for w in self.workers.values()
+                    if w.stats is not None and name in w.stats.voice_load_seconds]
+        return statistics.median(measured) if measured else DEFAULT_VOICE_LOAD_SECONDS
+
     def _voice_loads(self, candidates: Sequence[WorkerState], voice: Optional[str]) -> dict[str, float]:
         """What sending `voice` to each candidate costs beyond its queue: nothing where it is held (or on its way);
         elsewhere the load, which also holds up every request admitted there, plus the load of the voice it would
@@ -379,12 +431,7 @@ class WorkerPool:
         if voice is None:
             return {}
         workers = self.ordered()
-
-        def load_of(name: str) -> float:
-            measured = [w.stats.voice_load_seconds[name] for w in workers
-                        if w.stats is not None and name in w.stats.voice_load_seconds]
-            return statistics.median(measured) if measured else DEFAULT_VOICE_LOAD_SECONDS
-
+        load_of = self.voice_load_seconds
         default = load_of(voice)
         costs: dict[str, float] = {}
         for w in candidates:
@@ -401,7 +448,9 @@ class WorkerPool:
                       voice: Optional[str] = None) -> Optional[Lease]:
         """A lease on a worker with room that serves `voice` (URLs in `exclude` are skipped), waiting up to `wait`
         seconds for a slot to free; None if none does. A worker whose ejection is over gets the request as its
-        probe first."""
+        probe first. Voice-aware, a voice goes only to workers that have it loaded while any has (a worker still
+        loading it is not one), waiting for a slot there rather than loading another copy for one request;
+        another copy is `replicas`' to start, in the background."""
         deadline = time.monotonic() + wait
         while True:
             now = time.monotonic()
@@ -410,16 +459,26 @@ class WorkerPool:
                     and (voice is not None or self._default_ready(w))]
             probes = [w for w in live if w.probe_due(now, self.stale_after)]
             if probes:
-                return self._lease(probes[0], chars, probe=True, voice=voice)
+                return self._lease(probes[0], chars, probe=True, voice=voice,
+                                   held_elsewhere=self._held_elsewhere(voice, probes[0], now))
             found = [w for w in live if w.healthy(now, self.stale_after)]
             trusted = [w for w in found if not suspect(w.outcomes, self._peer_outcomes(w), self.rules)]
             found = trusted or found
-            if found:
-                # Voice-blind (benchmark comparison): least-work as if every worker held every voice.
-                affine = voice if self.voice_affinity else None
-                chosen = policy.choose(found, chars, self.reference_seconds_per_char(),
-                                       self._voice_loads(found, affine))
-                return self._lease(chosen, chars, False, voice=affine)
+            # Voice-blind (benchmark comparison): least-work as if every worker held every voice.
+            affine = voice if self.voice_affinity else None
+            held = frozenset(w.url for w in found if affine is not None and w.has_loaded(affine))
+            if found and (held or affine is None or now >= deadline or not self._holder_busy(affine, exclude, now)):
+                reference = self.reference_seconds_per_char()
+                chosen = policy.choose(found, chars, reference, self._voice_loads(found, affine), held)
+                if affine is not None and self.replicas is not None:
+                    healthy = [w for w in self.ordered() if w.healthy(now, self.stale_after)]
+                    self.replicas.consider(affine, healthy, chars, reference, self.voice_load_seconds(affine))
+                elsewhere = self._held_elsewhere(voice, chosen, now)
+                if elsewhere and affine is not None and not chosen.has_loaded(affine):
+                    # Every holder is full, refusing or tried already, and the wait for one ran out.
+                    log_fields(log, "request sent to load its voice while another worker holds it", logging.WARNING,
+                               voice=affine, worker=chosen.name, waited_s=round(now - deadline + wait, 3))
+                return self._lease(chosen, chars, False, voice=affine, held_elsewhere=elsewhere)
             remaining = deadline - now
             if remaining <= 0:
                 return None
@@ -429,8 +488,23 @@ class WorkerPool:
             except TimeoutError:
                 return None
 
-    def _lease(self, worker: WorkerState, chars: int, probe: bool, voice: Optional[str] = None) -> Lease:
+    def _holder_busy(self, voice: str, exclude: set[str], now: float) -> bool:
+        """Some healthy worker not yet tried has `voice` loaded but no room (or is refusing) now: worth waiting for
+        one of its slots rather than loading another copy for this one request."""
+        return any(w.has_loaded(voice) and w.url not in exclude and w.healthy(now, self.stale_after)
+                   for w in self.ordered())
+
+    def _held_elsewhere(self, voice: Optional[str], chosen: WorkerState, now: float) -> bool:
+        return voice is not None and any(w is not chosen and w.has_loaded(voice) and w.healthy(now, self.stale_after)
+                                         for w in self.ordered())
+
+    def _lease(self, worker: WorkerState, chars: int, probe: bool, voice: Optional[str] = None,
+               held_elsewhere: bool = False) -> Lease:
         if voice is not None:  # bounded by the catalog's voices; each poll removes those it has seen
+            s = worker.stats
+            if (s is not None and voice not in worker.voices_sent and not worker.holds(voice)
+                    and voice not in s.voices_queued and voice not in s.voices_replicating):
+                worker.expect_eviction(voice)  # this request loads it there
             worker.voices_sent[voice] = time.monotonic()
         worker.routed += 1
         worker.in_flight += 1
@@ -439,7 +513,7 @@ class WorkerPool:
         if probe:
             worker.probing = True
             log_fields(log, "probing ejected worker", worker=worker.url, name=worker.name)
-        return Lease(self, worker, probe)
+        return Lease(self, worker, probe, held_elsewhere)
 
     def hold_out(self, w: WorkerState, retry_after: Optional[int]) -> None:
         """`w` answered 503: no request goes there for a while, longer for each 503 in a row."""

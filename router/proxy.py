@@ -31,6 +31,7 @@ from tts_common.http_errors import error
 from tts_common.key_guard import KEY_ID_HEADER, key_id_of
 from tts_common.logs import log_fields
 from tts_common.request_id import request_id_of
+from tts_common.schemas import HELD_ELSEWHERE_HEADER
 from tts_common.streaming import ChunkStream, ClientGone, StreamAborted, wait_disconnect
 
 from .pool import Lease, WorkerState
@@ -154,8 +155,11 @@ class Forwarder:
             **extra,
         )
 
-    async def _upstream(self, worker: WorkerState) -> aiohttp.ClientResponse:
+    async def _upstream(self, lease: Lease) -> aiohttp.ClientResponse:
+        worker = lease.worker
         headers = {"x-request-id": self.rid}
+        if lease.held_elsewhere:  # counted by the worker should the request wait for its voice's load there
+            headers[HELD_ELSEWHERE_HEADER] = "1"
         if self.key_id is not None:
             # The key goes on as a proxy passes it (a worker with the same keys file checks it too, so its own
             # port is guarded); its id is what a worker without keys counts the request's audio seconds by.
@@ -168,8 +172,8 @@ class Forwarder:
         url = URL(f"{worker.url}{self.path}" + (f"?{query}" if query else ""), encoded=True)
         return await self.svc.forward_session.request(self.request.method, url, data=self.body, headers=headers)
 
-    async def _send(self, worker: WorkerState, gone: "asyncio.Task[None]") -> aiohttp.ClientResponse:
-        sender = asyncio.ensure_future(self._upstream(worker))
+    async def _send(self, lease: Lease, gone: "asyncio.Task[None]") -> aiohttp.ClientResponse:
+        sender = asyncio.ensure_future(self._upstream(lease))
         done, _ = await asyncio.wait({sender, gone}, return_when=asyncio.FIRST_COMPLETED)
         if sender in done:
             return sender.result()
@@ -212,7 +216,7 @@ class Forwarder:
                 sent_at = time.monotonic()
                 try:
                     assert gone is not None
-                    upstream = await self._send(worker, gone)
+                    upstream = await self._send(lease, gone)
                 except ClientGone:
                     lease.abandoned()
                     raise

@@ -14,6 +14,7 @@ from .metrics import RouterMetrics
 from .poison import PoisonMemory
 from .policy import make_policy
 from .pool import WorkerPool
+from .replicate import ReplicaRules, Replicator, http_ask
 from .settings import RouterSettings
 from .stats import RequestCounters
 
@@ -56,6 +57,14 @@ class RouterService:
                              max_ejected_share=settings.max_ejected_share)
         self.pool = WorkerPool(self.control_session, settings.poll_interval, settings.stale_after, settings.eject_after, rules,
                                voice_affinity=settings.voice_affinity)
+        # Voice-aware routing copies a voice under pressure ahead of need; voice-blind never does.
+        self.replicator: Optional[Replicator] = None
+        if settings.voice_affinity:
+            token = settings.admin_token.get_secret_value() if settings.admin_token else ""
+            self.replicator = Replicator(ReplicaRules(settings.replicate_wait_ratio, settings.replicate_window,
+                                                      settings.replicate_min_share),
+                                         http_ask(self.control_session, token))
+            self.pool.replicas = self.replicator
         self.default_voice = DefaultVoice.starting_with(self.pool, settings.default_gpt_weights,
                                                         settings.default_sovits_weights)
         self.pool.follow_default_voice(self.default_voice.current)
@@ -94,6 +103,8 @@ class RouterService:
 
     async def close(self) -> None:
         await self.discovery.stop()
+        if self.replicator is not None:
+            await self.replicator.close()
         await self.pool.close()
         await self.control_session.close()
         if self._forward_session is not None:

@@ -36,6 +36,18 @@ class RouterSettings(ServingSettings):
     voice_affinity: bool = Field(
         True, description="Send a voice where it is loaded (least-work adds a worker's load time for a voice it "
         "lacks); off: voice-blind, for comparison in benchmarks.")
+    replicate_wait_ratio: float = Field(
+        0.35, gt=0, le=100, description="Voice-aware: a voice is under pressure while the shortest expected wait at "
+        "the workers holding it is above this many times the voice's load time; sustained for replicate_window "
+        "seconds, another worker loads it in the background (its requests keep going to the holders until it is "
+        "loaded). Pressure ends below half of it.")
+    replicate_window: float = Field(
+        0.75, ge=0, le=600, description="Voice-aware: seconds a voice's pressure must last before another worker "
+        "loads it, so one burst does not make a copy.")
+    replicate_min_share: float = Field(
+        0.15, ge=0, le=1, description="Voice-aware: a voice under pressure gets another copy only while each of its "
+        "copies is asked for at least this share of one worker's time (its recent demand over its copies), so a "
+        "minor voice queued behind a hot one is not copied; a copy evicts only a copy less needed than itself.")
     default_gpt_weights: Optional[str] = Field(
         None, description="The cluster's default voice: GPT weights every worker is brought to (a path inside the "
         "workers' models directory); unset: each worker's tts_infer.yaml, until a switch through the router.")

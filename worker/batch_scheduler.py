@@ -134,7 +134,7 @@ class BatchScheduler(Scheduler):
     def _may_join(self, job: Job) -> bool:
         while self._barriers and self._barriers[0][2].done():  # a switch nobody waits for holds nobody up
             self._barriers.popleft()
-        if self._barriers and job.seq > self._barriers[0][0]:
+        if self._barriers and job.seq > self._barrier_seq():
             return False  # admitted after a weight switch: it waits for the batch to empty and the switch
         return self._exclusive_waiting == 0
 

@@ -44,11 +44,12 @@ class LoadedVoices(Generic[T]):
         self._lock = threading.Lock()
 
     def get(self, name: str, definition: object, load: Callable[[], T],
-            evicted: Callable[[T], None] = lambda _state: None, spare: frozenset[str] = frozenset()) -> T:
+            evicted: Callable[[T], None] = lambda _state: None, spare: frozenset[str] = frozenset(),
+            protect: frozenset[str] = frozenset()) -> T:
         """The voice's engine state, loaded with `load` if not held as `definition`. The least recently used
         unpinned voice is evicted first (sparing those in `spare`, which requests queued here want, while another
-        can go) and released with `evicted` before the load starts, so at most `limit` voices are ever in memory,
-        the one loading included."""
+        can go; never one in `protect`: NoVoiceSlot instead) and released with `evicted` before the load starts, so
+        at most `limit` voices are ever in memory, the one loading included."""
         victims: list[T] = []
         with self._lock:
             held = self._items.get(name)
@@ -61,10 +62,11 @@ class LoadedVoices(Generic[T]):
             if held is not None:  # another definition of this name: replaced
                 victims.append(self._items.pop(name)[1])
             while len(self._items) >= self.limit:
-                victim = next((n for n in self._items if n not in self._pinned and n not in spare),
-                              next((n for n in self._items if n not in self._pinned), None))
+                evictable = [n for n in self._items if n not in self._pinned and n not in protect]
+                victim = next((n for n in evictable if n not in spare), evictable[0] if evictable else None)
                 if victim is None:
-                    raise NoVoiceSlot(f"voice {name!r}: all {self.limit} voice slots hold pinned voices "
+                    kept = "pinned or protected" if protect else "pinned"
+                    raise NoVoiceSlot(f"voice {name!r}: all {self.limit} voice slots hold {kept} voices "
                                       f"({', '.join(self._items)})")
                 victims.append(self._items.pop(victim)[1])
             self._loading = name

@@ -19,7 +19,7 @@ from tts_common.http_errors import error
 from tts_common.key_guard import key_id_of
 from tts_common.logs import log_fields
 from tts_common.request_id import request_id_of
-from tts_common.schemas import TTSRequest
+from tts_common.schemas import HELD_ELSEWHERE_HEADER, TTSRequest
 from tts_common.streaming import ChunkStream, ClientGone, StreamAborted, wait_disconnect
 from tts_common.validation import InvalidRequest, as_api_v2_get
 
@@ -147,7 +147,8 @@ async def handle_tts(request: Request, req: TTSRequest, answer: Answer = Answer(
         if params.skipped_aux:
             log_fields(log, "aux reference clips skipped (empty or not found)", logging.WARNING,
                        request_id=outcome.rid, skipped=list(params.skipped_aux))
-        job = svc.scheduler.submit(params, outcome.rid, outcome.t0 + settings.request_timeout)
+        job = svc.scheduler.submit(params, outcome.rid, outcome.t0 + settings.request_timeout,
+                                   held_elsewhere=request.headers.get(HELD_ELSEWHERE_HEADER) == "1")
         chunks = svc.scheduler.chunks(job, gone)
         first = await anext(chunks)
         if params.mode == StreamMode.OFF:

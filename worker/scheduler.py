@@ -23,6 +23,7 @@ import numpy as np
 
 from tts_common.retry_after import retry_after_seconds
 from tts_common.streaming import ClientGone
+from tts_common.voices import Voice
 
 from .engines.base import AudioTooLong, Cancelled, CancelToken, Engine, EngineError, SynthesisParams
 from .metrics import WorkerMetrics
@@ -50,6 +51,13 @@ class JobOutcome(StrEnum):
 # -- what the stream raises: the route maps each to an HTTP answer -----------------------------------------------
 # Most engine calls waiting behind admitted requests (weight switches): admin calls, but bounded all the same.
 MAX_BARRIERS = 16
+# Most background voice loads (replicas the router asked for) waiting or running at once: each holds up the queue
+# behind it for a load's time, so a few are plenty (the router asks for one per voice under pressure).
+MAX_BACKGROUND_LOADS = 2
+# A background load waits for the engine to be idle (nothing admitted waiting) for at most this long, then takes its
+# place in admission order like a weight switch: requests admitted meanwhile need not wait behind it, and a worker
+# busy without a gap still gets its copy.
+BACKGROUND_IDLE_WAIT_SECONDS = 2.0
 
 
 class QueueFull(Exception):
@@ -109,6 +117,11 @@ class Job:
     #: voice loads the engine had done (or begun) when this job was admitted: more at its start means it waited
     loads_at_admission: int = 0
     waited_for_load: bool = False
+    #: its own voice was not held here when it was admitted (or was evicted before it ran): it waited for that
+    #: voice's load, its own or one queued before it
+    voice_cold: bool = False
+    #: the router saw another worker holding its voice when it sent it here (X-TTSC-Voice-Held-Elsewhere)
+    held_elsewhere: bool = False
     #: the sample rate of this job's audio, fixed on the engine thread once its voice is held (a later eviction
     #: must not change what its answer says)
     rate: int = 0
@@ -163,6 +176,9 @@ class Counters:
     started: int = 0
     audio_seconds: float = 0.0
     voice_load_waits: int = 0
+    voice_own_load_waits: int = 0
+    voice_load_waits_held_elsewhere: int = 0
+    background_loads: int = 0
 
 
 class Scheduler:
@@ -187,6 +203,8 @@ class Scheduler:
         self._admitted_count = 0
         # Engine calls that must run after every job admitted before them and before any admitted after them.
         self._barriers: deque[tuple[int, Callable[[], Any], asyncio.Future[Any]]] = deque()
+        # Background voice loads asked for and not done yet (waiting as barriers, or running), by voice name.
+        self._background: dict[str, BackgroundLoad] = {}
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -279,10 +297,48 @@ class Scheduler:
         chars = sum(j.chars for j in self._pending)
         running = self._engine_jobs()
         work = chars * self._engine_seconds_per_char() + sum(self._remaining_seconds(j) for j in running)
-        # Each voice not held costs one load, however many admitted requests want it.
+        # Each voice not held costs one load, however many admitted requests want it; a background load waiting or
+        # running costs the same (it holds up the queue behind it), so the router's cost model sees it.
         wanted = {j.params.voice.name: j.params.voice for j in (*self._pending, *running) if j.params.voice}
+        wanted.update({name: b.voice for name, b in self._background.items()})
         loaded, default = self.engine.loaded, self.engine.default_voice_load_seconds
         return work + sum(loaded.expected_load_seconds(n, v, default) for n, v in wanted.items())
+
+    def voices_replicating(self) -> list[str]:
+        """Voices asked to load in the background and not held yet (waiting for their turn, or loading)."""
+        return list(self._background)
+
+    def load_in_background(self, voice: Voice, protect: frozenset[str]) -> bool:
+        """Load `voice` on the engine thread once nothing admitted waits (or, after BACKGROUND_IDLE_WAIT_SECONDS,
+        once the jobs admitted before this call have run and before any admitted after it, as a weight switch):
+        between syntheses, without a request waiting on it. The router
+        asks this of a worker it wants as another holder of a voice under pressure, and routes the voice here only
+        once /stats lists it as loaded. The load evicts no voice in `protect` (the router's sole copies) nor any
+        voice the requests admitted here want; with nothing else to evict it loads nothing. False: held or already
+        on its way (nothing to do). Raises Draining, or QueueFull while MAX_BACKGROUND_LOADS are under way."""
+        if self.draining:
+            raise Draining("worker is draining")
+        if voice.name in self._background or self.engine.loaded.holds(voice.name, voice):
+            return False
+        if len(self._background) >= MAX_BACKGROUND_LOADS or len(self._barriers) >= MAX_BARRIERS:
+            raise QueueFull(self.retry_after())
+        load = BackgroundLoad(self, voice, protect)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._background[voice.name] = load
+        future.add_done_callback(lambda f: self._background_done(load, f))
+        self._barriers.append((self._admitted_count, load, future))
+        self._wakeup.set()
+        return True
+
+    def _background_done(self, load: "BackgroundLoad", future: "asyncio.Future[None]") -> None:
+        if self._background.get(load.voice.name) is load:
+            del self._background[load.voice.name]
+        if future.cancelled():
+            return
+        if (exc := future.exception()) is not None:
+            log.warning("background load of voice %s failed: %s", load.voice.name, exc)
+        elif load.loaded:
+            self.counters.background_loads += 1
 
     def voices_queued(self) -> list[str]:
         """The catalog voices admitted requests want, in admission order."""
@@ -298,8 +354,9 @@ class Scheduler:
         return retry_after_seconds(self.admitted, self.max_queue_size, self._seconds_per_slot())
 
     # -- admission and the job's stream ---------------------------------------------------------------------
-    def submit(self, params: SynthesisParams, request_id: str, deadline: float) -> Job:
-        """Admit a job, or raise QueueFull (with when to retry) or Draining."""
+    def submit(self, params: SynthesisParams, request_id: str, deadline: float, held_elsewhere: bool = False) -> Job:
+        """Admit a job, or raise QueueFull (with when to retry) or Draining. `held_elsewhere`: the router saw
+        another worker holding the job's voice (counted if the job waits for that voice's load here)."""
         if self.draining:
             self.counters.rejected += 1
             raise Draining("worker is draining")
@@ -308,8 +365,11 @@ class Scheduler:
             raise QueueFull(self.retry_after())
         loaded = self.engine.loaded
         self._admitted_count += 1
+        voice = params.voice
         job = Job(id=request_id, params=params, deadline=deadline, seq=self._admitted_count,
-                  loads_at_admission=loaded.loads + len(loaded.loading()))
+                  loads_at_admission=loaded.loads + len(loaded.loading()), held_elsewhere=held_elsewhere,
+                  voice_cold=(voice is not None and self.engine.serves_voices
+                              and not loaded.holds(voice.name, voice)))
         self._pending.append(job)
         self._idle.clear()
         self._wakeup.set()
@@ -395,12 +455,20 @@ class Scheduler:
                 self._wakeup.clear()
                 await self._wakeup.wait()
             async with self._engine_lock:
-                if self._barriers and (not self._pending or self._pending[0].seq > self._barriers[0][0]):
+                if self._barriers and (not self._pending or self._pending[0].seq > self._barrier_seq()):
                     await self._run_barrier(loop)
                     continue
                 if not self._pending:
                     continue
                 await self._serve(loop)
+
+    def _barrier_seq(self) -> float:
+        """The admission number the first barrier waits behind: a background load still within its idle wait lets
+        every admitted job go first (it runs once the queue is empty), then waits behind those admitted before it."""
+        seq, fn, _future = self._barriers[0]
+        if isinstance(fn, BackgroundLoad) and time.monotonic() < fn.idle_until:
+            return float("inf")
+        return seq
 
     async def _serve(self, loop: asyncio.AbstractEventLoop) -> None:
         """Run admitted work, holding the engine (one job here; a batch in BatchScheduler)."""
@@ -421,6 +489,8 @@ class Scheduler:
         _seq, fn, future = self._barriers.popleft()
         if future.done():  # its caller gave up (timed out, left): a switch nobody waits for is not made
             return
+        if isinstance(fn, BackgroundLoad):  # read here, on the loop: the voices the admitted requests want now
+            fn.spare = frozenset(self.voices_queued())
         try:
             result = await loop.run_in_executor(self._executor, fn)
         except Exception as exc:  # noqa: BLE001 - the caller's to answer
@@ -494,6 +564,7 @@ class Scheduler:
                 job.load_seconds = time.monotonic() - t0
                 self.metrics.voice_load.labels(voice=voice.name, result=result).observe(job.load_seconds)
         job.waited_for_load = job.load_seconds > 0 or loaded.loads > job.loads_at_admission
+        job.voice_cold = job.voice_cold or job.load_seconds > 0
 
     def _finish(self, job: Job, outcome: JobOutcome) -> None:
         job.outcome = outcome
@@ -505,6 +576,13 @@ class Scheduler:
         if job.waited_for_load:
             c.voice_load_waits += 1
             self.metrics.voice_load_waits.inc()
+        if job.voice_cold and job.started_at is not None:
+            c.voice_own_load_waits += 1
+            c.voice_load_waits_held_elsewhere += job.held_elsewhere
+            if job.held_elsewhere:  # the router had another holder: here it was evicted, or never held
+                log.warning("request %s waited for its voice %s to load though the router saw another worker "
+                            "holding it (load %.3f s here)", job.id, job.params.voice.name if job.params.voice
+                            else None, job.load_seconds)
         if outcome is JobOutcome.OK:
             c.processed += 1
             c.processing_total += job.processing
@@ -522,3 +600,29 @@ class Scheduler:
         else:
             c.failed += 1
 
+
+
+class BackgroundLoad:
+    """One background voice load, run on the engine thread as a barrier (`Scheduler.load_in_background`)."""
+
+    def __init__(self, scheduler: Scheduler, voice: Voice, protect: frozenset[str]) -> None:
+        self.scheduler = scheduler
+        self.voice = voice
+        self.protect = protect
+        self.spare: frozenset[str] = frozenset()  # set on the loop just before it runs
+        self.loaded = False
+        self.idle_until = time.monotonic() + BACKGROUND_IDLE_WAIT_SECONDS
+
+    def __call__(self) -> None:
+        engine, voice = self.scheduler.engine, self.voice
+        if engine.loaded.holds(voice.name, voice):
+            return
+        t0 = time.monotonic()
+        result = "error"
+        try:
+            # Hard protection for what the admitted requests want too: a replica must not make them load again.
+            engine.prepare_voice(voice, CancelToken(), self.spare, self.protect | self.spare)
+            result = "ok"
+            self.loaded = True
+        finally:
+            self.scheduler.metrics.voice_load.labels(voice=voice.name, result=result).observe(time.monotonic() - t0)

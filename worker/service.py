@@ -198,6 +198,10 @@ class WorkerService:
             pinned_voices=self.engine.loaded.pinned(),
             voice_loads=self.engine.loaded.loads,
             voice_load_waits=c.voice_load_waits,
+            voice_own_load_waits=c.voice_own_load_waits,
+            voice_load_waits_held_elsewhere=c.voice_load_waits_held_elsewhere,
+            voices_replicating=s.voices_replicating(),
+            voice_background_loads=c.background_loads,
             voice_errors=self.engine.loaded.errors(),
         )
 

@@ -56,26 +56,41 @@ async def test_a_voice_queued_or_loading_counts_as_held_and_an_evicted_one_does_
 
 
 @pytest.mark.unit
-async def test_a_load_is_priced_with_the_requests_it_holds_up_and_the_voice_it_evicts():
-    # mid is held on b, whose queue is 4 s. a lacks it: one load (3 s) would do on an idle worker, but a has two
-    # requests admitted, which would wait behind the load: 3 s x 3 = 9 s > 4 s, so mid stays on b.
-    busy = pool_of(holding("a", [], queue_depth=2, queued_work_seconds=0.1), holding("b", ["mid"], queued_work_seconds=4.0))
-    assert await reserve(busy, "mid") == "b"
-    idle = pool_of(holding("a", []), holding("b", ["mid"], queued_work_seconds=4.0))
-    assert await reserve(idle, "mid") == "a"
-    # a is full: loading mid there evicts low, which nobody else holds (its next request pays a load too)
-    full = pool_of(holding("a", ["low"], max_loaded_voices=1), holding("b", ["mid"], queued_work_seconds=4.5))
-    assert await reserve(full, "mid") == "b"
-    spare = pool_of(holding("a", ["low"], max_loaded_voices=1), holding("b", ["mid", "low"], queued_work_seconds=4.5,
-                                                                       max_loaded_voices=2))
-    assert await reserve(spare, "mid") == "a"  # low is held on b as well: evicting it on a costs nothing later
+async def test_with_the_voice_held_nowhere_its_load_is_priced_with_the_voice_it_evicts():
+    # high is held nowhere; every worker is full with one voice. Loading it on a evicts low, which nobody else holds
+    # (its next request pays a load too); on b or c it evicts a copy of mid that the other still holds.
+    full = {"max_loaded_voices": 1}
+    pool = pool_of(holding("a", ["low"], **full), holding("b", ["mid"], **full), holding("c", ["mid"], **full))
+    assert await reserve(pool, "high") in ("b", "c")
 
 
 @pytest.mark.unit
-async def test_a_long_queue_where_the_voice_is_held_sends_it_elsewhere():
-    # b holds mid but has 10 s of work queued; a would load mid in 3 s (its measured load time)
+async def test_a_long_queue_where_the_voice_is_held_keeps_it_there():
+    # b holds mid with 10 s of work queued; a would load mid in 3 s, but the request would wait for that load while
+    # b holds the voice: it goes to b (another copy is the replicator's to start, in the background).
     pool = pool_of(holding("a", []), holding("b", ["mid"], queued_work_seconds=10.0))
-    assert await reserve(pool, "mid") == "a"
+    assert await reserve(pool, "mid") == "b"
+    # Loading (or queued for, or just sent) is not held: while b has it loaded, a gets none of its requests.
+    for kw in ({"voices_loading": ["mid"]}, {"voices_queued": ["mid"]}, {"voices_replicating": ["mid"]}):
+        pool = pool_of(holding("a", [], **kw), holding("b", ["mid"], queued_work_seconds=10.0))
+        assert {await reserve(pool, "mid") for _ in range(3)} == {"b"}, kw
+
+
+@pytest.mark.unit
+async def test_a_full_holder_is_waited_for_before_another_copy_is_loaded_for_one_request():
+    full = holding("b", ["mid"], queue_depth=10)  # capacity 10: no room
+    pool = pool_of(holding("a", []), full)
+    waiter = asyncio.ensure_future(pool.reserve(20, set(), make_policy("least-work", seed=1), 5.0, "mid"))
+    await asyncio.sleep(0)
+    assert not waiter.done()  # waiting for b, though a has room
+    full.stats = full.stats.model_copy(update={"queue_depth": 3})
+    pool.changed.set()
+    lease = await asyncio.wait_for(waiter, 5.0)
+    assert lease is not None and lease.worker.url == "b" and not lease.held_elsewhere
+    # Out of time (no wait allowed), the request goes where it can: a loads mid, and is marked as held elsewhere.
+    full.stats = full.stats.model_copy(update={"queue_depth": 10})
+    lease = await pool.reserve(20, set(), make_policy("least-work", seed=1), 0.0, "mid")
+    assert lease is not None and lease.worker.url == "a" and lease.held_elsewhere
 
 
 @pytest.mark.unit

@@ -84,3 +84,18 @@ def test_a_full_set_of_pins_refuses_clearly():
     voices.limit = 1  # as if the limit shrank under the pins
     with pytest.raises(NoVoiceSlot, match="all 1 voice slots hold pinned voices"):
         voices.get("b", 1, lambda: "B")
+
+
+def test_a_protected_voice_is_never_evicted_and_without_another_the_load_is_refused():
+    voices: LoadedVoices[str] = LoadedVoices(2)
+    voices.get("a", "v1", lambda: "a")
+    voices.get("b", "v1", lambda: "b")
+    # a is the least recently used, but protected: b goes instead
+    voices.get("c", "v1", lambda: "c", protect=frozenset({"a"}))
+    assert voices.names() == ["a", "c"]
+    with pytest.raises(NoVoiceSlot, match="pinned or protected"):
+        voices.get("d", "v1", lambda: "d", protect=frozenset({"a", "c"}))
+    assert voices.names() == ["a", "c"] and voices.loading() == []
+    # `spare` alone is only a preference: with nothing else to evict, a spared voice goes
+    voices.get("d", "v1", lambda: "d", spare=frozenset({"a", "c"}))
+    assert voices.names() == ["c", "d"]

@@ -119,13 +119,14 @@ class Engine(ABC):
         """Sample rate of this request's audio: the engine's, unless a request option changes it."""
         return self.sample_rate
 
-    def prepare_voice(self, voice: Voice, cancel: CancelToken, spare: frozenset[str] = frozenset()) -> Any:
+    def prepare_voice(self, voice: Voice, cancel: CancelToken, spare: frozenset[str] = frozenset(),
+                      protect: frozenset[str] = frozenset()) -> Any:
         """Hold `voice` (as the catalog now defines it), loading it if needed, and return its state: on the engine
         thread, between syntheses. A load that fails holds nothing and raises VoiceUnavailable naming the voice and
-        what is missing."""
+        what is missing; one that could only evict a voice in `protect` (or a pinned one) loads nothing."""
         try:
             return self.loaded.get(voice.name, voice, lambda: self._load_voice(voice, cancel), self.release_voice,
-                                   spare)
+                                   spare, protect)
         except NoVoiceSlot as exc:
             raise VoiceUnavailable(str(exc)) from exc
         except RecentlyFailed as exc:  # the load's own message, which names the file
