@@ -23,7 +23,7 @@ from typing import Optional
 from .engines.base import AudioTooLong, Cancelled, Engine, EngineError
 from .engines.batch import BatchSession, StepOutput
 from .metrics import WorkerMetrics
-from .scheduler import Job, JobOutcome, Scheduler, T, _End, _Ewma, _Failed
+from .scheduler import Job, JobOutcome, Scheduler, T, _Ewma, _Failed, ending
 
 log = logging.getLogger("tts_worker.scheduler")
 
@@ -196,30 +196,18 @@ class BatchScheduler(Scheduler):
                 self._take(job, out)
 
     def _take(self, job: Job, out: StepOutput) -> None:
-        seconds = job.params.max_audio_seconds
-        limit = float("inf") if seconds is None else seconds * job.rate
+        limit = job.audio_limit()
         for chunk in out.chunks:
             if len(chunk) == 0:
                 continue
             if not job.count_audio(len(chunk), limit):
                 if not out.done and out.error is None:
                     self._leaving.append(job.seq)
-                self._settle(job, JobOutcome.FAILED, _Failed(AudioTooLong(seconds or 0.0)))
+                self._settle(job, *ending(job, AudioTooLong(job.params.max_audio_seconds or 0.0)))
                 return
             job.out.put_nowait(chunk)
-        if out.error is not None:
-            self._fail(job, out.error)
-        elif out.done and job.samples == 0:
-            self._settle(job, JobOutcome.FAILED, _Failed(EngineError("the text produced no audio")))
-        elif out.done:
-            job.finished_at = time.monotonic()
-            self._settle(job, JobOutcome.OK, _End())
+        if out.error is not None or out.done:
+            self._settle(job, *ending(job, out.error))
 
     def _fail(self, job: Job, exc: Exception) -> None:
-        if isinstance(exc, Cancelled):
-            self._settle(job, JobOutcome.CANCELLED, _Failed(exc))
-        elif isinstance(exc, EngineError):
-            self._settle(job, JobOutcome.FAILED, _Failed(exc))
-        else:  # an engine bug must become an error answer, never a hung request
-            log.error("engine failed on request %s", job.id, exc_info=exc)
-            self._settle(job, JobOutcome.FAILED, _Failed(EngineError(f"{type(exc).__name__}: {exc}")))
+        self._settle(job, *ending(job, exc))

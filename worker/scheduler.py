@@ -96,6 +96,25 @@ def _detached(exc: BaseException) -> BaseException:
     return exc
 
 
+def ending(job: "Job", error: Optional[BaseException]) -> tuple["JobOutcome", "_Item"]:
+    """How a job's time in the engine ended: its outcome and the last item its reader gets. The one set of rules
+    for both ways of running jobs (one at a time: `Scheduler._run`; batched: `BatchScheduler._take`): no error and
+    audio made is done; no audio is a failure; the client leaving or its deadline (`Cancelled`) is a cancellation;
+    an `EngineError` is the request's failure; anything else is an engine bug, logged, and the request's failure
+    all the same (never a hung request)."""
+    if error is None:
+        if job.samples == 0:
+            return JobOutcome.FAILED, _Failed(EngineError("the text produced no audio"))
+        job.finished_at = time.monotonic()
+        return JobOutcome.OK, _End()
+    if isinstance(error, Cancelled):
+        return JobOutcome.CANCELLED, _Failed(_detached(error))
+    if isinstance(error, EngineError):
+        return JobOutcome.FAILED, _Failed(_detached(error))
+    log.error("engine failed on request %s", job.id, exc_info=error)
+    return JobOutcome.FAILED, _Failed(EngineError(f"{type(error).__name__}: {error}"))
+
+
 @dataclass
 class Job:
     id: str
@@ -131,6 +150,11 @@ class Job:
     engine_seconds: float = 0.0
     #: the most requests it shared a batched step with, itself included (0: run by the one-at-a-time path)
     batch_peak: int = 0
+
+    def audio_limit(self) -> float:
+        """Most samples of audio it may produce at its rate (infinite: no limit, as in warm-up)."""
+        seconds = self.params.max_audio_seconds
+        return float("inf") if seconds is None else seconds * self.rate
 
     def count_audio(self, samples: int, limit: float) -> bool:
         """Count a chunk of its audio (the first one's time too); False once the audio is over `limit` samples."""
@@ -523,29 +547,20 @@ class Scheduler:
         def settle(outcome: JobOutcome, last: _Item) -> None:
             loop.call_soon_threadsafe(self._settle, job, outcome, last)
 
-        seconds = job.params.max_audio_seconds
+        error: Optional[Exception] = None
         try:
             self._load_voice(job)
             job.rate = self.engine.output_rate(job.params)
-            limit = float("inf") if seconds is None else seconds * job.rate
             for chunk in self.engine.synthesize(job.params, job.cancel):
                 job.cancel.check()
                 if len(chunk) == 0:
                     continue
-                if not job.count_audio(len(chunk), limit):
+                if not job.count_audio(len(chunk), job.audio_limit()):
                     raise AudioTooLong(job.params.max_audio_seconds or 0.0)
                 put(chunk)
-            if job.samples == 0:
-                raise EngineError("the text produced no audio")
-            job.finished_at = time.monotonic()
-            settle(JobOutcome.OK, _End())
-        except Cancelled as exc:
-            settle(JobOutcome.CANCELLED, _Failed(_detached(exc)))
-        except EngineError as exc:
-            settle(JobOutcome.FAILED, _Failed(_detached(exc)))
-        except Exception as exc:  # an engine bug must become an error answer, never a hung request
-            log.exception("engine failed on request %s", job.id)
-            settle(JobOutcome.FAILED, _Failed(EngineError(f"{type(exc).__name__}: {exc}")))
+        except Exception as exc:  # every error, an engine bug too, becomes the job's answer: never a hung request
+            error = exc
+        settle(*ending(job, error))
 
     def _load_voice(self, job: Job) -> None:
         """On the engine thread: hold the job's voice before its synthesis starts, timed apart from synthesis so
