@@ -277,7 +277,8 @@ def _router_metrics() -> object:
     # The per-worker families are made at scrape time from the pool: one worker, ejected once, shows their labels.
     worker = types.SimpleNamespace(name="w", in_flight=0, stats=None, healthy=lambda now, stale: True)
     pool = types.SimpleNamespace(ordered=lambda: [worker], stale_after=1.0, ejections={"w": 1})
-    return RouterMetrics(pool)  # type: ignore[arg-type]
+    # Voice-aware routing (the default) also exports its background copies of voices.
+    return RouterMetrics(pool, lambda: {"asked": 1, "loaded": 1, "given_up": 0})  # type: ignore[arg-type]
 
 
 def _worker_metrics() -> object:

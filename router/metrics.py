@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Optional
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -17,8 +18,9 @@ _BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 2
 class _PoolCollector(Collector):
     """Workers come and go: their gauges are rebuilt from the pool at every scrape."""
 
-    def __init__(self, pool: WorkerPool) -> None:
+    def __init__(self, pool: WorkerPool, copies: Optional[Callable[[], Mapping[str, int]]] = None) -> None:
         self.pool = pool
+        self.copies = copies
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         now = time.monotonic()
@@ -40,10 +42,17 @@ class _PoolCollector(Collector):
         for worker, times in sorted(self.pool.ejections.items()):
             ejections.add_metric([worker], float(times))
         yield from (depth, flight, healthy, count, ejections)
+        if self.copies is not None:  # voice-aware routing: the background copies of voices under pressure
+            copies = CounterMetricFamily(
+                "ttsc_router_voice_copies", "Background copies of a voice under pressure, by result: asked of a "
+                "worker, loaded there (counted once its /stats lists the voice), or given up.", labels=["result"])
+            for result, n in sorted(self.copies().items()):
+                copies.add_metric([result], float(n))
+            yield copies
 
 
 class RouterMetrics:
-    def __init__(self, pool: WorkerPool) -> None:
+    def __init__(self, pool: WorkerPool, copies: Optional[Callable[[], Mapping[str, int]]] = None) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "ttsc_router_requests", "Finished /tts requests by status and worker.", ["status", "worker"],
@@ -70,4 +79,4 @@ class RouterMetrics:
             "ttsc_router_truncated_streams", "Responses cut off after bytes had reached the client.",
             registry=self.registry,
         )
-        self.registry.register(_PoolCollector(pool))
+        self.registry.register(_PoolCollector(pool, copies))

@@ -69,7 +69,8 @@ class RouterService:
                                                         settings.default_sovits_weights)
         self.pool.follow_default_voice(self.default_voice.current)
         self.policy = make_policy(settings.policy)
-        self.metrics = RouterMetrics(self.pool)
+        replicator = self.replicator
+        self.metrics = RouterMetrics(self.pool, (lambda: dict(vars(replicator.counts))) if replicator else None)
         self.counters = RequestCounters()
         self.retry_budget = RetryBudget(settings.retry_budget)
         self.poison = PoisonMemory()

@@ -6,6 +6,7 @@ for its own voice's load after the router saw the voice held elsewhere)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import httpx
@@ -81,3 +82,8 @@ def test_a_hot_voice_gets_a_second_copy_without_any_request_waiting_for_it(tmp_p
         for _ in range(3):
             say(client)
     assert sum(int(s["voice_background_loads"]) for s in stats()) == 1
+
+    # The router's own count of the copy, on its /metrics: asked once, loaded once, nothing given up.
+    copies = dict(re.findall(r'^ttsc_router_voice_copies_total\{result="(\w+)"\} (\S+)$',
+                             httpx.get(f"{router.url}/metrics", timeout=10).text, re.M))
+    assert copies == {"asked": "1.0", "loaded": "1.0", "given_up": "0.0"}, copies
